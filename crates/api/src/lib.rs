@@ -1,0 +1,140 @@
+//! Consul's `/v1` HTTP API over a mesh server's replicated store, as an axum router.
+//!
+//! Everything a Consul client observes is decided here: paths, methods, JSON field casing,
+//! `true` bodies, plain-text errors, the `X-Consul-*` headers, blocking queries and consistency
+//! modes. The router is socket-free; the binary binds it. This crate never touches RocksDB or
+//! raft internals directly: it goes through [`raft_store::RaftNode`].
+
+mod agent;
+mod blocking;
+mod error;
+mod kv;
+mod params;
+mod render;
+mod session;
+mod status;
+mod txn;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+pub use error::ApiError;
+
+/// Facts about the local agent that the API reports (`/v1/agent/self`) or needs.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub node_name: String,
+    pub node_id: String,
+    pub datacenter: String,
+    pub server: bool,
+    pub dev: bool,
+    pub version: String,
+    pub revision: String,
+    /// LAN address the agent advertises.
+    pub advertise_addr: String,
+    pub http_port: u16,
+    pub server_port: u16,
+}
+
+/// Everything handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiContext {
+    pub node: raft_store::RaftNode,
+    pub agent: AgentInfo,
+    pub kv_max_value_size: usize,
+    pub txn_max_req_len: usize,
+    pub session_ttl_min: Duration,
+}
+
+pub(crate) type Ctx = Arc<ApiContext>;
+
+/// The whole `/v1` API.
+pub fn router(ctx: ApiContext) -> Router {
+    let ctx = Arc::new(ctx);
+    Router::new()
+        .route(
+            "/v1/kv/",
+            methods(&[Method::GET, Method::PUT, Method::DELETE], kv::root),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            methods(&[Method::GET, Method::PUT, Method::DELETE], kv::handle),
+        )
+        .route("/v1/txn", methods(&[Method::PUT], txn::apply))
+        .route(
+            "/v1/session/create",
+            methods(&[Method::PUT], session::create),
+        )
+        .route(
+            "/v1/session/destroy/{id}",
+            methods(&[Method::PUT], session::destroy),
+        )
+        .route(
+            "/v1/session/renew/{id}",
+            methods(&[Method::PUT], session::renew),
+        )
+        .route(
+            "/v1/session/info/{id}",
+            methods(&[Method::GET], session::info),
+        )
+        .route(
+            "/v1/session/node/{node}",
+            methods(&[Method::GET], session::node),
+        )
+        .route("/v1/session/list", methods(&[Method::GET], session::list))
+        .route("/v1/status/leader", methods(&[Method::GET], status::leader))
+        .route("/v1/status/peers", methods(&[Method::GET], status::peers))
+        .route("/v1/agent/self", methods(&[Method::GET], agent::self_))
+        .fallback(not_found)
+        .layer(middleware::from_fn(common_headers))
+        .with_state(ctx)
+}
+
+/// A route that answers `methods`, `OPTIONS` with its `Allow` list, and anything else with
+/// Consul's 405.
+fn methods<H, T>(allowed: &'static [Method], handler: H) -> MethodRouter<Ctx>
+where
+    H: axum::handler::Handler<T, Ctx>,
+    T: 'static,
+{
+    let filter = allowed
+        .iter()
+        .map(|m| MethodFilter::try_from(m.clone()).expect("standard method"))
+        .reduce(MethodFilter::or)
+        .expect("at least one method");
+    let allow = std::iter::once("OPTIONS")
+        .chain(allowed.iter().map(Method::as_str))
+        .collect::<Vec<_>>()
+        .join(",");
+    let allow_for_options = allow.clone();
+    on(filter, handler)
+        .options(move || async move { ApiError::options(&allow_for_options) })
+        .fallback(move |method: Method| async move {
+            ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow,
+            }
+        })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Invalid URL path: not a recognized HTTP API endpoint".into())
+}
+
+/// Headers Consul sets on every response.
+async fn common_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await.into_response();
+    resp.headers_mut().insert(
+        "X-Consul-Default-ACL-Policy",
+        HeaderValue::from_static("allow"),
+    );
+    resp
+}

@@ -1,0 +1,269 @@
+//! `mesh-bench kv`: Consul KV on mesh against etcd's KV, interleaved round by round.
+//!
+//! Both systems are started once and populated once; then every round runs every cell
+//! (concurrency × PUT, GET) on each system in turn (mesh, etcd, mesh, etcd, ...), so machine
+//! noise lands on both. Per cell the server's CPU time per operation, its RSS, throughput and
+//! latency are recorded; the tables show medians over rounds.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::load::{self, HttpClient, Op, Phase, Workload};
+use crate::machine::{self, MachineFacts};
+use crate::proc;
+use crate::report::{self, CellRun, RatioRow, SummaryRow};
+use crate::stats::percentile;
+use crate::target::{Deployment, System, Topology};
+
+/// Concurrency used to pre-populate the key space (not measured).
+const POPULATE_CONCURRENCY: usize = 64;
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct KvArgs {
+    /// Seconds each measured phase lasts.
+    #[arg(long, default_value_t = 5)]
+    pub duration_secs: u64,
+    /// Rounds; the tables show the median over rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Concurrent workers (closed loop, one request in flight each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub concurrency: Vec<usize>,
+    /// Size of the key space, written once before measuring.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// The mesh-server binary (`cargo xtask bench` passes the release build).
+    #[arg(long)]
+    pub mesh_server: Option<PathBuf>,
+    /// Where to write the raw per-round numbers [default: $CARGO_TARGET_DIR/bench/kv.json,
+    /// else target/bench/kv.json].
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// Measure only one system.
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+    // `--cluster 3` goes here: map it to `Topology::Cluster(3)` and pass it to `System::start`.
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Only {
+    Mesh,
+    Etcd,
+}
+
+/// Everything a run writes to `--json-out`.
+#[derive(Debug, Serialize)]
+struct KvReport<'a> {
+    command: &'a str,
+    machine: &'a MachineFacts,
+    config: &'a KvArgs,
+    runs: &'a [CellRun],
+    summary: &'a [SummaryRow],
+    ratios: &'a [RatioRow],
+}
+
+pub fn run(args: KvArgs, command: &str) -> anyhow::Result<()> {
+    if args.rounds == 0 || args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        bail!("--rounds and every --concurrency must be at least 1");
+    }
+    if args.keys == 0 {
+        bail!("--keys must be at least 1");
+    }
+    let want = |o: Only| args.only.is_none_or(|only| only == o);
+
+    let mut systems = Vec::new();
+    let mut mesh_bin = None;
+    let mut etcd_bin = None;
+    if want(Only::Mesh) {
+        let Some(server_bin) = args.mesh_server.clone() else {
+            bail!(
+                "--mesh-server PATH is required unless --only etcd (cargo xtask bench passes it)"
+            );
+        };
+        if !server_bin.exists() {
+            bail!("mesh-server binary {} does not exist", server_bin.display());
+        }
+        mesh_bin = Some(server_bin.clone());
+        systems.push(System::Mesh { server_bin });
+    }
+    if want(Only::Etcd) {
+        let bin = machine::ensure_etcd()?;
+        etcd_bin = Some(bin.clone());
+        systems.push(System::Etcd { etcd_bin: bin });
+    }
+
+    let ticks = proc::clock_ticks_per_sec()?;
+    let facts = MachineFacts::collect(ticks, etcd_bin.as_deref(), mesh_bin.as_deref());
+    println!(
+        "# mesh-bench kv\n\n```\n{command}\n```\n\n{}",
+        facts.to_markdown()
+    );
+
+    let json_out = args.json_out.clone().unwrap_or_else(default_json_out);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let runs = runtime.block_on(measure(&args, systems, ticks))?;
+
+    let summary = report::summarize(&runs);
+    let ratios = report::ratios(&summary, "mesh", "etcd");
+    println!(
+        "\n## Medians over {} round(s), {} s per phase\n",
+        args.rounds, args.duration_secs
+    );
+    println!("{}", report::summary_table(&summary));
+    println!(
+        "errors are summed over all rounds; CPU is the server's utime+stime per successful op.\n"
+    );
+    if ratios.is_empty() {
+        println!("(no ratio table: only one system was measured)");
+    } else {
+        println!("## Ratios of the medians\n");
+        println!("{}", report::ratio_table(&ratios, "mesh", "etcd"));
+    }
+    for r in runs.iter().filter(|r| r.first_error.is_some()) {
+        println!(
+            "round {} {} {} c={}: {} errors, first: {}",
+            r.round,
+            r.system,
+            r.op,
+            r.concurrency,
+            r.errors,
+            r.first_error.as_deref().unwrap_or_default()
+        );
+    }
+
+    let report = KvReport {
+        command,
+        machine: &facts,
+        config: &args,
+        runs: &runs,
+        summary: &summary,
+        ratios: &ratios,
+    };
+    if let Some(dir) = json_out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
+    std::fs::write(&json_out, json + "\n")
+        .with_context(|| format!("writing {}", json_out.display()))?;
+    println!("\nraw numbers: {}", json_out.display());
+    Ok(())
+}
+
+fn default_json_out() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    target.join("bench").join("kv.json")
+}
+
+/// Starts and populates every system, then runs the interleaved rounds.
+async fn measure(args: &KvArgs, systems: Vec<System>, ticks: u64) -> anyhow::Result<Vec<CellRun>> {
+    let client = load::http_client();
+    let workload = Arc::new(Workload::new(args.keys, args.value_size));
+    let mut deployed: Vec<(Arc<System>, Deployment)> = Vec::new();
+    for system in systems {
+        let deployment = system
+            .start(Topology::Single, &client)
+            .await
+            .with_context(|| format!("starting {}", system.name()))?;
+        eprintln!(
+            "{} ready at {} (pid {:?})",
+            system.name(),
+            deployment.base_url(),
+            deployment.pids()
+        );
+        let system = Arc::new(system);
+        load::populate(
+            &client,
+            &system,
+            deployment.base_url(),
+            &workload,
+            POPULATE_CONCURRENCY,
+        )
+        .await?;
+        deployed.push((system, deployment));
+    }
+
+    let duration = Duration::from_secs(args.duration_secs);
+    let mut runs = Vec::new();
+    for round in 1..=args.rounds {
+        for &concurrency in &args.concurrency {
+            for op in [Op::Put, Op::Get] {
+                // The same seed for every system of a cell: both see the same key sequence.
+                let seed = (round as u64) << 40 | (concurrency as u64) << 8 | op as u64;
+                let phase = Phase {
+                    op,
+                    concurrency,
+                    duration,
+                    seed,
+                };
+                for (system, deployment) in &mut deployed {
+                    let run =
+                        measure_cell(&client, system, deployment, &workload, phase, round, ticks)
+                            .await?;
+                    eprintln!(
+                        "round {round}/{} {:<4} {op} c={concurrency:<3} {:>8.0} ops/s {:>8} µs/op CPU {:>3} errors",
+                        args.rounds,
+                        run.system,
+                        run.ops_per_sec,
+                        report::fmt_num(run.cpu_us_per_op, 1),
+                        run.errors,
+                    );
+                    runs.push(run);
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
+async fn measure_cell(
+    client: &HttpClient,
+    system: &Arc<System>,
+    deployment: &mut Deployment,
+    workload: &Arc<Workload>,
+    phase: Phase,
+    round: usize,
+    ticks: u64,
+) -> anyhow::Result<CellRun> {
+    let before = deployment.sample()?;
+    let outcome = load::run_phase(client, system, deployment.base_url(), workload, phase).await;
+    let after = deployment.sample()?;
+    deployment.ensure_running()?;
+
+    let cpu_ticks = after.cpu_ticks.saturating_sub(before.cpu_ticks);
+    let secs = outcome.elapsed.as_secs_f64();
+    let ms = |us: Option<u64>| us.map(|us| us as f64 / 1000.0);
+    Ok(CellRun {
+        round,
+        system: deployment.system().to_owned(),
+        op: phase.op,
+        concurrency: phase.concurrency,
+        ok_ops: outcome.ok,
+        errors: outcome.errors,
+        elapsed_secs: secs,
+        ops_per_sec: if secs > 0.0 {
+            outcome.ok as f64 / secs
+        } else {
+            0.0
+        },
+        p50_ms: ms(percentile(&outcome.latencies_us, 50.0)),
+        p99_ms: ms(percentile(&outcome.latencies_us, 99.0)),
+        cpu_ticks,
+        cpu_us_per_op: (outcome.ok > 0)
+            .then(|| cpu_ticks as f64 * 1e6 / ticks as f64 / outcome.ok as f64),
+        rss_mib: after.rss_kib as f64 / 1024.0,
+        first_error: outcome.first_error,
+    })
+}

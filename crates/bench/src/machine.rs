@@ -1,0 +1,145 @@
+//! Facts about the machine a run happened on, and installing a missing peer.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+
+/// Printed at the top of every run and stored in its JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineFacts {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub clock_ticks_per_sec: u64,
+    pub etcd_version: Option<String>,
+    pub mesh_server: Option<String>,
+}
+
+impl MachineFacts {
+    pub fn collect(
+        clock_ticks_per_sec: u64,
+        etcd: Option<&Path>,
+        mesh_server: Option<&Path>,
+    ) -> Self {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Self {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            kernel,
+            clock_ticks_per_sec,
+            etcd_version: etcd.map(etcd_version),
+            mesh_server: mesh_server.map(|p| p.display().to_string()),
+        }
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "- nproc: {}\n- cpu: {}\n- kernel: {}\n- CLK_TCK: {}\n",
+            self.nproc, self.cpu_model, self.kernel, self.clock_ticks_per_sec
+        );
+        if let Some(v) = &self.etcd_version {
+            s.push_str(&format!("- etcd: {v}\n"));
+        }
+        if let Some(p) = &self.mesh_server {
+            s.push_str(&format!("- mesh-server: {p}\n"));
+        }
+        s
+    }
+}
+
+/// The first line of `etcd --version` (`etcd Version: 3.4.23`), or why it is unknown.
+fn etcd_version(etcd: &Path) -> String {
+    match Command::new(etcd).arg("--version").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(|l| l.trim_start_matches("etcd Version:").trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned()),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// The Debian package and binary of the etcd peer.
+pub const ETCD_PACKAGE: &str = "etcd-server";
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
+
+/// Returns the etcd binary, installing `etcd-server` with apt-get when it is missing.
+pub fn ensure_etcd() -> anyhow::Result<PathBuf> {
+    let bin = PathBuf::from(ETCD_BIN);
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!("{ETCD_BIN} is missing; installing the Debian package {ETCD_PACKAGE}");
+    if !apt_get(&["install", "-y", ETCD_PACKAGE])? {
+        // A fresh machine may have no package lists yet.
+        if !apt_get(&["update"])? || !apt_get(&["install", "-y", ETCD_PACKAGE])? {
+            bail!("`apt-get install -y {ETCD_PACKAGE}` failed; install etcd 3.4 as {ETCD_BIN}");
+        }
+    }
+    if !bin.exists() {
+        bail!("{ETCD_PACKAGE} is installed but {ETCD_BIN} does not exist");
+    }
+    Ok(bin)
+}
+
+fn apt_get(args: &[&str]) -> anyhow::Result<bool> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    Ok(status.success())
+}
+
+/// The command line, quoted so it can be pasted back into a shell.
+pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
+    args.into_iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        let args = [
+            "mesh-bench",
+            "kv",
+            "--concurrency",
+            "1,16",
+            "--json-out",
+            "a b",
+            "it's",
+            "",
+        ];
+        assert_eq!(
+            command_line(args.map(String::from)),
+            r"mesh-bench kv --concurrency 1,16 --json-out 'a b' 'it'\''s' ''"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The resolved runtime configuration and its defaults (Consul's `agent/config/default.go`).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The agent configuration after merging files, flags, `-dev` and defaults, and validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Lowercase letters, digits, `-` and `_`; default "dc1".
+    pub datacenter: String,
+    /// Defaults to the machine's hostname ("dev" in `-dev` mode).
+    pub node_name: String,
+    /// A lowercase UUID if given.
+    pub node_id: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Default 0.0.0.0.
+    pub bind_addr: IpAddr,
+    pub advertise_addr: Option<IpAddr>,
+    /// Default 127.0.0.1.
+    pub client_addr: IpAddr,
+    pub ports: Ports,
+    pub server: bool,
+    /// 0 means unset.
+    pub bootstrap_expect: u32,
+    pub bootstrap: bool,
+    /// Files append to each other, then flags append to the files, like Consul.
+    pub retry_join: Vec<String>,
+    pub log_level: LogLevel,
+    pub log_json: bool,
+    pub dev: bool,
+    pub limits: Limits,
+    /// Default 10s.
+    pub session_ttl_min: Duration,
+    /// Default 16384.
+    pub raft_snapshot_threshold: u64,
+    /// Default 10240.
+    pub raft_trailing_logs: u64,
+    pub performance: Performance,
+}
+
+/// Listener ports. `-1` disables a listener, like Consul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub http: i32,
+    pub https: i32,
+    pub dns: i32,
+    pub server: i32,
+    pub serf_lan: i32,
+    pub grpc: i32,
+}
+
+/// Marks a disabled listener in [`Ports`].
+pub const PORT_DISABLED: i32 = -1;
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            http: 8500,
+            https: PORT_DISABLED,
+            dns: 8600,
+            server: 8300,
+            serf_lan: 8301,
+            grpc: PORT_DISABLED,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest KV value in bytes; default 512 KiB.
+    pub kv_max_value_size: u64,
+    /// Largest transaction request body in bytes; default 512 KiB.
+    pub txn_max_req_len: u64,
+    /// Concurrent HTTP connections per client IP; default 200.
+    pub http_max_conns_per_client: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            kv_max_value_size: 512 * 1024,
+            txn_max_req_len: 512 * 1024,
+            http_max_conns_per_client: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Performance {
+    /// Scales raft timeouts (1s election/heartbeat, 500ms lease); 1..=10, default 5.
+    pub raft_multiplier: u8,
+}
+
+impl Default for Performance {
+    fn default() -> Self {
+        Performance { raft_multiplier: 5 }
+    }
+}
+
+/// Log verbosity. Parsed case-insensitively from Consul's names (`TRACE`, `DEBUG`, `INFO`,
+/// `WARN`, `ERR`, also `error`); displayed as a `tracing` filter directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` / `EnvFilter` directive for this level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid log level {0:?}: expected one of trace, debug, info, warn, err")]
+pub struct ParseLogLevelError(pub String);
+
+impl FromStr for LogLevel {
+    type Err = ParseLogLevelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "trace" => Ok(LogLevel::Trace),
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warn" => Ok(LogLevel::Warn),
+            "err" | "error" => Ok(LogLevel::Error),
+            _ => Err(ParseLogLevelError(s.to_owned())),
+        }
+    }
+}
+
+pub(crate) const DEFAULT_DATACENTER: &str = "dc1";
+pub(crate) const DEFAULT_BIND_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub(crate) const DEFAULT_CLIENT_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const DEFAULT_SESSION_TTL_MIN: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_RAFT_SNAPSHOT_THRESHOLD: u64 = 16384;
+pub(crate) const DEFAULT_RAFT_TRAILING_LOGS: u64 = 10240;
+pub(crate) const FALLBACK_NODE_NAME: &str = "mesh";

@@ -1,0 +1,83 @@
+//! Command-line overrides: every config field as an `Option`, `None` meaning "not given".
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::LogLevel;
+
+/// Values from command-line flags; they win over every file. Each field's doc names the
+/// flag that error messages attribute it to (Consul's flag name where Consul has one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `-datacenter`
+    pub datacenter: Option<String>,
+    /// `-node`
+    pub node_name: Option<String>,
+    /// `-node-id`
+    pub node_id: Option<String>,
+    /// `-data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `-bind`
+    pub bind_addr: Option<IpAddr>,
+    /// `-advertise`
+    pub advertise_addr: Option<IpAddr>,
+    /// `-client`
+    pub client_addr: Option<IpAddr>,
+    pub ports: PortsOverrides,
+    /// `-server`
+    pub server: Option<bool>,
+    /// `-bootstrap-expect`
+    pub bootstrap_expect: Option<u32>,
+    /// `-bootstrap`
+    pub bootstrap: Option<bool>,
+    /// `-retry-join`, repeatable; appended after the files' addresses (empty = none given).
+    pub retry_join: Vec<String>,
+    /// `-log-level`
+    pub log_level: Option<LogLevel>,
+    /// `-log-json`
+    pub log_json: Option<bool>,
+    /// `-dev`; flag only, not a file key.
+    pub dev: Option<bool>,
+    pub limits: LimitsOverrides,
+    /// `-session-ttl-min` (no Consul flag)
+    pub session_ttl_min: Option<Duration>,
+    /// `-raft-snapshot-threshold` (no Consul flag)
+    pub raft_snapshot_threshold: Option<u64>,
+    /// `-raft-trailing-logs` (no Consul flag)
+    pub raft_trailing_logs: Option<u64>,
+    pub performance: PerformanceOverrides,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortsOverrides {
+    /// `-http-port`
+    pub http: Option<i32>,
+    /// `-https-port`
+    pub https: Option<i32>,
+    /// `-dns-port`
+    pub dns: Option<i32>,
+    /// `-server-port`
+    pub server: Option<i32>,
+    /// `-serf-lan-port`
+    pub serf_lan: Option<i32>,
+    /// `-grpc-port`
+    pub grpc: Option<i32>,
+}
+
+/// No Consul flags exist for these; the names are ours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsOverrides {
+    /// `-kv-max-value-size`
+    pub kv_max_value_size: Option<u64>,
+    /// `-txn-max-req-len`
+    pub txn_max_req_len: Option<u64>,
+    /// `-http-max-conns-per-client`
+    pub http_max_conns_per_client: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerformanceOverrides {
+    /// `-raft-multiplier` (no Consul flag)
+    pub raft_multiplier: Option<u8>,
+}

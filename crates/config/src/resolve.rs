@@ -1,0 +1,215 @@
+//! Turning merged values into a [`Config`]: `-dev` defaults, built-in defaults, validation.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::config::{
+    Config, Limits, LogLevel, Performance, Ports, DEFAULT_BIND_ADDR, DEFAULT_CLIENT_ADDR,
+    DEFAULT_DATACENTER, DEFAULT_RAFT_SNAPSHOT_THRESHOLD, DEFAULT_RAFT_TRAILING_LOGS,
+    DEFAULT_SESSION_TTL_MIN, PORT_DISABLED,
+};
+use crate::error::{ConfigError, ConfigSource};
+use crate::keys::{Layers, PORT_EXPECTED, RAFT_MULTIPLIER_EXPECTED};
+
+const DEV_NODE_NAME: &str = "dev";
+const DEV_GRPC_PORT: i32 = 8502;
+const LOOPBACK: IpAddr = DEFAULT_CLIENT_ADDR;
+
+/// `hostname` is called only when no node name was given.
+pub(crate) fn resolve(
+    mut layers: Layers,
+    hostname: impl FnOnce() -> String,
+) -> Result<Config, ConfigError> {
+    let dev = layers.values.dev.unwrap_or(false);
+    if dev {
+        apply_dev_defaults(&mut layers);
+    }
+    let values = &layers.values;
+    let ports = Ports::default();
+    let limits = Limits::default();
+    let config = Config {
+        // Consul lowercases the datacenter before validating it.
+        datacenter: values
+            .datacenter
+            .as_deref()
+            .unwrap_or(DEFAULT_DATACENTER)
+            .to_lowercase(),
+        node_name: values.node_name.clone().unwrap_or_else(hostname),
+        // Consul lowercases node IDs too.
+        node_id: values.node_id.as_deref().map(str::to_lowercase),
+        data_dir: values.data_dir.clone(),
+        bind_addr: values.bind_addr.unwrap_or(DEFAULT_BIND_ADDR),
+        advertise_addr: values.advertise_addr,
+        client_addr: values.client_addr.unwrap_or(DEFAULT_CLIENT_ADDR),
+        ports: Ports {
+            http: values.ports.http.unwrap_or(ports.http),
+            https: values.ports.https.unwrap_or(ports.https),
+            dns: values.ports.dns.unwrap_or(ports.dns),
+            server: values.ports.server.unwrap_or(ports.server),
+            serf_lan: values.ports.serf_lan.unwrap_or(ports.serf_lan),
+            grpc: values.ports.grpc.unwrap_or(ports.grpc),
+        },
+        server: values.server.unwrap_or(false),
+        bootstrap_expect: values.bootstrap_expect.unwrap_or(0),
+        bootstrap: values.bootstrap.unwrap_or(false),
+        retry_join: values.retry_join.clone(),
+        log_level: values.log_level.unwrap_or_default(),
+        log_json: values.log_json.unwrap_or(false),
+        dev,
+        limits: Limits {
+            kv_max_value_size: values
+                .limits
+                .kv_max_value_size
+                .unwrap_or(limits.kv_max_value_size),
+            txn_max_req_len: values
+                .limits
+                .txn_max_req_len
+                .unwrap_or(limits.txn_max_req_len),
+            http_max_conns_per_client: values
+                .limits
+                .http_max_conns_per_client
+                .unwrap_or(limits.http_max_conns_per_client),
+        },
+        session_ttl_min: values.session_ttl_min.unwrap_or(DEFAULT_SESSION_TTL_MIN),
+        raft_snapshot_threshold: values
+            .raft_snapshot_threshold
+            .unwrap_or(DEFAULT_RAFT_SNAPSHOT_THRESHOLD),
+        raft_trailing_logs: values
+            .raft_trailing_logs
+            .unwrap_or(DEFAULT_RAFT_TRAILING_LOGS),
+        performance: Performance {
+            raft_multiplier: values
+                .performance
+                .raft_multiplier
+                .unwrap_or(Performance::default().raft_multiplier),
+        },
+    };
+    validate(&config, &layers)?;
+    Ok(config)
+}
+
+/// `-dev` supplies defaults, not overrides: anything a file or flag set still wins, so
+/// `-dev -client 0.0.0.0` works as in Consul.
+fn apply_dev_defaults(layers: &mut Layers) {
+    macro_rules! dev_default {
+        ($key:literal, $($field:ident).+, $value:expr) => {
+            if layers.values.$($field).+.is_none() {
+                layers.values.$($field).+ = Some($value);
+                layers.set_source($key, ConfigSource::Dev);
+            }
+        };
+    }
+    dev_default!("server", server, true);
+    dev_default!("bootstrap", bootstrap, true);
+    dev_default!("bind_addr", bind_addr, LOOPBACK);
+    dev_default!("client_addr", client_addr, LOOPBACK);
+    dev_default!("node_name", node_name, DEV_NODE_NAME.to_owned());
+    dev_default!(
+        "performance.raft_multiplier",
+        performance.raft_multiplier,
+        1
+    );
+    dev_default!("log_level", log_level, LogLevel::Debug);
+    dev_default!("ports.grpc", ports.grpc, DEV_GRPC_PORT);
+}
+
+fn validate(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
+    let invalid = |key: &'static str, expected: &'static str, got: Value| {
+        Err(ConfigError::InvalidValue {
+            origin: layers.source(key),
+            key,
+            expected,
+            got: crate::keys::render(&got),
+        })
+    };
+
+    let datacenter_ok = !config.datacenter.is_empty()
+        && config
+            .datacenter
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_');
+    if !datacenter_ok {
+        return invalid(
+            "datacenter",
+            "only letters, digits, '-' and '_'",
+            config.datacenter.clone().into(),
+        );
+    }
+    if config.node_name.is_empty() {
+        return invalid("node_name", "a non-empty node name", "".into());
+    }
+    if let Some(id) = &config.node_id {
+        if !is_uuid(id) {
+            return invalid(
+                "node_id",
+                "a UUID such as \"adf4238a-882b-9ddc-4a9d-5b6758e4159e\"",
+                id.clone().into(),
+            );
+        }
+    }
+    if let Some(addr) = config.advertise_addr {
+        if addr.is_unspecified() {
+            return invalid(
+                "advertise_addr",
+                "a specific IP address, not 0.0.0.0 or ::",
+                addr.to_string().into(),
+            );
+        }
+    }
+
+    let ports = [
+        ("ports.http", config.ports.http),
+        ("ports.https", config.ports.https),
+        ("ports.dns", config.ports.dns),
+        ("ports.server", config.ports.server),
+        ("ports.serf_lan", config.ports.serf_lan),
+        ("ports.grpc", config.ports.grpc),
+    ];
+    for (key, port) in ports {
+        if port != PORT_DISABLED && !(1..=65535).contains(&port) {
+            return invalid(key, PORT_EXPECTED, port.into());
+        }
+    }
+
+    if !(1..=10).contains(&config.performance.raft_multiplier) {
+        return invalid(
+            "performance.raft_multiplier",
+            RAFT_MULTIPLIER_EXPECTED,
+            config.performance.raft_multiplier.into(),
+        );
+    }
+
+    if config.bootstrap_expect > 0 && !config.server {
+        return Err(ConfigError::Requires {
+            origin: layers.source("bootstrap_expect"),
+            key: "bootstrap_expect",
+            requirement: "\"server\" to be true",
+        });
+    }
+    if config.bootstrap && !config.server {
+        return Err(ConfigError::Requires {
+            origin: layers.source("bootstrap"),
+            key: "bootstrap",
+            requirement: "\"server\" to be true",
+        });
+    }
+    if config.bootstrap_expect > 0 && config.bootstrap {
+        return Err(ConfigError::Conflict {
+            origin: layers.source("bootstrap_expect"),
+            key: "bootstrap_expect",
+            other: "bootstrap",
+            other_origin: layers.source("bootstrap"),
+        });
+    }
+    Ok(())
+}
+
+/// The 8-4-4-4-12 hex form that Consul's `uuid.ParseUUID` accepts.
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

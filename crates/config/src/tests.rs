@@ -1,0 +1,966 @@
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::*;
+
+const HOST: &str = "test-host";
+
+/// Config files in a temp dir; paths in error messages are shown relative to it.
+struct Files {
+    root: TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files {
+            root: TempDir::new().expect("create temp dir"),
+        }
+    }
+
+    fn add(&self, name: &str, contents: &str) -> &Self {
+        let path = self.root.path().join(name);
+        fs::create_dir_all(path.parent().expect("file has a parent")).expect("create dir");
+        fs::write(path, contents).expect("write config file");
+        self
+    }
+
+    fn mkdir(&self, name: &str) -> &Self {
+        fs::create_dir_all(self.root.path().join(name)).expect("create dir");
+        self
+    }
+
+    fn load(&self, files: &[&str], dirs: &[&str], overrides: &Overrides) -> Result<Config, String> {
+        let abs = |names: &[&str]| -> Vec<PathBuf> {
+            names.iter().map(|n| self.root.path().join(n)).collect()
+        };
+        load_with_hostname(&abs(files), &abs(dirs), overrides, || HOST.to_owned()).map_err(|e| {
+            e.to_string()
+                .replace(&format!("{}/", self.root.path().display()), "")
+        })
+    }
+
+    fn load_file(&self, name: &str, contents: &str) -> Result<Config, String> {
+        self.add(name, contents)
+            .load(&[name], &[], &Overrides::default())
+    }
+}
+
+fn load_one(name: &str, contents: &str) -> Result<Config, String> {
+    Files::new().load_file(name, contents)
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("valid IP in test")
+}
+
+/// The documented defaults, with the hostname stubbed.
+fn defaults() -> Config {
+    Config {
+        datacenter: "dc1".into(),
+        node_name: HOST.into(),
+        node_id: None,
+        data_dir: None,
+        bind_addr: ip("0.0.0.0"),
+        advertise_addr: None,
+        client_addr: ip("127.0.0.1"),
+        ports: Ports {
+            http: 8500,
+            https: -1,
+            dns: 8600,
+            server: 8300,
+            serf_lan: 8301,
+            grpc: -1,
+        },
+        server: false,
+        bootstrap_expect: 0,
+        bootstrap: false,
+        retry_join: vec![],
+        log_level: LogLevel::Info,
+        log_json: false,
+        dev: false,
+        limits: Limits {
+            kv_max_value_size: 524_288,
+            txn_max_req_len: 524_288,
+            http_max_conns_per_client: 200,
+        },
+        session_ttl_min: Duration::from_secs(10),
+        raft_snapshot_threshold: 16384,
+        raft_trailing_logs: 10240,
+        performance: Performance { raft_multiplier: 5 },
+    }
+}
+
+#[test]
+fn no_sources_gives_defaults() {
+    assert_eq!(
+        Files::new().load(&[], &[], &Overrides::default()),
+        Ok(defaults())
+    );
+}
+
+#[test]
+fn default_node_name_is_the_hostname() {
+    let config = load(&[], &[], &Overrides::default()).expect("defaults are valid");
+    assert_eq!(config.node_name, hostname());
+    assert!(!config.node_name.is_empty());
+}
+
+/// Every key, once from JSON and once from HCL, starting from the defaults.
+#[test]
+fn every_key_from_json_and_hcl() {
+    type Change = fn(&mut Config);
+    let cases: &[(&str, &str, Change)] = &[
+        (
+            r#"{"datacenter": "east-1_a"}"#,
+            r#"datacenter = "east-1_a""#,
+            |c| c.datacenter = "east-1_a".into(),
+        ),
+        (r#"{"datacenter": "DC2"}"#, r#"datacenter = "DC2""#, |c| {
+            c.datacenter = "dc2".into()
+        }),
+        (r#"{"node_name": "n1"}"#, r#"node_name = "n1""#, |c| {
+            c.node_name = "n1".into()
+        }),
+        (
+            r#"{"node_id": "ADF4238A-882B-9DDC-4A9D-5B6758E4159E"}"#,
+            r#"node_id = "ADF4238A-882B-9DDC-4A9D-5B6758E4159E""#,
+            |c| c.node_id = Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e".into()),
+        ),
+        (
+            r#"{"data_dir": "/var/lib/mesh"}"#,
+            r#"data_dir = "/var/lib/mesh""#,
+            |c| c.data_dir = Some("/var/lib/mesh".into()),
+        ),
+        (
+            r#"{"bind_addr": "10.0.0.1"}"#,
+            r#"bind_addr = "10.0.0.1""#,
+            |c| c.bind_addr = ip("10.0.0.1"),
+        ),
+        (
+            r#"{"advertise_addr": "fd00::2"}"#,
+            r#"advertise_addr = "fd00::2""#,
+            |c| c.advertise_addr = Some(ip("fd00::2")),
+        ),
+        (
+            r#"{"client_addr": "0.0.0.0"}"#,
+            r#"client_addr = "0.0.0.0""#,
+            |c| c.client_addr = ip("0.0.0.0"),
+        ),
+        (
+            r#"{"ports": {"http": 8501}}"#,
+            "ports { http = 8501 }",
+            |c| c.ports.http = 8501,
+        ),
+        (r#"{"ports": {"http": -1}}"#, "ports = { http = -1 }", |c| {
+            c.ports.http = -1
+        }),
+        (
+            r#"{"ports": {"https": 8443}}"#,
+            "ports {\n  https = 8443\n}",
+            |c| c.ports.https = 8443,
+        ),
+        (r#"{"ports": {"dns": 53}}"#, "ports = { dns = 53 }", |c| {
+            c.ports.dns = 53
+        }),
+        (
+            r#"{"ports": {"server": 9300}}"#,
+            "ports { server = 9300 }",
+            |c| c.ports.server = 9300,
+        ),
+        (
+            r#"{"ports": {"serf_lan": 9301}}"#,
+            "ports { serf_lan = 9301 }",
+            |c| c.ports.serf_lan = 9301,
+        ),
+        (
+            r#"{"ports": {"grpc": 8502}}"#,
+            "ports { grpc = 8502 }",
+            |c| c.ports.grpc = 8502,
+        ),
+        (
+            r#"{"ports": [{"http": 1}, {"dns": 2, "http": 3}]}"#,
+            "ports { http = 1 }\nports {\n  dns = 2\n  http = 3\n}",
+            |c| (c.ports.http, c.ports.dns) = (3, 2),
+        ),
+        (r#"{"server": true}"#, "server = true", |c| c.server = true),
+        (
+            r#"{"server": true, "bootstrap_expect": 3}"#,
+            "server = true\nbootstrap_expect = 3",
+            |c| (c.server, c.bootstrap_expect) = (true, 3),
+        ),
+        (
+            r#"{"server": true, "bootstrap": true}"#,
+            "server = true\nbootstrap = true",
+            |c| (c.server, c.bootstrap) = (true, true),
+        ),
+        (
+            r#"{"retry_join": ["127.0.0.2", "provider=aws tag_key=k tag_value=v"]}"#,
+            r#"retry_join = ["127.0.0.2", "provider=aws tag_key=k tag_value=v"]"#,
+            |c| {
+                c.retry_join = vec![
+                    "127.0.0.2".into(),
+                    "provider=aws tag_key=k tag_value=v".into(),
+                ]
+            },
+        ),
+        (r#"{"log_level": "TRACE"}"#, r#"log_level = "TRACE""#, |c| {
+            c.log_level = LogLevel::Trace
+        }),
+        (r#"{"log_level": "debug"}"#, r#"log_level = "debug""#, |c| {
+            c.log_level = LogLevel::Debug
+        }),
+        (r#"{"log_level": "WARN"}"#, r#"log_level = "WARN""#, |c| {
+            c.log_level = LogLevel::Warn
+        }),
+        (r#"{"log_level": "ERR"}"#, r#"log_level = "ERR""#, |c| {
+            c.log_level = LogLevel::Error
+        }),
+        (r#"{"log_level": "error"}"#, r#"log_level = "error""#, |c| {
+            c.log_level = LogLevel::Error
+        }),
+        (r#"{"log_json": true}"#, "log_json = true", |c| {
+            c.log_json = true
+        }),
+        (
+            r#"{"limits": {"kv_max_value_size": 1048576}}"#,
+            "limits { kv_max_value_size = 1048576 }",
+            |c| c.limits.kv_max_value_size = 1_048_576,
+        ),
+        (
+            r#"{"limits": {"txn_max_req_len": 1024}}"#,
+            "limits = { txn_max_req_len = 1024 }",
+            |c| c.limits.txn_max_req_len = 1024,
+        ),
+        (
+            r#"{"limits": {"http_max_conns_per_client": 0}}"#,
+            "limits { http_max_conns_per_client = 0 }",
+            |c| c.limits.http_max_conns_per_client = 0,
+        ),
+        (
+            r#"{"session_ttl_min": "1m30s"}"#,
+            r#"session_ttl_min = "1m30s""#,
+            |c| c.session_ttl_min = Duration::from_secs(90),
+        ),
+        (
+            r#"{"raft_snapshot_threshold": 1}"#,
+            "raft_snapshot_threshold = 1",
+            |c| c.raft_snapshot_threshold = 1,
+        ),
+        (
+            r#"{"raft_trailing_logs": 20}"#,
+            "raft_trailing_logs = 20",
+            |c| c.raft_trailing_logs = 20,
+        ),
+        (
+            r#"{"performance": {"raft_multiplier": 1}}"#,
+            "performance { raft_multiplier = 1 }",
+            |c| c.performance.raft_multiplier = 1,
+        ),
+        (
+            r#"{"performance": {"raft_multiplier": 10}}"#,
+            "performance = { raft_multiplier = 10 }",
+            |c| c.performance.raft_multiplier = 10,
+        ),
+    ];
+    for (json, hcl, change) in cases {
+        let mut expected = defaults();
+        change(&mut expected);
+        assert_eq!(
+            load_one("config.json", json),
+            Ok(expected.clone()),
+            "JSON: {json}"
+        );
+        assert_eq!(load_one("config.hcl", hcl), Ok(expected), "HCL: {hcl}");
+    }
+}
+
+#[test]
+fn every_file_key_is_covered_by_a_test_case() {
+    // Keep `every_key_from_json_and_hcl` honest when keys are added.
+    let covered = [
+        "datacenter",
+        "node_name",
+        "node_id",
+        "data_dir",
+        "bind_addr",
+        "advertise_addr",
+        "client_addr",
+        "ports.http",
+        "ports.https",
+        "ports.dns",
+        "ports.server",
+        "ports.serf_lan",
+        "ports.grpc",
+        "server",
+        "bootstrap_expect",
+        "bootstrap",
+        "retry_join",
+        "log_level",
+        "log_json",
+        "limits.kv_max_value_size",
+        "limits.txn_max_req_len",
+        "limits.http_max_conns_per_client",
+        "session_ttl_min",
+        "raft_snapshot_threshold",
+        "raft_trailing_logs",
+        "performance.raft_multiplier",
+    ];
+    let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
+    assert_eq!(table, covered);
+    let mut flags: Vec<&str> = keys::KEYS.iter().map(|k| k.flag).collect();
+    flags.sort_unstable();
+    flags.dedup();
+    assert_eq!(flags.len(), keys::KEYS.len(), "flag names are unique");
+}
+
+/// (file name, contents, exact error message)
+fn check_errors(cases: &[(&str, &str, &str)]) {
+    for (name, contents, message) in cases {
+        assert_eq!(
+            load_one(name, contents),
+            Err((*message).to_owned()),
+            "{name}: {contents}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_with_full_path() {
+    check_errors(&[
+        (
+            "config.hcl",
+            "portz { http = 1 }",
+            r#"config.hcl: unknown key "portz""#,
+        ),
+        (
+            "config.json",
+            r#"{"portz": {"http": 1}}"#,
+            r#"config.json: unknown key "portz""#,
+        ),
+        (
+            "config.hcl",
+            "ports { htp = 1 }",
+            r#"config.hcl: unknown key "ports.htp""#,
+        ),
+        (
+            "config.json",
+            r#"{"ports": {"htp": 1}}"#,
+            r#"config.json: unknown key "ports.htp""#,
+        ),
+        (
+            "config.hcl",
+            "ports \"x\" { http = 1 }",
+            r#"config.hcl: unknown key "ports.x""#,
+        ),
+        (
+            "config.json",
+            r#"{"performance": {"raft_multiplier": 1, "x": 2}}"#,
+            r#"config.json: unknown key "performance.x""#,
+        ),
+        (
+            "config.json",
+            r#"{"limits": [{"nope": 1}]}"#,
+            r#"config.json: unknown key "limits.nope""#,
+        ),
+        // `dev` is a flag only, as in Consul; so are camel-cased names.
+        (
+            "config.json",
+            r#"{"dev": true}"#,
+            r#"config.json: unknown key "dev""#,
+        ),
+        (
+            "config.json",
+            r#"{"NodeName": "n1"}"#,
+            r#"config.json: unknown key "NodeName""#,
+        ),
+    ]);
+}
+
+#[test]
+fn consul_keys_not_supported_yet_are_distinct_errors() {
+    check_errors(&[
+        (
+            "config.hcl",
+            r#"encrypt = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=""#,
+            r#"config.hcl: key "encrypt" is not supported yet"#,
+        ),
+        (
+            "config.hcl",
+            "acl { enabled = true }",
+            r#"config.hcl: key "acl" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"connect": {"enabled": true}}"#,
+            r#"config.json: key "connect" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"ui_config": {"enabled": true}}"#,
+            r#"config.json: key "ui_config" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"telemetry": {}}"#,
+            r#"config.json: key "telemetry" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"ports": {"serf_wan": 8302}}"#,
+            r#"config.json: key "ports.serf_wan" is not supported yet"#,
+        ),
+    ]);
+}
+
+#[test]
+fn bad_values_name_file_key_and_value() {
+    const PORT: &str = "a port number between 1 and 65535, or -1 to disable";
+    let port_error = |file: &str, got: &str| {
+        format!(r#"{file}: invalid value for "ports.http": expected {PORT}, got {got}"#)
+    };
+    check_errors(&[
+        (
+            "config.json",
+            r#"{"bootstrap_expect": "three"}"#,
+            r#"config.json: invalid value for "bootstrap_expect": expected a non-negative integer, got "three""#,
+        ),
+        (
+            "config.json",
+            r#"{"bootstrap_expect": -1}"#,
+            r#"config.json: invalid value for "bootstrap_expect": expected a non-negative integer, got -1"#,
+        ),
+        (
+            "config.hcl",
+            "bootstrap_expect = 1.5",
+            r#"config.hcl: invalid value for "bootstrap_expect": expected a non-negative integer, got 1.5"#,
+        ),
+        (
+            "config.json",
+            r#"{"bootstrap_expect": 4294967296}"#,
+            r#"config.json: invalid value for "bootstrap_expect": expected a non-negative integer, got 4294967296"#,
+        ),
+        (
+            "config.json",
+            r#"{"server": "true"}"#,
+            r#"config.json: invalid value for "server": expected a boolean (true or false), got "true""#,
+        ),
+        (
+            "config.hcl",
+            "log_json = 1",
+            r#"config.hcl: invalid value for "log_json": expected a boolean (true or false), got 1"#,
+        ),
+        (
+            "config.json",
+            r#"{"datacenter": 1}"#,
+            r#"config.json: invalid value for "datacenter": expected a string, got 1"#,
+        ),
+        (
+            "config.json",
+            r#"{"node_name": null}"#,
+            r#"config.json: invalid value for "node_name": expected a string, got null"#,
+        ),
+        (
+            "config.json",
+            r#"{"data_dir": ""}"#,
+            r#"config.json: invalid value for "data_dir": expected a non-empty path, got """#,
+        ),
+        (
+            "config.hcl",
+            r#"bind_addr = "localhost""#,
+            r#"config.hcl: invalid value for "bind_addr": expected an IP address, got "localhost""#,
+        ),
+        (
+            "config.json",
+            r#"{"client_addr": ["127.0.0.1"]}"#,
+            r#"config.json: invalid value for "client_addr": expected an IP address, got ["127.0.0.1"]"#,
+        ),
+        (
+            "config.json",
+            r#"{"retry_join": "127.0.0.2"}"#,
+            r#"config.json: invalid value for "retry_join": expected a list of strings, got "127.0.0.2""#,
+        ),
+        (
+            "config.hcl",
+            r#"retry_join = ["a", 1]"#,
+            r#"config.hcl: invalid value for "retry_join": expected a list of strings, got ["a",1]"#,
+        ),
+        (
+            "config.json",
+            r#"{"log_level": "loud"}"#,
+            r#"config.json: invalid value for "log_level": expected one of trace, debug, info, warn, err, got "loud""#,
+        ),
+        (
+            "config.json",
+            r#"{"session_ttl_min": 10}"#,
+            r#"config.json: invalid value for "session_ttl_min": expected a duration such as "10s" or "1m30s", got 10"#,
+        ),
+        (
+            "config.hcl",
+            r#"session_ttl_min = "10""#,
+            r#"config.hcl: invalid value for "session_ttl_min": expected a duration such as "10s" or "1m30s", got "10""#,
+        ),
+        (
+            "config.json",
+            r#"{"limits": {"kv_max_value_size": "1MB"}}"#,
+            r#"config.json: invalid value for "limits.kv_max_value_size": expected a non-negative integer, got "1MB""#,
+        ),
+        (
+            "config.json",
+            r#"{"raft_trailing_logs": true}"#,
+            r#"config.json: invalid value for "raft_trailing_logs": expected a non-negative integer, got true"#,
+        ),
+        (
+            "config.json",
+            r#"{"performance": {"raft_multiplier": 300}}"#,
+            r#"config.json: invalid value for "performance.raft_multiplier": expected an integer between 1 and 10, got 300"#,
+        ),
+        (
+            "config.json",
+            r#"{"ports": 8500}"#,
+            r#"config.json: invalid value for "ports": expected an object, got 8500"#,
+        ),
+        (
+            "config.hcl",
+            r#"limits = "none""#,
+            r#"config.hcl: invalid value for "limits": expected an object, got "none""#,
+        ),
+        (
+            "config.json",
+            r#"{"node_id": "c0ffee"}"#,
+            r#"config.json: invalid value for "node_id": expected a UUID such as "adf4238a-882b-9ddc-4a9d-5b6758e4159e", got "c0ffee""#,
+        ),
+    ]);
+    // Ports are checked for type while parsing and for range while validating, same message.
+    for (name, contents, got) in [
+        ("config.json", r#"{"ports": {"http": "8500"}}"#, r#""8500""#),
+        (
+            "config.json",
+            r#"{"ports": {"http": 99999999999}}"#,
+            "99999999999",
+        ),
+        ("config.hcl", "ports { http = 65536 }", "65536"),
+        ("config.hcl", "ports { http = 0 }", "0"),
+        ("config.json", r#"{"ports": {"http": -2}}"#, "-2"),
+    ] {
+        assert_eq!(
+            load_one(name, contents),
+            Err(port_error(name, got)),
+            "{contents}"
+        );
+    }
+}
+
+#[test]
+fn long_bad_values_are_shortened() {
+    let long = "x".repeat(100);
+    let got = load_one("config.json", &format!(r#"{{"bind_addr": "{long}"}}"#));
+    let expected = format!(
+        r#"config.json: invalid value for "bind_addr": expected an IP address, got "{}..."#,
+        &long[..59]
+    );
+    assert_eq!(got, Err(expected));
+}
+
+#[test]
+fn parse_errors_carry_the_parser_position() {
+    check_errors(&[
+        ("config.json", "{\n  \"server\": }", "config.json: parse error: expected value at line 2 column 13"),
+        ("config.json", "", "config.json: parse error: EOF while parsing a value at line 1 column 0"),
+        ("config.json", "[1]", "config.json: parse error: expected an object at the top level, got [1]"),
+        ("config.hcl", "server = true\nports {\n  http = \n}", "config.hcl: parse error: line 3, column 10: invalid expression; expected `\"`, `[`, `{`, `-`, `!`, `(`, `_`, `<`, letter or digit"),
+        ("config.hcl", r#"node_name = "${name}""#, "config.hcl: parse error: eval error: undefined variable `name` in expression `\"${name}\"`"),
+    ]);
+}
+
+#[test]
+fn empty_hcl_file_sets_nothing() {
+    assert_eq!(load_one("config.hcl", ""), Ok(defaults()));
+}
+
+#[test]
+fn file_errors() {
+    let files = Files::new();
+    files.add("config.yaml", "server: true");
+    assert_eq!(
+        files.load(&["config.yaml"], &[], &Overrides::default()),
+        Err("config.yaml: unknown config format: the file name must end in .json or .hcl".into())
+    );
+    assert_eq!(
+        files.load(&["missing.json"], &[], &Overrides::default()),
+        Err("missing.json: cannot read: No such file or directory (os error 2)".into())
+    );
+    assert_eq!(
+        files.load(&[], &["missing.d"], &Overrides::default()),
+        Err("missing.d: cannot read config dir: No such file or directory (os error 2)".into())
+    );
+}
+
+#[test]
+fn files_then_dirs_in_lexical_order_then_flags() {
+    let files = Files::new();
+    files
+        .add(
+            "main.json",
+            r#"{"datacenter": "main", "node_name": "n1", "retry_join": ["main"]}"#,
+        )
+        .add(
+            "conf.d/b.json",
+            r#"{"datacenter": "b", "retry_join": ["b"], "log_level": "warn"}"#,
+        )
+        .add(
+            "conf.d/a.hcl",
+            "datacenter = \"a\"\nretry_join = [\"a\"]\nlog_json = true",
+        )
+        .add(
+            "conf.d/10-first.json",
+            r#"{"datacenter": "first", "server": true}"#,
+        )
+        // Not config: other extensions and subdirectories are skipped, like Consul.
+        .add("conf.d/c.txt", "not config at all")
+        .add("conf.d/z.json.bak", "{")
+        .mkdir("conf.d/d.json")
+        .add(
+            "more.d/x.json",
+            r#"{"retry_join": ["x"], "log_level": "debug"}"#,
+        );
+
+    let config = files
+        .load(&["main.json"], &["conf.d", "more.d"], &Overrides::default())
+        .expect("valid config");
+    assert_eq!(config.datacenter, "b");
+    assert_eq!(config.node_name, "n1");
+    assert!(config.server);
+    assert!(config.log_json);
+    assert_eq!(config.log_level, LogLevel::Debug);
+    assert_eq!(config.retry_join, ["main", "a", "b", "x"]);
+
+    let flags = Overrides {
+        datacenter: Some("flag".into()),
+        log_level: Some(LogLevel::Error),
+        retry_join: vec!["flag".into()],
+        ..Overrides::default()
+    };
+    let config = files
+        .load(&["main.json"], &["conf.d", "more.d"], &flags)
+        .expect("valid config");
+    assert_eq!(config.datacenter, "flag");
+    assert_eq!(config.log_level, LogLevel::Error);
+    assert_eq!(config.node_name, "n1");
+    assert_eq!(config.retry_join, ["main", "a", "b", "x", "flag"]);
+}
+
+#[test]
+fn errors_in_dir_files_name_the_file_in_the_dir() {
+    let files = Files::new();
+    files
+        .add("dir/a.json", r#"{"ports": {"htp": 1}}"#)
+        .add("dir/b.json", r#"{"ports": {"http": 1}}"#);
+    assert_eq!(
+        files.load(&[], &["dir"], &Overrides::default()),
+        Err(r#"dir/a.json: unknown key "ports.htp""#.into())
+    );
+}
+
+/// A value for every key, in a file and as a flag: the flags win everywhere.
+#[test]
+fn flags_win_over_files_for_every_key() {
+    let files = Files::new();
+    files.add(
+        "config.hcl",
+        r#"
+        datacenter = "file"
+        node_name = "file"
+        node_id = "11111111-1111-1111-1111-111111111111"
+        data_dir = "/file"
+        bind_addr = "10.0.0.1"
+        advertise_addr = "10.0.0.1"
+        client_addr = "10.0.0.1"
+        ports {
+          http = 1
+          https = 1
+          dns = 1
+          server = 1
+          serf_lan = 1
+          grpc = 1
+        }
+        server = false
+        bootstrap_expect = 0
+        bootstrap = false
+        retry_join = ["file"]
+        log_level = "trace"
+        log_json = false
+        limits {
+          kv_max_value_size = 1
+          txn_max_req_len = 1
+          http_max_conns_per_client = 1
+        }
+        session_ttl_min = "1s"
+        raft_snapshot_threshold = 1
+        raft_trailing_logs = 1
+        performance {
+          raft_multiplier = 1
+        }
+        "#,
+    );
+    let flags = Overrides {
+        datacenter: Some("flag".into()),
+        node_name: Some("flag".into()),
+        node_id: Some("22222222-2222-2222-2222-222222222222".into()),
+        data_dir: Some("/flag".into()),
+        bind_addr: Some(ip("10.0.0.2")),
+        advertise_addr: Some(ip("10.0.0.2")),
+        client_addr: Some(ip("10.0.0.2")),
+        ports: PortsOverrides {
+            http: Some(2),
+            https: Some(2),
+            dns: Some(2),
+            server: Some(2),
+            serf_lan: Some(2),
+            grpc: Some(2),
+        },
+        server: Some(true),
+        bootstrap_expect: Some(2),
+        bootstrap: Some(false),
+        retry_join: vec!["flag".into()],
+        log_level: Some(LogLevel::Warn),
+        log_json: Some(true),
+        dev: None,
+        limits: LimitsOverrides {
+            kv_max_value_size: Some(2),
+            txn_max_req_len: Some(2),
+            http_max_conns_per_client: Some(2),
+        },
+        session_ttl_min: Some(Duration::from_secs(2)),
+        raft_snapshot_threshold: Some(2),
+        raft_trailing_logs: Some(2),
+        performance: PerformanceOverrides {
+            raft_multiplier: Some(2),
+        },
+    };
+    let expected = Config {
+        datacenter: "flag".into(),
+        node_name: "flag".into(),
+        node_id: Some("22222222-2222-2222-2222-222222222222".into()),
+        data_dir: Some("/flag".into()),
+        bind_addr: ip("10.0.0.2"),
+        advertise_addr: Some(ip("10.0.0.2")),
+        client_addr: ip("10.0.0.2"),
+        ports: Ports {
+            http: 2,
+            https: 2,
+            dns: 2,
+            server: 2,
+            serf_lan: 2,
+            grpc: 2,
+        },
+        server: true,
+        bootstrap_expect: 2,
+        bootstrap: false,
+        retry_join: vec!["file".into(), "flag".into()],
+        log_level: LogLevel::Warn,
+        log_json: true,
+        dev: false,
+        limits: Limits {
+            kv_max_value_size: 2,
+            txn_max_req_len: 2,
+            http_max_conns_per_client: 2,
+        },
+        session_ttl_min: Duration::from_secs(2),
+        raft_snapshot_threshold: 2,
+        raft_trailing_logs: 2,
+        performance: Performance { raft_multiplier: 2 },
+    };
+    assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));
+}
+
+#[test]
+fn dev_mode_defaults() {
+    let dev = Overrides {
+        dev: Some(true),
+        ..Overrides::default()
+    };
+    let mut expected = defaults();
+    expected.dev = true;
+    expected.server = true;
+    expected.bootstrap = true;
+    expected.bind_addr = ip("127.0.0.1");
+    expected.client_addr = ip("127.0.0.1");
+    expected.node_name = "dev".into();
+    expected.performance.raft_multiplier = 1;
+    expected.log_level = LogLevel::Debug;
+    expected.ports.grpc = 8502;
+    assert_eq!(Files::new().load(&[], &[], &dev), Ok(expected));
+}
+
+#[test]
+fn dev_mode_yields_to_files_and_flags() {
+    let files = Files::new();
+    files.add(
+        "dev.hcl",
+        "client_addr = \"0.0.0.0\"\nnode_name = \"n1\"\nperformance { raft_multiplier = 3 }",
+    );
+    let flags = Overrides {
+        dev: Some(true),
+        log_level: Some(LogLevel::Info),
+        ..Overrides::default()
+    };
+    let config = files.load(&["dev.hcl"], &[], &flags).expect("valid config");
+    assert_eq!(config.client_addr, ip("0.0.0.0"));
+    assert_eq!(config.node_name, "n1");
+    assert_eq!(config.performance.raft_multiplier, 3);
+    assert_eq!(config.log_level, LogLevel::Info);
+    assert_eq!(config.bind_addr, ip("127.0.0.1"));
+    assert!(config.server && config.bootstrap && config.dev);
+}
+
+#[test]
+fn validation_errors_name_where_the_value_came_from() {
+    check_errors(&[
+        (
+            "config.json",
+            r#"{"bootstrap_expect": 3}"#,
+            r#"config.json: "bootstrap_expect" requires "server" to be true"#,
+        ),
+        (
+            "config.hcl",
+            "bootstrap = true",
+            r#"config.hcl: "bootstrap" requires "server" to be true"#,
+        ),
+        (
+            "config.json",
+            r#"{"server": true, "bootstrap": true, "bootstrap_expect": 3}"#,
+            r#"config.json: "bootstrap_expect" and "bootstrap" are mutually exclusive ("bootstrap" set by config.json)"#,
+        ),
+        (
+            "config.json",
+            r#"{"datacenter": "dc 1"}"#,
+            r#"config.json: invalid value for "datacenter": expected only letters, digits, '-' and '_', got "dc 1""#,
+        ),
+        (
+            "config.json",
+            r#"{"datacenter": "dc.1"}"#,
+            r#"config.json: invalid value for "datacenter": expected only letters, digits, '-' and '_', got "dc.1""#,
+        ),
+        (
+            "config.hcl",
+            r#"datacenter = """#,
+            r#"config.hcl: invalid value for "datacenter": expected only letters, digits, '-' and '_', got """#,
+        ),
+        (
+            "config.json",
+            r#"{"node_name": ""}"#,
+            r#"config.json: invalid value for "node_name": expected a non-empty node name, got """#,
+        ),
+        (
+            "config.json",
+            r#"{"node_id": "adf4238a-882b-9ddc-4a9d-5b6758e4159g"}"#,
+            r#"config.json: invalid value for "node_id": expected a UUID such as "adf4238a-882b-9ddc-4a9d-5b6758e4159e", got "adf4238a-882b-9ddc-4a9d-5b6758e4159g""#,
+        ),
+        (
+            "config.json",
+            r#"{"advertise_addr": "0.0.0.0"}"#,
+            r#"config.json: invalid value for "advertise_addr": expected a specific IP address, not 0.0.0.0 or ::, got "0.0.0.0""#,
+        ),
+        (
+            "config.hcl",
+            "performance { raft_multiplier = 0 }",
+            r#"config.hcl: invalid value for "performance.raft_multiplier": expected an integer between 1 and 10, got 0"#,
+        ),
+        (
+            "config.hcl",
+            "performance { raft_multiplier = 11 }",
+            r#"config.hcl: invalid value for "performance.raft_multiplier": expected an integer between 1 and 10, got 11"#,
+        ),
+    ]);
+}
+
+#[test]
+fn validation_errors_name_the_flag() {
+    let cases: Vec<(Overrides, &str)> = vec![
+        (
+            Overrides {
+                ports: PortsOverrides {
+                    http: Some(70000),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            r#"-http-port: invalid value for "ports.http": expected a port number between 1 and 65535, or -1 to disable, got 70000"#,
+        ),
+        (
+            Overrides {
+                bootstrap_expect: Some(3),
+                ..Default::default()
+            },
+            r#"-bootstrap-expect: "bootstrap_expect" requires "server" to be true"#,
+        ),
+        (
+            Overrides {
+                dev: Some(true),
+                bootstrap_expect: Some(3),
+                ..Default::default()
+            },
+            r#"-bootstrap-expect: "bootstrap_expect" and "bootstrap" are mutually exclusive ("bootstrap" set by -dev)"#,
+        ),
+        (
+            Overrides {
+                datacenter: Some("dc/1".into()),
+                ..Default::default()
+            },
+            r#"-datacenter: invalid value for "datacenter": expected only letters, digits, '-' and '_', got "dc/1""#,
+        ),
+        (
+            Overrides {
+                performance: PerformanceOverrides {
+                    raft_multiplier: Some(0),
+                },
+                ..Default::default()
+            },
+            r#"-raft-multiplier: invalid value for "performance.raft_multiplier": expected an integer between 1 and 10, got 0"#,
+        ),
+    ];
+    for (flags, message) in cases {
+        assert_eq!(
+            Files::new().load(&[], &[], &flags),
+            Err(message.to_owned()),
+            "{flags:?}"
+        );
+    }
+}
+
+#[test]
+fn a_file_value_overridden_by_a_flag_is_blamed_on_the_flag() {
+    let files = Files::new();
+    files.add("config.json", r#"{"server": true, "bootstrap_expect": 3}"#);
+    let flags = Overrides {
+        bootstrap: Some(true),
+        ..Overrides::default()
+    };
+    assert_eq!(
+        files.load(&["config.json"], &[], &flags),
+        Err(r#"config.json: "bootstrap_expect" and "bootstrap" are mutually exclusive ("bootstrap" set by -bootstrap)"#.into())
+    );
+}
+
+#[test]
+fn log_level_parses_consul_names() {
+    for (text, level) in [
+        ("trace", LogLevel::Trace),
+        ("DEBUG", LogLevel::Debug),
+        ("Info", LogLevel::Info),
+        ("WARN", LogLevel::Warn),
+        ("ERR", LogLevel::Error),
+        ("error", LogLevel::Error),
+    ] {
+        assert_eq!(text.parse(), Ok(level), "{text}");
+    }
+    assert_eq!(
+        "warning".parse::<LogLevel>().map_err(|e| e.to_string()),
+        Err(r#"invalid log level "warning": expected one of trace, debug, info, warn, err"#.into())
+    );
+    assert_eq!(LogLevel::Error.to_string(), "error");
+}

@@ -1,0 +1,157 @@
+//! `mesh-server`: the server agent binary. Parses flags and config files, sets up logging,
+//! runs [`server::Server`] until SIGINT or SIGTERM, then shuts down gracefully.
+//!
+//! Thin on purpose: no logic lives here that a test would need.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// A mesh server agent (Consul-compatible HTTP API). Flags may be written with one dash, as
+/// Consul's are (`-dev`), or two.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-server", version)]
+struct Args {
+    /// Single in-memory-fast dev server on 127.0.0.1 (data in a temporary directory).
+    #[arg(long)]
+    dev: bool,
+    /// A JSON or HCL config file; repeatable, later files win.
+    #[arg(long = "config-file", value_name = "FILE")]
+    config_files: Vec<PathBuf>,
+    /// A directory of *.json and *.hcl config files, loaded in name order; repeatable.
+    #[arg(long = "config-dir", value_name = "DIR")]
+    config_dirs: Vec<PathBuf>,
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    #[arg(long = "node")]
+    node_name: Option<String>,
+    #[arg(long = "node-id")]
+    node_id: Option<String>,
+    #[arg(long)]
+    datacenter: Option<String>,
+    #[arg(long = "bind")]
+    bind_addr: Option<IpAddr>,
+    #[arg(long = "advertise")]
+    advertise_addr: Option<IpAddr>,
+    #[arg(long = "client")]
+    client_addr: Option<IpAddr>,
+    #[arg(long = "http-port")]
+    http_port: Option<i32>,
+    #[arg(long = "dns-port")]
+    dns_port: Option<i32>,
+    #[arg(long = "server-port")]
+    server_port: Option<i32>,
+    #[arg(long = "serf-lan-port")]
+    serf_lan_port: Option<i32>,
+    /// Accepted for Consul compatibility; mesh-server always runs as a server.
+    #[arg(long)]
+    server: bool,
+    /// Bootstrap a single-server datacenter.
+    #[arg(long)]
+    bootstrap: bool,
+    #[arg(long = "bootstrap-expect")]
+    bootstrap_expect: Option<u32>,
+    #[arg(long = "retry-join")]
+    retry_join: Vec<String>,
+    /// trace, debug, info, warn or err.
+    #[arg(long = "log-level")]
+    log_level: Option<config::LogLevel>,
+    #[arg(long = "log-json")]
+    log_json: bool,
+    #[arg(long = "raft-multiplier")]
+    raft_multiplier: Option<u8>,
+}
+
+impl Args {
+    fn overrides(&self) -> config::Overrides {
+        let mut o = config::Overrides {
+            datacenter: self.datacenter.clone(),
+            node_name: self.node_name.clone(),
+            node_id: self.node_id.clone(),
+            data_dir: self.data_dir.clone(),
+            bind_addr: self.bind_addr,
+            advertise_addr: self.advertise_addr,
+            client_addr: self.client_addr,
+            // mesh-server is always a server agent (mesh-client runs client agents).
+            server: Some(true),
+            bootstrap_expect: self.bootstrap_expect,
+            bootstrap: self.bootstrap.then_some(true),
+            retry_join: self.retry_join.clone(),
+            log_level: self.log_level,
+            log_json: self.log_json.then_some(true),
+            dev: self.dev.then_some(true),
+            ..Default::default()
+        };
+        o.ports.http = self.http_port;
+        o.ports.dns = self.dns_port;
+        o.ports.server = self.server_port;
+        o.ports.serf_lan = self.serf_lan_port;
+        o.performance.raft_multiplier = self.raft_multiplier;
+        o
+    }
+}
+
+/// Consul spells long flags with one dash; clap wants two. Rewrite `-flag` to `--flag`.
+fn consul_style_args() -> Vec<String> {
+    std::env::args()
+        .enumerate()
+        .map(|(i, arg)| {
+            let single_dash_long = arg.len() > 2
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
+                && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic());
+            if i > 0 && single_dash_long {
+                format!("-{arg}")
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+fn init_logging(level: config::LogLevel, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // Our crates at the configured level; openraft's chatter one step quieter.
+        tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", level.as_str()))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse_from(consul_style_args());
+    let config = config::load(&args.config_files, &args.config_dirs, &args.overrides())?;
+    init_logging(config.log_level, config.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let server = server::Server::start(config).await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

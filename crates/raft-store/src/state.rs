@@ -1,0 +1,45 @@
+//! The replicated state: what every server holds after applying the same log prefix.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Op, Response};
+use crate::notify::Topic;
+
+/// Everything a snapshot contains, besides openraft's own metadata.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub kv: kv::KvStore,
+}
+
+impl State {
+    /// Applies one committed command at `index`. Deterministic: same state, index and command
+    /// give the same result on every replica.
+    pub fn apply(&mut self, index: u64, cmd: Command) -> Response {
+        let now = cmd.now_ms;
+        match cmd.op {
+            Op::Kv(op) => match self.kv.apply(op, index, now) {
+                Ok(done) => Response::Bool(done),
+                Err(err) => Response::Rejected(err.to_string()),
+            },
+            Op::Txn(ops) => Response::Txn(self.kv.txn(&ops, index, now)),
+            Op::CreateSession(req) => match self.kv.create_session(req, index, now) {
+                Ok(()) => Response::None,
+                Err(err) => Response::Rejected(err.to_string()),
+            },
+            Op::DestroySession { id } => Response::Bool(self.kv.destroy_session(&id, index, now)),
+            Op::ReapTombstones { up_to_index } => {
+                self.kv.reap_tombstones(up_to_index);
+                Response::None
+            }
+        }
+    }
+
+    /// The topics touched since the last call, for waking blocking queries.
+    pub(crate) fn drain_topics(&mut self, into: &mut Vec<Topic>) {
+        let changes = self.kv.drain_changes();
+        into.extend(changes.keys.into_iter().map(Topic::Key));
+        if changes.sessions {
+            into.push(Topic::Sessions);
+        }
+    }
+}

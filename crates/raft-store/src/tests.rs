@@ -1,0 +1,176 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{BasicNode, Config, StorageError};
+use tempfile::TempDir;
+
+use super::*;
+
+struct RocksBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+        let dir = TempDir::new().expect("temp dir");
+        let (log, sm) = open(dir.path()).expect("open store");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_conformance_suite() {
+    Suite::test_all(RocksBuilder).expect("openraft storage suite");
+}
+
+fn set(key: &str, value: &str) -> Command {
+    Command {
+        now_ms: 1_000,
+        op: Op::Kv(kv::KvOp::Set {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            flags: 0,
+        }),
+    }
+}
+
+/// A single-voter raft over the store in `dir`. Peers are never contacted, so the network
+/// refuses every call.
+async fn single_node(dir: &std::path::Path) -> (Raft, StoreReader) {
+    let (log, sm) = open(dir).expect("open store");
+    let reader = sm.reader();
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        ..Default::default()
+    };
+    let raft = Raft::new(
+        1,
+        config.validate().expect("valid config").into(),
+        NoPeers,
+        log,
+        sm,
+    )
+    .await
+    .expect("raft starts");
+    let members = BTreeMap::from([(1, BasicNode::new("127.0.0.1:0"))]);
+    // Initializing an already initialized node is refused; that is fine on restart.
+    let _ = raft.initialize(members).await;
+    raft.wait(Some(Duration::from_secs(10)))
+        .state(openraft::ServerState::Leader, "leader")
+        .await
+        .expect("becomes leader");
+    (raft, reader)
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_restart_with_same_indexes() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut expected = Vec::new();
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        for i in 0..50 {
+            let key = format!("k/{i}");
+            let resp = raft.client_write(set(&key, "v")).await.expect("write");
+            assert_eq!(resp.data, Response::Bool(true));
+            expected.push((key.clone(), resp.log_id.index));
+            assert_eq!(
+                reader.state().kv.get(&key).map(|e| e.modify_index),
+                Some(resp.log_id.index)
+            );
+        }
+        raft.shutdown().await.expect("shutdown");
+    }
+    let (raft, reader) = single_node(dir.path()).await;
+    raft.ensure_linearizable().await.expect("leader read");
+    for (key, index) in expected {
+        let state = reader.state();
+        let entry = state.kv.get(&key).expect("key survived restart");
+        assert_eq!(
+            (entry.create_index, entry.modify_index),
+            (index, index),
+            "{key}"
+        );
+    }
+    raft.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn snapshot_then_restart_restores_state() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let (raft, _) = single_node(dir.path()).await;
+        for i in 0..20 {
+            raft.client_write(set(&format!("s/{i}"), "x"))
+                .await
+                .expect("write");
+        }
+        raft.trigger().snapshot().await.expect("trigger snapshot");
+        let applied = raft.metrics().borrow().last_applied.expect("applied");
+        raft.wait(Some(Duration::from_secs(10)))
+            .snapshot(applied, "snapshot built")
+            .await
+            .expect("snapshot");
+        raft.client_write(set("after", "y"))
+            .await
+            .expect("write after snapshot");
+        raft.shutdown().await.expect("shutdown");
+    }
+    let (raft, reader) = single_node(dir.path()).await;
+    raft.ensure_linearizable().await.expect("leader read");
+    assert_eq!(reader.state().kv.list("s/").len(), 20);
+    assert!(reader.state().kv.get("after").is_some());
+    raft.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn notifier_wakes_only_matching_topics() {
+    let notifier = Notifier::new();
+    let mut web = notifier.prefix("web/");
+    let mut db_key = notifier.key("db/conf");
+    let mut sessions = notifier.sessions();
+    assert_eq!(notifier.watched_topics(), 3);
+
+    notifier.publish(&[Topic::Key("web/a".into())]);
+    tokio::time::timeout(Duration::from_secs(1), web.changed())
+        .await
+        .expect("web wakes");
+    let quiet = tokio::time::timeout(Duration::from_millis(50), db_key.changed()).await;
+    assert!(quiet.is_err(), "db/conf must not wake for web/a");
+    let quiet = tokio::time::timeout(Duration::from_millis(50), sessions.changed()).await;
+    assert!(quiet.is_err(), "sessions must not wake for a key");
+
+    notifier.publish(&[Topic::Key("db/conf".into())]);
+    tokio::time::timeout(Duration::from_secs(1), db_key.changed())
+        .await
+        .expect("db wakes");
+
+    notifier.publish(&[Topic::Sessions]);
+    tokio::time::timeout(Duration::from_secs(1), sessions.changed())
+        .await
+        .expect("sessions wake");
+
+    // The empty prefix watches the whole store.
+    let mut all = notifier.prefix("");
+    notifier.publish(&[Topic::Key("x".into())]);
+    tokio::time::timeout(Duration::from_secs(1), all.changed())
+        .await
+        .expect("root prefix wakes");
+
+    drop((web, db_key, sessions, all));
+    assert_eq!(
+        notifier.watched_topics(),
+        0,
+        "dropped subscriptions unregister"
+    );
+}
+
+#[tokio::test]
+async fn a_change_between_subscribe_and_wait_is_not_lost() {
+    let notifier = Notifier::new();
+    let mut sub = notifier.key("k");
+    notifier.publish(&[Topic::Key("k".into())]);
+    tokio::time::timeout(Duration::from_secs(1), sub.changed())
+        .await
+        .expect("not lost");
+}

@@ -1,0 +1,264 @@
+//! A mesh server agent, assembled: the replicated store, the raft member, the leader's
+//! housekeeping and the HTTP API, started from a resolved [`config::Config`] and stopped
+//! gracefully.
+//!
+//! This is the composition root that the `mesh-server` binary and the integration tests share;
+//! it owns sockets, the data directory and tasks, and no protocol or domain logic.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ServerState};
+use raft_store::{NoPeers, Raft, RaftNode};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The mesh release.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the raft store: {0}")]
+    Store(#[from] raft_store::StoreError),
+    #[error("starting raft: {0}")]
+    Raft(String),
+    #[error("binding the HTTP API on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("no leader was elected within {0:?}")]
+    NoLeader(Duration),
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
+#[derive(Debug)]
+pub struct Server {
+    http_addr: SocketAddr,
+    node: RaftNode,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Dev mode's throwaway data directory, removed when the server is dropped.
+    _dev_dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Opens the store, joins or bootstraps raft, waits for a leader and serves HTTP.
+    pub async fn start(config: config::Config) -> Result<Server, ServerError> {
+        if config.bootstrap_expect > 1 || !config.retry_join.is_empty() {
+            return Err(ServerError::Unsupported(
+                "multi-server datacenters (bootstrap_expect > 1, retry_join) need the server RPC transport, which this build does not have yet; run a single server with bootstrap or bootstrap_expect = 1".into(),
+            ));
+        }
+        let (data_dir, dev_dir) = match &config.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None if config.dev => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("mesh-dev-")
+                    .tempdir()
+                    .map_err(|source| ServerError::DataDir {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+            None => {
+                return Err(ServerError::Unsupported(
+                    "data_dir is required outside -dev mode".into(),
+                ))
+            }
+        };
+        let node_id = node_id(&config, &data_dir)?;
+        let raft_dir = data_dir.join("raft");
+        std::fs::create_dir_all(&raft_dir).map_err(|source| ServerError::DataDir {
+            path: raft_dir.clone(),
+            source,
+        })?;
+        let (log, sm) = raft_store::open(&raft_dir)?;
+        let reader = sm.reader();
+
+        let raft_id = raft_id(&node_id);
+        let raft = Raft::new(raft_id, Arc::new(raft_config(&config)?), NoPeers, log, sm)
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let advertise = config
+            .advertise_addr
+            .unwrap_or(if config.bind_addr.is_unspecified() {
+                config.client_addr
+            } else {
+                config.bind_addr
+            });
+        let server_port = port(config.ports.server, 8300);
+        let bootstrap = config.dev || config.bootstrap || config.bootstrap_expect == 1;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        if bootstrap && !initialized {
+            let members = BTreeMap::from([(
+                raft_id,
+                BasicNode::new(format!("{advertise}:{server_port}")),
+            )]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| ServerError::Raft(e.to_string()))?;
+            tracing::info!(node = %config.node_name, "bootstrapped a new single-server datacenter");
+        }
+        let election_wait = Duration::from_secs(30);
+        raft.wait(Some(election_wait))
+            .state(ServerState::Leader, "single server elects itself")
+            .await
+            .map_err(|_| ServerError::NoLeader(election_wait))?;
+        tracing::info!(node = %config.node_name, "raft leader elected");
+
+        let node = RaftNode::new(raft, reader);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(
+            node.clone().run_leader_duties(shutdown_rx.clone()),
+        )];
+
+        let http_port = port(config.ports.http, 8500);
+        let ctx = api::ApiContext {
+            node: node.clone(),
+            agent: api::AgentInfo {
+                node_name: config.node_name.clone(),
+                node_id: node_id.clone(),
+                datacenter: config.datacenter.clone(),
+                server: true,
+                dev: config.dev,
+                version: VERSION.into(),
+                revision: String::new(),
+                advertise_addr: advertise.to_string(),
+                http_port,
+                server_port,
+            },
+            kv_max_value_size: usize::try_from(config.limits.kv_max_value_size)
+                .unwrap_or(usize::MAX),
+            txn_max_req_len: usize::try_from(config.limits.txn_max_req_len).unwrap_or(usize::MAX),
+            session_ttl_min: config.session_ttl_min,
+        };
+        let addr = SocketAddr::new(config.client_addr, http_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let app = api::router(ctx);
+        let mut http_shutdown = shutdown_rx;
+        tasks.push(tokio::spawn(async move {
+            let graceful = async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
+                tracing::error!(%err, "HTTP server failed");
+            }
+        }));
+        tracing::info!(http = %http_addr, node = %config.node_name, dc = %config.datacenter, "mesh server ready");
+        Ok(Server {
+            http_addr,
+            node,
+            shutdown,
+            tasks,
+            _dev_dir: dev_dir,
+        })
+    }
+
+    /// Where the HTTP API listens (useful when the configured port was 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn node(&self) -> &RaftNode {
+        &self.node
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, then stops raft so the log is
+    /// flushed and RocksDB closes cleanly.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Err(err) = self.node.raft().shutdown().await {
+            tracing::warn!(%err, "raft did not stop cleanly");
+        }
+        tracing::info!("mesh server stopped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn port(configured: i32, default: u16) -> u16 {
+    u16::try_from(configured).unwrap_or(default)
+}
+
+/// The node's UUID: from config, else from `<data_dir>/node-id`, else a new one saved there
+/// (so a restarted server keeps its identity, as Consul's does).
+fn node_id(config: &config::Config, data_dir: &Path) -> Result<String, ServerError> {
+    let path = data_dir.join("node-id");
+    let io_err = |source| ServerError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    if let Some(id) = &config.node_id {
+        std::fs::write(&path, id).map_err(io_err)?;
+        return Ok(id.clone());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(saved) if uuid::Uuid::parse_str(saved.trim()).is_ok() => Ok(saved.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).map_err(io_err)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Raft wants a u64 id; derive it from the node UUID so it is stable and, in practice, unique.
+fn raft_id(node_id: &str) -> u64 {
+    let uuid = uuid::Uuid::parse_str(node_id).unwrap_or_default();
+    let bytes = uuid.as_bytes();
+    u64::from_be_bytes(bytes[..8].try_into().expect("uuid has 16 bytes")).max(1)
+}
+
+/// Raft timing scaled like Consul's `raft_multiplier`, and the snapshot policy.
+fn raft_config(config: &config::Config) -> Result<openraft::Config, ServerError> {
+    let m = u64::from(config.performance.raft_multiplier.max(1));
+    openraft::Config {
+        cluster_name: config.datacenter.clone(),
+        heartbeat_interval: 100 * m,
+        election_timeout_min: 300 * m,
+        election_timeout_max: 600 * m,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.raft_snapshot_threshold),
+        max_in_snapshot_log_to_keep: config.raft_trailing_logs,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Raft(e.to_string()))
+}
