@@ -73,5 +73,7 @@ fn dev(extra: &[String]) -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prereqs::ensure()?;
+    // Integration tests run the real binaries, which `cargo test` alone does not build.
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
     run(cargo().args(["test", "--workspace"]).args(extra))
 }

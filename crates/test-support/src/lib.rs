@@ -1,0 +1,255 @@
+//! Helpers for mesh's integration tests: bounded waiting, a small HTTP client, and real
+//! `mesh-server` processes on loopback that tests can kill -9 and restart.
+//!
+//! Test-only: no product crate depends on this. Processes are tracked by PID and killed when
+//! their handle drops, so a failing test leaves nothing running.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Polls `condition` until it holds or `timeout` passes; the error names what was awaited.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A response, reduced to what tests compare.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
+    }
+}
+
+/// A keep-alive HTTP/1.1 client for one base address.
+#[derive(Debug, Clone)]
+pub struct Http {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr) -> Self {
+        Http {
+            base: format!("http://{addr}"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(body.into()))?;
+        let resp = self.client.request(req).await.with_context(|| format!("requesting {path}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.request(Method::GET, path, Bytes::new()).await
+    }
+
+    pub async fn put(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+        self.request(Method::PUT, path, body).await
+    }
+}
+
+/// Where cargo put the workspace's binaries: next to the test executable's `deps/` folder.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("MESH_BIN_DIR") {
+        return Ok(PathBuf::from(dir).join(name));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (`cargo build -p {name}`; `cargo xtask test` does this)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A `mesh-server` process on 127.0.0.1 with its own data directory.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    http_port: u16,
+    log: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts a durable single server bootstrapping its own datacenter in `data_dir`.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let mut server = ServerProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            http_port: free_port()?,
+            log: data_dir.with_extension("log"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(binary("mesh-server")?)
+            .args(["-bootstrap", "-node", "it", "-bind", "127.0.0.1", "-client", "127.0.0.1"])
+            .arg("-data-dir")
+            .arg(&self.data_dir)
+            .args(["-http-port", &self.http_port.to_string()])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning mesh-server")?;
+        self.child = Some(child);
+        let http = self.http();
+        let ready = wait_until("mesh-server to elect a leader", Duration::from_secs(30), || {
+            let http = http.clone();
+            async move {
+                matches!(http.get("/v1/status/leader").await, Ok(r) if r.status == 200 && r.body.len() > 2)
+            }
+        })
+        .await;
+        if let Err(err) = ready {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            bail!("{err}; server log:\n{log}");
+        }
+        Ok(())
+    }
+
+    pub fn http(&self) -> Http {
+        Http::new(SocketAddr::from(([127, 0, 0, 1], self.http_port)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or power loss of the process.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("server is not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!("mesh-server did not exit within {timeout:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the server again on the same data directory and port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9()?;
+        self.spawn().await
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// Runs `mesh-server` with `args` to completion (for configuration errors), bounded in time.
+pub fn run_server_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<(i32, String)> {
+    let mut child = Command::new(binary("mesh-server")?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if child.try_wait()?.is_some() {
+            let out = child.wait_with_output()?;
+            let text = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
+            return Ok((out.status.code().unwrap_or(-1), text));
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("mesh-server {args:?} did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

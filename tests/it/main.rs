@@ -1,0 +1,5 @@
+//! Integration tests over real `mesh-server` processes on loopback.
+
+mod config_errors;
+mod durability;
+mod http_over_socket;
