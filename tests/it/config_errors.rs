@@ -9,14 +9,20 @@ fn run_with_config(name: &str, contents: &str) -> anyhow::Result<(i32, String)> 
     let file = dir.path().join(name);
     std::fs::write(&file, contents)?;
     let file = file.to_string_lossy().into_owned();
-    run_server_to_exit(&["-dev", "-http-port", "0", "-config-file", &file], Duration::from_secs(20))
+    run_server_to_exit(
+        &["-dev", "-http-port", "0", "-config-file", &file],
+        Duration::from_secs(20),
+    )
 }
 
 #[test]
 fn unknown_key_names_file_and_key() -> anyhow::Result<()> {
     let (code, out) = run_with_config("bad.hcl", "datacenter = \"dc1\"\nportz { http = 1 }\n")?;
     assert_ne!(code, 0);
-    assert!(out.contains("bad.hcl") && out.contains("unknown key \"portz\""), "{out}");
+    assert!(
+        out.contains("bad.hcl") && out.contains("unknown key \"portz\""),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -24,7 +30,10 @@ fn unknown_key_names_file_and_key() -> anyhow::Result<()> {
 fn bad_value_names_file_and_key() -> anyhow::Result<()> {
     let (code, out) = run_with_config("bad.json", r#"{"bootstrap_expect": "three"}"#)?;
     assert_ne!(code, 0);
-    assert!(out.contains("bad.json") && out.contains("bootstrap_expect"), "{out}");
+    assert!(
+        out.contains("bad.json") && out.contains("bootstrap_expect"),
+        "{out}"
+    );
     Ok(())
 }
 

@@ -14,8 +14,13 @@ async fn acknowledged_writes_survive_kill_9_with_their_indexes() -> anyhow::Resu
     let writes = (0..200).map(|i| {
         let http = http.clone();
         async move {
-            let reply = http.put(&format!("/v1/kv/durable/{i:03}"), format!("value-{i}")).await?;
-            anyhow::ensure!(reply.status == 200 && reply.body == "true", "write {i}: {reply:?}");
+            let reply = http
+                .put(&format!("/v1/kv/durable/{i:03}"), format!("value-{i}"))
+                .await?;
+            anyhow::ensure!(
+                reply.status == 200 && reply.body == "true",
+                "write {i}: {reply:?}"
+            );
             anyhow::Ok(())
         }
     });
@@ -29,7 +34,10 @@ async fn acknowledged_writes_survive_kill_9_with_their_indexes() -> anyhow::Resu
     server.restart().await?;
 
     let after = server.http().get("/v1/kv/durable/?recurse").await?.json()?;
-    assert_eq!(after, before, "every acknowledged key, value and index survives kill -9");
+    assert_eq!(
+        after, before,
+        "every acknowledged key, value and index survives kill -9"
+    );
     Ok(())
 }
 
@@ -37,7 +45,10 @@ async fn acknowledged_writes_survive_kill_9_with_their_indexes() -> anyhow::Resu
 async fn sigterm_stops_cleanly_and_data_is_intact() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut server = ServerProcess::start(&dir.path().join("data"), &[]).await?;
-    assert_eq!(server.http().put("/v1/kv/graceful", "yes").await?.body, "true");
+    assert_eq!(
+        server.http().put("/v1/kv/graceful", "yes").await?.body,
+        "true"
+    );
 
     let status = server.terminate(Duration::from_secs(20)).await?;
     assert!(status.success(), "clean exit on SIGTERM, got {status}");

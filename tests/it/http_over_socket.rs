@@ -15,14 +15,23 @@ async fn blocking_read_wakes_for_its_key_only() -> anyhow::Result<()> {
 
     let waiter = {
         let http = http.clone();
-        tokio::spawn(async move { http.get(&format!("/v1/kv/watched?index={index}&wait=30s")).await })
+        tokio::spawn(async move {
+            http.get(&format!("/v1/kv/watched?index={index}&wait=30s"))
+                .await
+        })
     };
     // Unrelated writes, acknowledged: the waiter must still be blocked afterwards.
     for i in 0..5 {
-        assert_eq!(http.put(&format!("/v1/kv/other/{i}"), "x").await?.body, "true");
+        assert_eq!(
+            http.put(&format!("/v1/kv/other/{i}"), "x").await?.body,
+            "true"
+        );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiter.is_finished(), "an unrelated write woke the blocking query");
+    assert!(
+        !waiter.is_finished(),
+        "an unrelated write woke the blocking query"
+    );
 
     http.put("/v1/kv/watched", "v2").await?;
     let woken = tokio::time::timeout(Duration::from_secs(10), waiter).await???;

@@ -3,3 +3,4 @@
 mod config_errors;
 mod durability;
 mod http_over_socket;
+mod sessions;

@@ -5,6 +5,10 @@
 //! This crate never depends on HTTP, axum or the Consul wire format: it speaks in commands
 //! and domain types. It owns every byte written under `<data_dir>/raft`.
 
+// openraft's storage traits fix the error type (`StorageError`, ~224 bytes); our helpers
+// return the same type so `?` works without conversions.
+#![allow(clippy::result_large_err)]
+
 mod command;
 mod log_store;
 mod network;

@@ -19,7 +19,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 /// Polls `condition` until it holds or `timeout` passes; the error names what was awaited.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> anyhow::Result<()>
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut condition: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -75,12 +79,21 @@ impl Http {
         }
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Reply> {
         let req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .body(Full::new(body.into()))?;
-        let resp = self.client.request(req).await.with_context(|| format!("requesting {path}"))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .with_context(|| format!("requesting {path}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await?.to_bytes();
@@ -150,7 +163,15 @@ impl ServerProcess {
             .append(true)
             .open(&self.log)?;
         let child = Command::new(binary("mesh-server")?)
-            .args(["-bootstrap", "-node", "it", "-bind", "127.0.0.1", "-client", "127.0.0.1"])
+            .args([
+                "-bootstrap",
+                "-node",
+                "it",
+                "-bind",
+                "127.0.0.1",
+                "-client",
+                "127.0.0.1",
+            ])
             .arg("-data-dir")
             .arg(&self.data_dir)
             .args(["-http-port", &self.http_port.to_string()])
@@ -194,7 +215,10 @@ impl ServerProcess {
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
-    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn terminate(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("server is not running")?;
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
