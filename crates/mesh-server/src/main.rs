@@ -134,7 +134,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run(config))
+    let result = runtime.block_on(run(config));
+    // Dropping the runtime drops every task still holding the store, so RocksDB closes here,
+    // before process exit, and not concurrently with it.
+    drop(runtime);
+    result
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {

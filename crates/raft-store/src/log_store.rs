@@ -41,7 +41,9 @@ impl Debug for LogStore {
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> std::result::Result<Self, StoreError> {
         let (syncer, queue) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let sync_db = db.clone();
+        // A weak reference: the syncer must never be the one closing RocksDB, which would race
+        // with process exit. The database closes when the stores and readers are dropped.
+        let sync_db = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || run_syncer(&sync_db, &queue))
@@ -86,16 +88,19 @@ impl LogStore {
     }
 }
 
-fn run_syncer(db: &DB, queue: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn run_syncer(db: &std::sync::Weak<DB>, queue: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = queue.recv() {
         let mut waiting = vec![first];
         waiting.extend(queue.try_iter());
-        let result = db.flush_wal(true);
+        let result = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| std::io::Error::other(e.to_string())),
+            None => Err(std::io::Error::other("the raft log store is closed")),
+        };
         for callback in waiting {
             let outcome = result
                 .as_ref()
                 .map(|_| ())
-                .map_err(|e| std::io::Error::other(e.to_string()));
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
             callback.log_io_completed(outcome);
         }
     }
