@@ -75,5 +75,87 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     prereqs::ensure()?;
     // Integration tests run the real binaries, which `cargo test` alone does not build.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    run(cargo().args(["test", "--workspace"]).args(extra))
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]).args(extra);
+    let totals = run_counting_tests(&mut cmd)?;
+    // One closing line for the whole workspace: cargo's own last line is only its last crate's.
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    /// Adds one libtest summary line: `test result: ok. 12 passed; 0 failed; ...`.
+    fn add_summary(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `cmd`, echoing its output, and sums the libtest summaries it prints.
+fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<Totals> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let stdout = child.stdout.take().context("capturing cargo test output")?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        totals.add_summary(&line);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!(
+            "tests: {} passed, {} failed",
+            totals.passed,
+            totals.failed.max(1)
+        );
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn sums_libtest_summaries() {
+        let mut totals = Totals::default();
+        totals.add_summary("test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s");
+        totals.add_summary(
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        totals.add_summary("running 5 tests");
+        assert_eq!(
+            totals,
+            Totals {
+                passed: 15,
+                failed: 2
+            }
+        );
+    }
 }

@@ -45,11 +45,18 @@ async fn dispatch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
+    // Consul parses the read options of every KV request, writes included, before anything
+    // else: `PUT ?index=abc` is a 400, not a write.
+    ReadOptions::parse_query(&ctx, &params)?;
     match method {
         Method::GET if params.has("keys") => get_keys(&ctx, &key, &params).await,
         Method::GET => get(&ctx, &key, &params).await,
         Method::PUT => put(&ctx, key, &params, &headers, body).await,
-        _ => delete(&ctx, key, &params).await,
+        Method::DELETE => delete(&ctx, key, &params).await,
+        other => Err(ApiError::MethodNotAllowed {
+            method: other.to_string(),
+            allow: "OPTIONS,GET,PUT,DELETE".into(),
+        }),
     }
 }
 

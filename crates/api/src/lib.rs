@@ -16,6 +16,9 @@ mod status;
 mod txn;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,14 +118,21 @@ where
         .collect::<Vec<_>>()
         .join(",");
     let allow_for_options = allow.clone();
-    on(filter, handler)
+    let not_allowed = move |method: Method| async move {
+        ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        }
+    };
+    let router = on(filter, handler)
         .options(move || async move { ApiError::options(&allow_for_options) })
-        .fallback(move |method: Method| async move {
-            ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                allow,
-            }
-        })
+        .fallback(not_allowed.clone());
+    // axum answers HEAD with the GET handler unless HEAD has its own; Consul refuses it.
+    if allowed.contains(&Method::HEAD) {
+        router
+    } else {
+        router.head(not_allowed)
+    }
 }
 
 async fn not_found() -> ApiError {

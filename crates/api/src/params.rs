@@ -108,6 +108,12 @@ pub struct ReadOptions {
 impl ReadOptions {
     pub fn parse(ctx: &Ctx, params: &Params) -> Result<Self, ApiError> {
         check_dc(ctx, params)?;
+        Self::parse_query(ctx, params)
+    }
+
+    /// The query options alone, without the `?dc` check. Consul validates these on every KV
+    /// request, writes included, so a malformed `?index` is refused before anything is written.
+    pub fn parse_query(ctx: &Ctx, params: &Params) -> Result<Self, ApiError> {
         let stale = params.has("stale");
         let consistent = params.has("consistent");
         if stale && consistent {
@@ -120,15 +126,16 @@ impl ReadOptions {
             (_, true) => Consistency::Consistent,
             _ => Consistency::Default,
         };
+        // Like Consul's `parseWait`, an empty `?wait=` or `?index=` counts as absent.
         let wait = match params.get("wait") {
-            None => None,
+            None | Some("") => None,
             Some(raw) => Some(
                 config::parse_go_duration(raw)
                     .map_err(|_| ApiError::BadRequest("Invalid wait time".into()))?,
             ),
         };
         let index = match params.get("index") {
-            None => 0,
+            None | Some("") => 0,
             Some(raw) => raw
                 .parse::<u64>()
                 .map_err(|_| ApiError::BadRequest("Invalid index".into()))?,

@@ -93,7 +93,9 @@ fn run_syncer(db: &std::sync::Weak<DB>, queue: &mpsc::Receiver<LogFlushed<TypeCo
         let mut waiting = vec![first];
         waiting.extend(queue.try_iter());
         let result = match db.upgrade() {
-            Some(db) => db.flush_wal(true).map_err(|e| std::io::Error::other(e.to_string())),
+            Some(db) => db
+                .flush_wal(true)
+                .map_err(|e| std::io::Error::other(e.to_string())),
             None => Err(std::io::Error::other("the raft log store is closed")),
         };
         for callback in waiting {
