@@ -25,6 +25,48 @@ pub enum Op {
     ReapTombstones {
         up_to_index: u64,
     },
+    /// Concurrent client writes proposed as one raft entry (group commit). Applied in order;
+    /// every op in the batch gets the entry's index.
+    Batch(Vec<Op>),
+}
+
+impl Op {
+    /// Roughly how many bytes the op adds to a log entry, to bound batches.
+    pub fn approx_size(&self) -> usize {
+        const OVERHEAD: usize = 64;
+        match self {
+            Op::Kv(op) => OVERHEAD + kv_op_size(op),
+            Op::Txn(ops) => ops
+                .iter()
+                .map(|op| OVERHEAD + op.key.len() + op.value.len() + op.session.len())
+                .sum(),
+            Op::CreateSession(req) => OVERHEAD * 4 + req.name.len() + req.node.len(),
+            Op::DestroySession { id } => OVERHEAD + id.len(),
+            Op::ReapTombstones { .. } => OVERHEAD,
+            Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),
+        }
+    }
+}
+
+fn kv_op_size(op: &kv::KvOp) -> usize {
+    use kv::KvOp::*;
+    match op {
+        Set { key, value, .. } | Cas { key, value, .. } => key.len() + value.len(),
+        Acquire {
+            key,
+            value,
+            session,
+            ..
+        }
+        | Release {
+            key,
+            value,
+            session,
+            ..
+        } => key.len() + value.len() + session.len(),
+        Delete { key } | DeleteCas { key, .. } => key.len(),
+        DeleteTree { prefix } => prefix.len(),
+    }
 }
 
 /// What applying a command produced.
@@ -38,4 +80,6 @@ pub enum Response {
     /// The command was valid to replicate but the state refused it (e.g. acquire with an unknown
     /// session). The text is the domain error, shown to the client as Consul does.
     Rejected(String),
+    /// One response per op of an [`Op::Batch`], in order.
+    Batch(Vec<Response>),
 }

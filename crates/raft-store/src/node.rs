@@ -1,7 +1,7 @@
 //! A running raft member and the leader's housekeeping.
 //!
-//! [`RaftNode`] is what the API layer talks to: it stamps writes with the wall clock, proposes
-//! them, confirms leadership for linearizable reads, and (while leader) expires sessions whose
+//! [`RaftNode`] is what the API layer talks to: it stamps writes with the wall clock, gathers
+//! concurrent writes into one raft entry (group commit) and proposes them, confirms leadership for linearizable reads, and (while leader) expires sessions whose
 //! TTL ran out and reaps old KV tombstones. Like Consul, session TTL timers are leader-local:
 //! a new leader re-arms every timer at its full length.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kv::SessionTimers;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::command::{Command, Op, Response};
 use crate::state_machine::StoreReader;
@@ -20,8 +20,15 @@ use crate::types::{NodeId, Raft};
 /// How long a KV tombstone is kept before the leader reaps it (Consul's `tombstone_ttl`).
 pub const TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
 
+/// Most client writes proposed as one raft entry.
+const MAX_BATCH_OPS: usize = 256;
+/// Roughly the most bytes of client writes in one raft entry.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Batches in flight at once: one being made durable while the next one fills.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// Why a write or a linearizable read could not be served here.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConsensusError {
     /// Consul's exact text: clients and operators match on it.
     #[error("No cluster leader")]
@@ -52,6 +59,85 @@ pub struct RaftNode {
     raft: Raft,
     reader: StoreReader,
     timers: Arc<Mutex<SessionTimers>>,
+    proposals: mpsc::Sender<Proposal>,
+}
+
+/// A client write waiting to be proposed.
+struct Proposal {
+    op: Op,
+    reply: oneshot::Sender<Result<Written, ConsensusError>>,
+}
+
+/// Group commit. openraft 0.9 makes each proposal durable before it takes the next, so
+/// concurrent client writes are gathered here into one entry: one append, one fsync, one
+/// apply. While a batch is being committed the next one fills; no write waits for a timer.
+async fn run_proposer(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.op.approx_size();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    bytes += next.op.approx_size();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn propose(raft: &Raft, batch: Vec<Proposal>) {
+    let batched = batch.len() > 1;
+    let (mut ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
+    let op = match ops.pop() {
+        Some(only) if !batched => only,
+        Some(last) => {
+            ops.push(last);
+            Op::Batch(ops)
+        }
+        None => return,
+    };
+    let result = raft
+        .client_write(Command {
+            now_ms: now_ms(),
+            op,
+        })
+        .await;
+    match result {
+        Ok(resp) => {
+            let index = resp.log_id.index;
+            let responses = match resp.data {
+                Response::Batch(responses) if batched => responses,
+                single => vec![single],
+            };
+            for (reply, response) in replies.into_iter().zip(responses) {
+                // The client may have gone away; its write is committed regardless.
+                let _ = reply.send(Ok(Written { response, index }));
+            }
+        }
+        Err(err) => {
+            let err = match err {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                    ConsensusError::NoLeader
+                }
+                RaftError::APIError(other) => ConsensusError::Stopped(other.to_string()),
+                RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -70,11 +156,15 @@ fn now_ms() -> u64 {
 }
 
 impl RaftNode {
+    /// Wraps a started raft member. Spawns the proposer task, so call it inside a runtime.
     pub fn new(raft: Raft, reader: StoreReader) -> Self {
+        let (proposals, queue) = mpsc::channel(4 * MAX_BATCH_OPS);
+        tokio::spawn(run_proposer(raft.clone(), queue));
         Self {
             raft,
             reader,
             timers: Arc::new(Mutex::new(SessionTimers::new())),
+            proposals,
         }
     }
 
@@ -96,28 +186,23 @@ impl RaftNode {
             Op::DestroySession { id } => Some(id.clone()),
             _ => None,
         };
-        let cmd = Command {
-            now_ms: now_ms(),
-            op,
-        };
-        let resp = self.raft.client_write(cmd).await.map_err(|err| match err {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ConsensusError::NoLeader,
-            RaftError::APIError(other) => ConsensusError::Stopped(other.to_string()),
-            RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
-        })?;
+        let (reply, replied) = oneshot::channel();
+        let stopped = || ConsensusError::Stopped("the write proposer has stopped".into());
+        self.proposals
+            .send(Proposal { op, reply })
+            .await
+            .map_err(|_| stopped())?;
+        let written = replied.await.map_err(|_| stopped())??;
         let mut timers = self.timers.lock().expect("session timers poisoned");
         if let Some((id, ttl)) = session_armed {
-            if resp.data == Response::None {
+            if written.response == Response::None {
                 timers.arm(&id, ttl, now_ms());
             }
         }
         if let Some(id) = destroyed {
             timers.remove(&id);
         }
-        Ok(Written {
-            response: resp.data,
-            index: resp.log_id.index,
-        })
+        Ok(written)
     }
 
     /// Confirms leadership with a quorum and waits until everything committed before the read

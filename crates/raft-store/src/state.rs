@@ -15,8 +15,11 @@ impl State {
     /// Applies one committed command at `index`. Deterministic: same state, index and command
     /// give the same result on every replica.
     pub fn apply(&mut self, index: u64, cmd: Command) -> Response {
-        let now = cmd.now_ms;
-        match cmd.op {
+        self.apply_op(index, cmd.now_ms, cmd.op)
+    }
+
+    fn apply_op(&mut self, index: u64, now: u64, op: Op) -> Response {
+        match op {
             Op::Kv(op) => match self.kv.apply(op, index, now) {
                 Ok(done) => Response::Bool(done),
                 Err(err) => Response::Rejected(err.to_string()),
@@ -31,6 +34,11 @@ impl State {
                 self.kv.reap_tombstones(up_to_index);
                 Response::None
             }
+            Op::Batch(ops) => Response::Batch(
+                ops.into_iter()
+                    .map(|op| self.apply_op(index, now, op))
+                    .collect(),
+            ),
         }
     }
 

@@ -174,3 +174,62 @@ async fn a_change_between_subscribe_and_wait_is_not_lost() {
         .await
         .expect("not lost");
 }
+
+#[tokio::test]
+async fn concurrent_writes_share_raft_entries() {
+    let dir = TempDir::new().expect("temp dir");
+    let (raft, reader) = single_node(dir.path()).await;
+    let node = RaftNode::new(raft.clone(), reader.clone());
+    let before = reader.last_applied_index();
+
+    let mut ops: Vec<Op> = (0..200)
+        .map(|i| set(&format!("batch/{i}"), "v").op)
+        .collect();
+    // One op in the middle that the state refuses: only it fails.
+    ops.insert(
+        100,
+        Op::Kv(kv::KvOp::Acquire {
+            key: "locked".into(),
+            value: Vec::new(),
+            flags: 0,
+            session: "no-such-session".into(),
+        }),
+    );
+    let results = futures::future::join_all(ops.into_iter().map(|op| node.write(op))).await;
+
+    let rejected: Vec<_> = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Ok(Written {
+                    response: Response::Rejected(_),
+                    ..
+                })
+            )
+        })
+        .collect();
+    assert_eq!(rejected.len(), 1, "only the bad acquire is refused");
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(
+                r,
+                Ok(Written {
+                    response: Response::Bool(true),
+                    ..
+                })
+            ))
+            .count(),
+        200
+    );
+    let entries = reader.last_applied_index() - before;
+    assert!(
+        entries < 201,
+        "201 writes took {entries} raft entries: no group commit"
+    );
+    for i in 0..200 {
+        assert!(reader.state().kv.get(&format!("batch/{i}")).is_some());
+    }
+    raft.shutdown().await.expect("shutdown");
+}
