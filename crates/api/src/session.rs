@@ -12,7 +12,7 @@ use raft_store::{Op, Response as Applied};
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;
 use crate::kv::{read_body, write_bool};
-use crate::params::{check_dc, Consistency, Params, ReadOptions};
+use crate::params::{check_dc, Params, ReadOptions};
 use crate::render;
 use crate::wire::{self, field, string_field, strings_field};
 use crate::Ctx;
@@ -161,9 +161,8 @@ pub async fn renew(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     check_dc(&ctx, &params)?;
-    // Timers live on the leader, so only a confirmed leader may reset one.
-    blocking::barrier(&ctx, Consistency::Default).await?;
-    if !ctx.node.renew_session(&id) {
+    // Timers live on the leader; a follower forwards the renew there.
+    if !ctx.node.renew_session(&id).await? {
         return Err(ApiError::NotFound(format!("Session id '{id}' not found")));
     }
     let state = ctx.node.reader().state();

@@ -27,7 +27,9 @@ use std::sync::Arc;
 pub use command::{Command, Op, Response};
 pub use log_store::LogStore;
 pub use network::NoPeers;
-pub use node::{ConsensusError, LeaderView, RaftNode, Written, TOMBSTONE_TTL};
+pub use node::{
+    BoxFuture, ConsensusError, Forward, LeaderView, RaftNode, Written, HOLD_TIMEOUT, TOMBSTONE_TTL,
+};
 pub use notify::{Notifier, Subscription, Topic};
 pub use state::State;
 pub use state_machine::{StateGuard, StateMachineStore, StoreReader};

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kv::SessionTimers;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::BasicNode;
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -27,18 +28,35 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Batches in flight at once: one being made durable while the next one fills.
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// How long a write or read barrier waits for a leader before giving up (Consul's
+/// `rpc_hold_timeout`).
+pub const HOLD_TIMEOUT: Duration = Duration::from_secs(7);
+
 /// Why a write or a linearizable read could not be served here.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ConsensusError {
     /// Consul's exact text: clients and operators match on it.
     #[error("No cluster leader")]
     NoLeader,
+    /// Another server leads; the request should go there.
+    #[error("this server is not the leader; the leader is {leader}")]
+    NotLeader { leader: String },
     #[error("raft stopped: {0}")]
     Stopped(String),
 }
 
+/// Sends requests that only the leader can serve to the leader (the server RPC transport).
+pub trait Forward: Send + Sync + std::fmt::Debug + 'static {
+    fn write(&self, leader: String, op: Op) -> BoxFuture<Result<Written, ConsensusError>>;
+    /// The leader's read index after it confirmed its leadership.
+    fn read_index(&self, leader: String) -> BoxFuture<Result<u64, ConsensusError>>;
+    fn renew_session(&self, leader: String, id: String) -> BoxFuture<Result<bool, ConsensusError>>;
+}
+
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 /// A committed write: what the state machine said and the log index it was applied at.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Written {
     pub response: Response,
     pub index: u64,
@@ -60,6 +78,7 @@ pub struct RaftNode {
     reader: StoreReader,
     timers: Arc<Mutex<SessionTimers>>,
     proposals: mpsc::Sender<Proposal>,
+    forward: Option<Arc<dyn Forward>>,
 }
 
 /// A client write waiting to be proposed.
@@ -140,6 +159,13 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
     }
 }
 
+fn not_leader(leader: Option<BasicNode>) -> ConsensusError {
+    match leader {
+        Some(node) => ConsensusError::NotLeader { leader: node.addr },
+        None => ConsensusError::NoLeader,
+    }
+}
+
 impl std::fmt::Debug for RaftNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftNode")
@@ -165,6 +191,68 @@ impl RaftNode {
             reader,
             timers: Arc::new(Mutex::new(SessionTimers::new())),
             proposals,
+            forward: None,
+        }
+    }
+
+    /// Lets a follower send writes and read barriers to the leader.
+    pub fn with_forwarder(mut self, forward: Arc<dyn Forward>) -> Self {
+        self.forward = Some(forward);
+        self
+    }
+
+    async fn forward_to<T, Remote, RemoteFut>(
+        &self,
+        leader: String,
+        remote: &Remote,
+    ) -> Result<T, ConsensusError>
+    where
+        Remote: Fn(&dyn Forward, String) -> RemoteFut,
+        RemoteFut: std::future::Future<Output = Result<T, ConsensusError>>,
+    {
+        match &self.forward {
+            Some(forward) => remote(forward.as_ref(), leader).await,
+            None => Err(ConsensusError::NoLeader),
+        }
+    }
+
+    /// Runs `attempt` against the leader: locally when this server leads, else forwarded.
+    /// While no leader is known, retries for up to [`HOLD_TIMEOUT`].
+    async fn on_leader<T, Local, LocalFut, Remote, RemoteFut>(
+        &self,
+        local: Local,
+        remote: Remote,
+    ) -> Result<T, ConsensusError>
+    where
+        Local: Fn() -> LocalFut,
+        LocalFut: std::future::Future<Output = Result<T, ConsensusError>>,
+        Remote: Fn(&dyn Forward, String) -> RemoteFut,
+        RemoteFut: std::future::Future<Output = Result<T, ConsensusError>>,
+    {
+        let deadline = tokio::time::Instant::now() + HOLD_TIMEOUT;
+        loop {
+            let outcome = match local().await {
+                Err(ConsensusError::NotLeader { leader }) => self.forward_to(leader, &remote).await,
+                // openraft does not always name the leader in its refusal; metrics may know it.
+                Err(ConsensusError::NoLeader) => match self.leader_view() {
+                    LeaderView {
+                        is_leader: false,
+                        leader_addr: Some(leader),
+                        ..
+                    } => self.forward_to(leader, &remote).await,
+                    _ => Err(ConsensusError::NoLeader),
+                },
+                other => other,
+            };
+            match outcome {
+                Err(ConsensusError::NoLeader | ConsensusError::NotLeader { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(ConsensusError::NotLeader { .. }) => return Err(ConsensusError::NoLeader),
+                other => return other,
+            }
         }
     }
 
@@ -176,8 +264,18 @@ impl RaftNode {
         &self.reader
     }
 
-    /// Proposes `op` and waits until it is committed and applied.
+    /// Proposes `op` (forwarded to the leader when this server is a follower) and waits until
+    /// it is committed and applied.
     pub async fn write(&self, op: Op) -> Result<Written, ConsensusError> {
+        self.on_leader(
+            || self.write_as_leader(op.clone()),
+            |forward, leader| forward.write(leader, op.clone()),
+        )
+        .await
+    }
+
+    /// Proposes `op` on this server; `NotLeader` when another server leads.
+    pub async fn write_as_leader(&self, op: Op) -> Result<Written, ConsensusError> {
         let session_armed = match &op {
             Op::CreateSession(req) => req.ttl.map(|ttl| (req.id.clone(), ttl)),
             _ => None,
@@ -205,17 +303,36 @@ impl RaftNode {
         Ok(written)
     }
 
-    /// Confirms leadership with a quorum and waits until everything committed before the read
-    /// is applied: a read after this sees every write acknowledged before it started.
+    /// Makes the local state at least as fresh as every write acknowledged before this call:
+    /// the leader confirms its leadership with a quorum (read index); a follower asks the leader
+    /// for its read index and waits until it has applied that far.
     pub async fn linearize(&self) -> Result<(), ConsensusError> {
+        let read_index = self
+            .on_leader(
+                || self.read_index_as_leader(),
+                |forward, leader| forward.read_index(leader),
+            )
+            .await?;
         self.raft
-            .ensure_linearizable()
+            .wait(Some(HOLD_TIMEOUT))
+            .applied_index_at_least(Some(read_index), "linearizable read")
             .await
             .map(|_| ())
-            .map_err(|err| match err {
-                RaftError::APIError(_) => ConsensusError::NoLeader,
-                RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
-            })
+            .map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// The read index after confirming leadership; `NotLeader` on a follower.
+    pub async fn read_index_as_leader(&self) -> Result<u64, ConsensusError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(read_log_id) => Ok(read_log_id.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                Err(not_leader(to.leader_node))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(ConsensusError::NoLeader)
+            }
+            Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
+        }
     }
 
     pub fn leader_view(&self) -> LeaderView {
@@ -250,11 +367,27 @@ impl RaftNode {
             .collect()
     }
 
-    /// Resets a session's TTL timer (a renew). Returns false when the session does not exist.
-    pub fn renew_session(&self, id: &str) -> bool {
+    /// Resets a session's TTL timer on the leader (a renew). Returns false when the session
+    /// does not exist.
+    pub async fn renew_session(&self, id: &str) -> Result<bool, ConsensusError> {
+        self.on_leader(
+            || std::future::ready(self.renew_session_as_leader(id)),
+            |forward, leader| forward.renew_session(leader, id.to_owned()),
+        )
+        .await
+    }
+
+    pub fn renew_session_as_leader(&self, id: &str) -> Result<bool, ConsensusError> {
+        let view = self.leader_view();
+        if !view.is_leader {
+            return Err(match view.leader_addr {
+                Some(leader) => ConsensusError::NotLeader { leader },
+                None => ConsensusError::NoLeader,
+            });
+        }
         let ttl = match self.reader.state().kv.session(id) {
             Some(session) => session.ttl,
-            None => return false,
+            None => return Ok(false),
         };
         if let Some(ttl) = ttl {
             self.timers
@@ -262,7 +395,7 @@ impl RaftNode {
                 .expect("session timers poisoned")
                 .renew(id, ttl, now_ms());
         }
-        true
+        Ok(true)
     }
 
     /// The leader's housekeeping loop: session TTL expiry and tombstone reaping. Runs until

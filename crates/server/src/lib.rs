@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{BasicNode, ServerState};
-use raft_store::{NoPeers, Raft, RaftNode};
+use raft_store::{Raft, RaftNode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod formation;
 
 /// The mesh release.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -57,11 +59,6 @@ pub struct Server {
 impl Server {
     /// Opens the store, joins or bootstraps raft, waits for a leader and serves HTTP.
     pub async fn start(config: config::Config) -> Result<Server, ServerError> {
-        if config.bootstrap_expect > 1 || !config.retry_join.is_empty() {
-            return Err(ServerError::Unsupported(
-                "multi-server datacenters (bootstrap_expect > 1, retry_join) need the server RPC transport, which this build does not have yet; run a single server with bootstrap or bootstrap_expect = 1".into(),
-            ));
-        }
         let (data_dir, dev_dir) = match &config.data_dir {
             Some(dir) => (dir.clone(), None),
             None if config.dev => {
@@ -90,9 +87,15 @@ impl Server {
         let reader = sm.reader();
 
         let raft_id = raft_id(&node_id);
-        let raft = Raft::new(raft_id, Arc::new(raft_config(&config)?), NoPeers, log, sm)
-            .await
-            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            raft_id,
+            Arc::new(raft_config(&config)?),
+            rpc::RaftTransport,
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
         let advertise = config
             .advertise_addr
             .unwrap_or(if config.bind_addr.is_unspecified() {
@@ -116,18 +119,69 @@ impl Server {
                 .map_err(|e| ServerError::Raft(e.to_string()))?;
             tracing::info!(node = %config.node_name, "bootstrapped a new single-server datacenter");
         }
-        let election_wait = Duration::from_secs(30);
-        raft.wait(Some(election_wait))
-            .state(ServerState::Leader, "single server elects itself")
-            .await
-            .map_err(|_| ServerError::NoLeader(election_wait))?;
-        tracing::info!(node = %config.node_name, "raft leader elected");
-
-        let node = RaftNode::new(raft, reader);
+        let node = RaftNode::new(raft.clone(), reader).with_forwarder(Arc::new(rpc::Forwarder));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(
             node.clone().run_leader_duties(shutdown_rx.clone()),
         )];
+
+        // Server RPC: raft between servers and forwarding to the leader.
+        let rpc_addr = SocketAddr::new(config.bind_addr, server_port);
+        let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: rpc_addr,
+                source,
+            })?;
+        let me = rpc::Identity {
+            raft_id,
+            node_name: config.node_name.clone(),
+            rpc_addr: format!("{advertise}:{server_port}"),
+            initialized: false,
+        };
+        let identity = {
+            let raft = raft.clone();
+            let me = me.clone();
+            Arc::new(move || rpc::Identity {
+                initialized: raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .next()
+                    .is_some(),
+                ..me.clone()
+            })
+        };
+        tasks.push(tokio::spawn(rpc::serve(
+            rpc_listener,
+            node.clone(),
+            identity,
+            shutdown_rx.clone(),
+        )));
+
+        if bootstrap {
+            let election_wait = Duration::from_secs(30);
+            raft.wait(Some(election_wait))
+                .state(ServerState::Leader, "single server elects itself")
+                .await
+                .map_err(|_| ServerError::NoLeader(election_wait))?;
+            tracing::info!(node = %config.node_name, "raft leader elected");
+        } else if !config.retry_join.is_empty() {
+            let peers = config
+                .retry_join
+                .iter()
+                .map(|addr| with_default_port(addr, 8300))
+                .collect();
+            tasks.push(tokio::spawn(formation::form_or_join(
+                raft.clone(),
+                me,
+                config.bootstrap_expect,
+                peers,
+                shutdown_rx.clone(),
+            )));
+        }
 
         let http_port = port(config.ports.http, 8500);
         let ctx = api::ApiContext {
@@ -207,6 +261,21 @@ impl Drop for Server {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+/// `ip`, `ip:port`, `host` or `host:port`; an address without a port gets `default`.
+fn with_default_port(addr: &str, default: u16) -> String {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return addr.to_owned();
+    }
+    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
+        return SocketAddr::new(ip, default).to_string();
+    }
+    if addr.contains(':') {
+        addr.to_owned()
+    } else {
+        format!("{addr}:{default}")
     }
 }
 

@@ -42,8 +42,7 @@ where
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
-    Ok(listener.local_addr()?.port())
+    free_port_on(std::net::Ipv4Addr::LOCALHOST)
 }
 
 /// A response, reduced to what tests compare.
@@ -133,76 +132,101 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A `mesh-server` process on 127.0.0.1 with its own data directory.
+/// A `mesh-server` process on its own loopback address with its own data directory.
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Option<Child>,
+    ip: std::net::Ipv4Addr,
     data_dir: PathBuf,
     http_port: u16,
+    rpc_port: u16,
     log: PathBuf,
-    extra_args: Vec<String>,
+    args: Vec<String>,
 }
 
 impl ServerProcess {
-    /// Starts a durable single server bootstrapping its own datacenter in `data_dir`.
+    /// Starts a durable single server bootstrapping its own datacenter in `data_dir`, and waits
+    /// until it leads.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let mut server = ServerProcess {
-            child: None,
-            data_dir: data_dir.to_path_buf(),
-            http_port: free_port()?,
-            log: data_dir.with_extension("log"),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn().await?;
+        let mut args = vec!["-bootstrap".to_owned()];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut server = Self::new(std::net::Ipv4Addr::LOCALHOST, data_dir, args)?;
+        server.spawn()?;
+        server.wait_for_leader().await?;
         Ok(server)
     }
 
-    async fn spawn(&mut self) -> anyhow::Result<()> {
+    /// A server on `ip` with free ports, not started yet.
+    pub fn new(ip: std::net::Ipv4Addr, data_dir: &Path, args: Vec<String>) -> anyhow::Result<Self> {
+        Ok(ServerProcess {
+            child: None,
+            ip,
+            data_dir: data_dir.to_path_buf(),
+            http_port: free_port_on(ip)?,
+            rpc_port: free_port_on(ip)?,
+            log: data_dir.with_extension("log"),
+            args,
+        })
+    }
+
+    /// The server RPC address other servers reach it at.
+    pub fn rpc_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.rpc_port)
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
+        let ip = self.ip.to_string();
+        let node = format!("node-{}", self.ip.octets()[3]);
         let child = Command::new(binary("mesh-server")?)
-            .args([
-                "-bootstrap",
-                "-node",
-                "it",
-                "-bind",
-                "127.0.0.1",
-                "-client",
-                "127.0.0.1",
-            ])
+            .args(["-node", &node, "-bind", &ip, "-client", &ip])
             .arg("-data-dir")
             .arg(&self.data_dir)
             .args(["-http-port", &self.http_port.to_string()])
-            .args(&self.extra_args)
+            .args(["-server-port", &self.rpc_port.to_string()])
+            .args(["-raft-multiplier", "1"])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("spawning mesh-server")?;
         self.child = Some(child);
-        let http = self.http();
-        let ready = wait_until("mesh-server to elect a leader", Duration::from_secs(30), || {
-            let http = http.clone();
-            async move {
-                matches!(http.get("/v1/status/leader").await, Ok(r) if r.status == 200 && r.body.len() > 2)
-            }
-        })
-        .await;
-        if let Err(err) = ready {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            bail!("{err}; server log:\n{log}");
-        }
         Ok(())
     }
 
+    /// Waits until this server knows a leader.
+    pub async fn wait_for_leader(&self) -> anyhow::Result<()> {
+        let http = self.http();
+        let ready = wait_until("mesh-server to know a leader", Duration::from_secs(30), || {
+            let http = http.clone();
+            async move {
+                matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200 && r.body.len() > 2)
+            }
+        })
+        .await;
+        ready.map_err(|err| anyhow::anyhow!("{err}; server log:\n{}", self.log_text()))
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn http(&self) -> Http {
-        Http::new(SocketAddr::from(([127, 0, 0, 1], self.http_port)))
+        Http::new(SocketAddr::from((self.ip, self.http_port)))
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or power loss of the process.
@@ -240,16 +264,71 @@ impl ServerProcess {
         }
     }
 
-    /// Starts the server again on the same data directory and port.
+    /// Starts the server again on the same data directory and ports, and waits for a leader.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9()?;
-        self.spawn().await
+        self.spawn()?;
+        self.wait_for_leader().await
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
+    }
+}
+
+/// A loopback port free on `ip` a moment ago.
+pub fn free_port_on(ip: std::net::Ipv4Addr) -> anyhow::Result<u16> {
+    let listener =
+        TcpListener::bind((ip, 0)).with_context(|| format!("binding an ephemeral port on {ip}"))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// N servers on 127.0.0.x forming one datacenter through `bootstrap_expect` and `retry_join`.
+#[derive(Debug)]
+pub struct Cluster {
+    pub servers: Vec<ServerProcess>,
+}
+
+impl Cluster {
+    /// Starts `n` servers on 127.0.0.`first_octet`.. and waits until every one knows a leader.
+    pub async fn start(dir: &Path, n: usize, first_octet: u8) -> anyhow::Result<Self> {
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, first_octet + i as u8);
+            servers.push(ServerProcess::new(
+                ip,
+                &dir.join(format!("server-{i}")),
+                Vec::new(),
+            )?);
+        }
+        let addrs: Vec<String> = servers.iter().map(ServerProcess::rpc_addr).collect();
+        for (i, server) in servers.iter_mut().enumerate() {
+            server.args = vec!["-bootstrap-expect".into(), n.to_string()];
+            for (j, addr) in addrs.iter().enumerate() {
+                if i != j {
+                    server.args.extend(["-retry-join".to_owned(), addr.clone()]);
+                }
+            }
+            server.spawn()?;
+        }
+        for server in &servers {
+            server.wait_for_leader().await?;
+        }
+        Ok(Cluster { servers })
+    }
+
+    /// The index of the server that currently leads, as the servers report it.
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        for server in self.servers.iter().filter(|s| s.is_running()) {
+            let reply = server.http().get("/v1/status/leader?stale").await?;
+            let leader: String = serde_json::from_str(&reply.body)?;
+            if let Some(i) = self.servers.iter().position(|s| s.rpc_addr() == leader) {
+                return Ok(i);
+            }
+        }
+        bail!("no running server reports a leader")
     }
 }
 

@@ -1,0 +1,37 @@
+//! Server RPC on port 8300: the raft transport between servers and the forwarding of client
+//! writes and read barriers from followers to the leader.
+//!
+//! One TCP connection carries length-prefixed postcard frames, one request then one response
+//! at a time. [`RaftTransport`] is openraft's network over it; [`serve`] answers it. The place
+//! where mTLS wraps the stream is [`connect`] and the accept loop in [`serve`]. This crate knows
+//! nothing about HTTP or Consul's wire format.
+
+mod frame;
+mod message;
+mod server;
+mod transport;
+
+pub use message::{Identity, Request, Response};
+pub use server::serve;
+pub use transport::{call, connect, Forwarder, RaftTransport};
+
+/// Errors of one RPC exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to {addr}: {source}")]
+    Io {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr} answered with an unexpected message")]
+    Unexpected { addr: String },
+    #[error("{0}")]
+    Remote(String),
+}

@@ -1,0 +1,56 @@
+//! What servers say to each other.
+
+use openraft::error::InstallSnapshotError;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use raft_store::{ConsensusError, NodeId, Op, TypeConfig, Written};
+use serde::{Deserialize, Serialize};
+
+/// Who a server is, for forming a datacenter (`bootstrap_expect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub raft_id: NodeId,
+    pub node_name: String,
+    /// The server RPC address peers should use.
+    pub rpc_addr: String,
+    /// Whether this server already belongs to a raft configuration.
+    pub initialized: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A client write from a follower, to be proposed by the leader.
+    Write(Op),
+    /// A follower's read barrier: the leader confirms leadership and returns its read index.
+    ReadIndex,
+    /// A session renew from a follower (TTL timers live on the leader).
+    RenewSession(String),
+    Identify,
+    /// A server asks the leader to add it to the raft configuration as a voter.
+    Join(Identity),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Errors of raft RPCs travel as text: the caller treats them as an unreachable peer.
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, String>),
+    Vote(Result<VoteResponse<NodeId>, String>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, SnapshotFailure>),
+    Write(Result<Written, ConsensusError>),
+    ReadIndex(Result<u64, ConsensusError>),
+    RenewSession(Result<bool, ConsensusError>),
+    Identity(Identity),
+    Join(Result<(), String>),
+}
+
+/// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SnapshotFailure {
+    Mismatch(InstallSnapshotError),
+    Other(String),
+}

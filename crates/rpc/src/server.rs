@@ -1,0 +1,128 @@
+//! The answering side: one task per connection, one request at a time.
+
+use std::sync::Arc;
+
+use openraft::error::RaftError;
+use raft_store::{Raft, RaftNode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::frame;
+use crate::message::{Identity, Request, Response, SnapshotFailure};
+
+/// Serves server RPC on `listener` until `shutdown` becomes true.
+pub async fn serve(
+    listener: TcpListener,
+    node: RaftNode,
+    identity: Arc<dyn Fn() -> Identity + Send + Sync>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let node = node.clone();
+                let identity = identity.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = connection(stream, &node, &*identity, shutdown).await {
+                        tracing::debug!(%peer, %err, "server RPC connection closed");
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accepting a server RPC connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    node: &RaftNode,
+    identity: &(dyn Fn() -> Identity + Send + Sync),
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    loop {
+        let request = tokio::select! {
+            request = frame::read::<_, Request>(&mut stream) => request?,
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        };
+        let Some(request) = request else {
+            return Ok(());
+        };
+        let response = answer(request, node, identity).await;
+        frame::write(&mut stream, &response).await?;
+    }
+}
+
+async fn answer(
+    request: Request,
+    node: &RaftNode,
+    identity: &(dyn Fn() -> Identity + Send + Sync),
+) -> Response {
+    let raft: &Raft = node.raft();
+    match request {
+        Request::AppendEntries(rpc) => {
+            Response::AppendEntries(raft.append_entries(rpc).await.map_err(|e| e.to_string()))
+        }
+        Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await.map_err(|e| e.to_string())),
+        Request::InstallSnapshot(rpc) => {
+            Response::InstallSnapshot(raft.install_snapshot(rpc).await.map_err(|err| match err {
+                RaftError::APIError(mismatch) => SnapshotFailure::Mismatch(mismatch),
+                RaftError::Fatal(fatal) => SnapshotFailure::Other(fatal.to_string()),
+            }))
+        }
+        Request::Write(op) => Response::Write(node.write_as_leader(op).await),
+        Request::ReadIndex => Response::ReadIndex(node.read_index_as_leader().await),
+        Request::RenewSession(id) => Response::RenewSession(node.renew_session_as_leader(&id)),
+        Request::Identify => Response::Identity(identity()),
+        Request::Join(joiner) => Response::Join(add_voter(node, joiner).await),
+    }
+}
+
+/// Long enough for a new server to catch up as a learner.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Adds a server as a learner, lets it catch up, then makes it a voter. Only the leader can.
+async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> {
+    let view = node.leader_view();
+    if !view.is_leader {
+        let leader = view
+            .leader_addr
+            .ok_or("no leader to add the server; retry")?;
+        return match crate::call(&leader, &Request::Join(joiner), JOIN_TIMEOUT).await {
+            Ok(Response::Join(result)) => result,
+            Ok(_) => Err(format!(
+                "{leader} answered a join with an unexpected message"
+            )),
+            Err(err) => Err(err.to_string()),
+        };
+    }
+    let raft = node.raft();
+    let members = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    if members.voter_ids().any(|id| id == joiner.raft_id) {
+        return Ok(());
+    }
+    let new_node = openraft::BasicNode::new(joiner.rpc_addr.clone());
+    raft.add_learner(joiner.raft_id, new_node, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut voters: std::collections::BTreeSet<_> = members.voter_ids().collect();
+    voters.insert(joiner.raft_id);
+    raft.change_membership(voters, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(node = %joiner.node_name, addr = %joiner.rpc_addr, "server joined the raft configuration");
+    Ok(())
+}

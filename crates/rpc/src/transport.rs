@@ -1,0 +1,232 @@
+//! The calling side: openraft's network over server RPC, and forwarding to the leader.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use raft_store::{ConsensusError, Forward, NodeId, Op, TypeConfig, Written};
+use tokio::net::TcpStream;
+
+use crate::message::{Request, Response, SnapshotFailure};
+use crate::{frame, RpcError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Forwarded writes wait for a raft commit on the leader, which may be holding for an election.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Opens a server RPC connection (the place mTLS will wrap the stream).
+pub async fn connect(addr: &str) -> Result<TcpStream, RpcError> {
+    let connect = TcpStream::connect(addr);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| RpcError::Connect {
+            addr: addr.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        })?
+        .map_err(|source| RpcError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    stream
+        .set_nodelay(true)
+        .map_err(|source| RpcError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    Ok(stream)
+}
+
+async fn exchange(
+    stream: &mut TcpStream,
+    addr: &str,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, RpcError> {
+    let io = |source| RpcError::Io {
+        addr: addr.to_owned(),
+        source,
+    };
+    let round_trip = async {
+        frame::write(stream, req).await.map_err(io)?;
+        frame::read::<_, Response>(stream)
+            .await
+            .map_err(io)?
+            .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)))
+    };
+    tokio::time::timeout(timeout, round_trip)
+        .await
+        .map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer in time",
+            ))
+        })?
+}
+
+/// One request on a fresh connection.
+pub async fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Response, RpcError> {
+    let mut stream = connect(addr).await?;
+    exchange(&mut stream, addr, req, timeout).await
+}
+
+/// openraft's network factory over server RPC.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RaftTransport;
+
+impl RaftNetworkFactory<TypeConfig> for RaftTransport {
+    type Network = RaftPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> RaftPeer {
+        RaftPeer {
+            target,
+            addr: node.addr.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// A connection to one peer, opened lazily and reopened after any failure.
+#[derive(Debug)]
+pub struct RaftPeer {
+    target: NodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl RaftPeer {
+    async fn send<E: std::error::Error>(
+        &mut self,
+        req: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<NodeId, BasicNode, E>> {
+        if self.stream.is_none() {
+            let stream = connect(&self.addr)
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        match exchange(stream, &self.addr, &req, option.hard_ttl()).await {
+            Ok(resp) => Ok(resp),
+            Err(err) => {
+                self.stream = None;
+                Err(RPCError::Network(NetworkError::new(&err)))
+            }
+        }
+    }
+
+    fn remote<E: std::error::Error>(
+        &self,
+        err: E,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new(self.target, RaftError::APIError(err)))
+    }
+
+    fn failed<E: std::error::Error>(&self, why: String) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&RpcError::Remote(format!(
+            "{}: {why}",
+            self.addr
+        ))))
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&RpcError::Unexpected {
+            addr: self.addr.clone(),
+        }))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for RaftPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.send(Request::AppendEntries(rpc), &option).await? {
+            Response::AppendEntries(Ok(resp)) => Ok(resp),
+            Response::AppendEntries(Err(why)) => Err(self.failed(why)),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self.send(Request::InstallSnapshot(rpc), &option).await? {
+            Response::InstallSnapshot(Ok(resp)) => Ok(resp),
+            Response::InstallSnapshot(Err(SnapshotFailure::Mismatch(err))) => Err(self.remote(err)),
+            Response::InstallSnapshot(Err(SnapshotFailure::Other(why))) => Err(self.failed(why)),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.send(Request::Vote(rpc), &option).await? {
+            Response::Vote(Ok(resp)) => Ok(resp),
+            Response::Vote(Err(why)) => Err(self.failed(why)),
+            _ => Err(self.unexpected()),
+        }
+    }
+}
+
+/// Forwards client writes and read barriers from a follower to the leader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarder;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+fn unreachable_leader(err: RpcError) -> ConsensusError {
+    // The caller retries until its hold time is up, then reports Consul's "No cluster leader".
+    tracing::debug!(%err, "forwarding to the leader failed");
+    ConsensusError::NoLeader
+}
+
+impl Forward for Forwarder {
+    fn write(&self, leader: String, op: Op) -> BoxFuture<Result<Written, ConsensusError>> {
+        Box::pin(async move {
+            match call(&leader, &Request::Write(op), FORWARD_TIMEOUT).await {
+                Ok(Response::Write(result)) => result,
+                Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
+                Err(err) => Err(unreachable_leader(err)),
+            }
+        })
+    }
+
+    fn read_index(&self, leader: String) -> BoxFuture<Result<u64, ConsensusError>> {
+        Box::pin(async move {
+            match call(&leader, &Request::ReadIndex, FORWARD_TIMEOUT).await {
+                Ok(Response::ReadIndex(result)) => result,
+                Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
+                Err(err) => Err(unreachable_leader(err)),
+            }
+        })
+    }
+
+    fn renew_session(&self, leader: String, id: String) -> BoxFuture<Result<bool, ConsensusError>> {
+        Box::pin(async move {
+            match call(&leader, &Request::RenewSession(id), FORWARD_TIMEOUT).await {
+                Ok(Response::RenewSession(result)) => result,
+                Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
+                Err(err) => Err(unreachable_leader(err)),
+            }
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! Forming a datacenter from `bootstrap_expect` and `retry_join`, and joining an existing one.
+//!
+//! Every server dials the `retry_join` addresses over server RPC and asks who is there. When a
+//! server knows `bootstrap_expect` servers (itself included), none of them already belongs to a
+//! raft configuration, and it has the lowest raft id among them, it bootstraps raft with exactly
+//! those servers; the others are brought in by that configuration. A server that finds an
+//! initialized peer instead asks the leader to add it. Bootstrapping happens at most once: a
+//! server whose raft state is initialized never bootstraps again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use raft_store::Raft;
+use tokio::sync::watch;
+
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn is_initialized(raft: &Raft) -> bool {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .next()
+        .is_some()
+}
+
+pub(crate) async fn form_or_join(
+    raft: Raft,
+    me: rpc::Identity,
+    bootstrap_expect: u32,
+    peers: Vec<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempts = 0u64;
+    loop {
+        if *shutdown.borrow() || is_initialized(&raft) {
+            return;
+        }
+        attempts += 1;
+        let mut seen = BTreeMap::from([(me.raft_id, me.clone())]);
+        let mut initialized_peer = None;
+        for addr in &peers {
+            match rpc::call(addr, &rpc::Request::Identify, CALL_TIMEOUT).await {
+                Ok(rpc::Response::Identity(peer)) => {
+                    if peer.initialized {
+                        initialized_peer = Some(peer.clone());
+                    }
+                    seen.insert(peer.raft_id, peer);
+                }
+                Ok(_) => tracing::warn!(%addr, "retry_join: unexpected answer"),
+                Err(err) if attempts % 10 == 1 => {
+                    tracing::info!(%addr, %err, "retry_join: not reachable yet")
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(peer) = initialized_peer {
+            if join(&me, &peer).await {
+                return;
+            }
+        } else if bootstrap_expect > 1
+            && seen.len() >= bootstrap_expect as usize
+            && seen.keys().next() == Some(&me.raft_id)
+        {
+            let members: BTreeMap<_, _> = seen
+                .values()
+                .map(|s| (s.raft_id, BasicNode::new(s.rpc_addr.clone())))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => {
+                    tracing::info!(
+                        servers = seen.len(),
+                        "bootstrapped the datacenter (bootstrap_expect reached)"
+                    );
+                    return;
+                }
+                Err(err) => tracing::warn!(%err, "bootstrap failed; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Asks `peer` (or the leader it knows) to add this server; true once added.
+async fn join(me: &rpc::Identity, peer: &rpc::Identity) -> bool {
+    match rpc::call(
+        &peer.rpc_addr,
+        &rpc::Request::Join(me.clone()),
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(rpc::Response::Join(Ok(()))) => {
+            tracing::info!(via = %peer.rpc_addr, "joined the datacenter");
+            true
+        }
+        Ok(rpc::Response::Join(Err(err))) => {
+            tracing::info!(via = %peer.rpc_addr, %err, "join refused; retrying");
+            false
+        }
+        Ok(_) => false,
+        Err(err) => {
+            tracing::info!(via = %peer.rpc_addr, %err, "join failed; retrying");
+            false
+        }
+    }
+}

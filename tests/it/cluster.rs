@@ -1,0 +1,87 @@
+//! Three real servers on 127.0.0.x: forming by bootstrap_expect, forwarding, follower reads,
+//! and losing the leader to kill -9.
+
+use std::time::Duration;
+
+use test_support::{wait_until, Cluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_survive_kill_9_of_the_leader() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(dir.path(), 3, 21).await?;
+    let leader = cluster.leader().await?;
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+
+    // Writes through a follower are forwarded to the leader.
+    let via_follower = cluster.servers[follower].http();
+    for i in 0..30 {
+        let reply = via_follower
+            .put(&format!("/v1/kv/c/{i:02}"), format!("v{i}"))
+            .await?;
+        anyhow::ensure!(
+            reply.body == "true",
+            "write {i} through a follower: {reply:?}"
+        );
+    }
+    // A default (linearizable) read on another follower sees every acknowledged write.
+    let listed = cluster.servers[other]
+        .http()
+        .get("/v1/kv/c/?recurse")
+        .await?;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let before = listed.json()?;
+    assert_eq!(before.as_array().map(Vec::len), Some(30));
+
+    let peers = cluster.servers[other]
+        .http()
+        .get("/v1/status/peers")
+        .await?
+        .json()?;
+    assert_eq!(
+        peers.as_array().map(Vec::len),
+        Some(3),
+        "three voters: {peers}"
+    );
+
+    let old_leader = format!("\"{}\"", cluster.servers[leader].rpc_addr());
+    cluster.servers[leader].kill9()?;
+    let survivor = cluster.servers[follower].http();
+    wait_until(
+        "a new leader among the survivors",
+        Duration::from_secs(30),
+        || {
+            let survivor = survivor.clone();
+            let old_leader = old_leader.clone();
+            async move {
+                matches!(survivor.get("/v1/status/leader?stale").await,
+                Ok(r) if r.body.len() > 2 && r.body != old_leader)
+            }
+        },
+    )
+    .await?;
+    let new_leader = cluster.leader().await?;
+    assert_ne!(new_leader, leader);
+
+    // Writes resume, and nothing acknowledged before the crash is lost.
+    assert_eq!(survivor.put("/v1/kv/c/after", "x").await?.body, "true");
+    let after = survivor.get("/v1/kv/c/?recurse").await?.json()?;
+    let after = after.as_array().cloned().unwrap_or_default();
+    assert_eq!(after.len(), 31);
+    for entry in before.as_array().into_iter().flatten() {
+        assert!(
+            after.contains(entry),
+            "lost or changed after failover: {entry}"
+        );
+    }
+
+    // The killed server comes back, catches up, and serves linearizable reads again.
+    cluster.servers[leader].spawn()?;
+    cluster.servers[leader].wait_for_leader().await?;
+    let rejoined = cluster.servers[leader]
+        .http()
+        .get("/v1/kv/c/after?raw")
+        .await?;
+    assert_eq!((rejoined.status, rejoined.body.as_str()), (200, "x"));
+    Ok(())
+}
