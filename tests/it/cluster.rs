@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use test_support::{wait_until, Cluster};
+use test_support::{wait_until, Cluster, Method};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_survive_kill_9_of_the_leader() -> anyhow::Result<()> {
@@ -83,5 +83,70 @@ async fn three_servers_survive_kill_9_of_the_leader() -> anyhow::Result<()> {
         .get("/v1/kv/c/after?raw")
         .await?;
     assert_eq!((rejoined.status, rejoined.body.as_str()), (200, "x"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_lists_servers_and_removes_one_while_serving() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(dir.path(), 3, 24).await?;
+    let leader = cluster.leader().await?;
+    let follower = (leader + 1) % 3;
+    let http = cluster.servers[follower].http();
+
+    let config = http.get("/v1/operator/raft/configuration").await?.json()?;
+    let servers = config["Servers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(servers.len(), 3, "{config}");
+    assert_eq!(servers.iter().filter(|s| s["Leader"] == true).count(), 1);
+    assert!(servers
+        .iter()
+        .all(|s| s["Voter"] == true && s["Node"].as_str().is_some_and(|n| n.starts_with("node-"))));
+    let leader_entry = servers
+        .iter()
+        .find(|s| s["Leader"] == true)
+        .expect("a leader");
+    assert_eq!(
+        leader_entry["Address"],
+        cluster.servers[leader].rpc_addr().as_str()
+    );
+
+    // Remove a follower that is not the one we talk to; the datacenter keeps serving.
+    let removed = (leader + 2) % 3;
+    let address = cluster.servers[removed].rpc_addr();
+    let reply = http
+        .request(
+            Method::DELETE,
+            &format!("/v1/operator/raft/peer?address={address}"),
+            "",
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    cluster.servers[removed].kill9()?;
+    let config = http.get("/v1/operator/raft/configuration").await?.json()?;
+    assert_eq!(
+        config["Servers"].as_array().map(Vec::len),
+        Some(2),
+        "{config}"
+    );
+    assert_eq!(http.put("/v1/kv/after-removal", "ok").await?.body, "true");
+
+    let missing = http
+        .request(
+            Method::DELETE,
+            "/v1/operator/raft/peer?address=127.0.0.1:1",
+            "",
+        )
+        .await?;
+    assert_eq!(missing.status, 500);
+    assert!(
+        missing
+            .body
+            .contains("was not found in the Raft configuration"),
+        "{missing:?}"
+    );
+    let neither = http
+        .request(Method::DELETE, "/v1/operator/raft/peer", "")
+        .await?;
+    assert_eq!(neither.status, 400);
     Ok(())
 }

@@ -9,6 +9,7 @@ mod agent;
 mod blocking;
 mod error;
 mod kv;
+mod operator;
 mod params;
 mod render;
 mod session;
@@ -96,6 +97,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/status/leader", methods(&[Method::GET], status::leader))
         .route("/v1/status/peers", methods(&[Method::GET], status::peers))
         .route("/v1/agent/self", methods(&[Method::GET], agent::self_))
+        .route(
+            "/v1/operator/raft/configuration",
+            methods(&[Method::GET], operator::configuration),
+        )
+        .route(
+            "/v1/operator/raft/peer",
+            methods(&[Method::DELETE], operator::remove_peer),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(common_headers))
         .with_state(ctx)

@@ -8,8 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use openraft::BasicNode;
-use raft_store::{NoPeers, Raft, RaftNode};
+use raft_store::{NoPeers, Raft, RaftNode, ServerNode};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -56,9 +55,12 @@ impl Fixture {
         )
         .await
         .expect("raft starts");
-        raft.initialize(BTreeMap::from([(1, BasicNode::new(RAFT_ADDR))]))
-            .await
-            .expect("initialize");
+        raft.initialize(BTreeMap::from([(
+            1,
+            ServerNode::new(RAFT_ADDR, "node-a", ""),
+        )]))
+        .await
+        .expect("initialize");
         raft.wait(Some(MUST_HAPPEN))
             .state(openraft::ServerState::Leader, "single voter leads")
             .await

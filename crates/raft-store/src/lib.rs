@@ -28,12 +28,13 @@ pub use command::{Command, Op, Response};
 pub use log_store::LogStore;
 pub use network::NoPeers;
 pub use node::{
-    BoxFuture, ConsensusError, Forward, LeaderView, RaftNode, Written, HOLD_TIMEOUT, TOMBSTONE_TTL,
+    BoxFuture, ConsensusError, Forward, LeaderView, RaftNode, RaftServer, Written, HOLD_TIMEOUT,
+    TOMBSTONE_TTL,
 };
 pub use notify::{Notifier, Subscription, Topic};
 pub use state::State;
 pub use state_machine::{StateGuard, StateMachineStore, StoreReader};
-pub use types::{NodeId, Raft, TypeConfig};
+pub use types::{NodeId, Raft, ServerNode, TypeConfig};
 
 /// Errors opening or reading the on-disk store.
 #[derive(Debug, thiserror::Error)]

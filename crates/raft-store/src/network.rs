@@ -4,13 +4,13 @@
 //! Multi-server datacenters replace this with the server RPC transport on port 8300; until a
 //! node is configured with peers, every call here reports the peer as unreachable.
 
+use crate::types::ServerNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 
 use crate::types::{NodeId, TypeConfig};
 
@@ -18,7 +18,7 @@ use crate::types::{NodeId, TypeConfig};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoPeers;
 
-fn unreachable<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, BasicNode, E> {
+fn unreachable<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, ServerNode, E> {
     let why = std::io::Error::other(format!(
         "server {target} is not reachable: this server is configured as the only voter"
     ));
@@ -28,7 +28,7 @@ fn unreachable<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, BasicNo
 impl RaftNetworkFactory<TypeConfig> for NoPeers {
     type Network = NoPeerClient;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> NoPeerClient {
+    async fn new_client(&mut self, target: NodeId, _node: &ServerNode) -> NoPeerClient {
         NoPeerClient { target }
     }
 }
@@ -43,7 +43,8 @@ impl RaftNetwork<TypeConfig> for NoPeerClient {
         &mut self,
         _rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>>
+    {
         Err(unreachable(self.target))
     }
 
@@ -53,7 +54,7 @@ impl RaftNetwork<TypeConfig> for NoPeerClient {
         _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         Err(unreachable(self.target))
     }
@@ -62,7 +63,7 @@ impl RaftNetwork<TypeConfig> for NoPeerClient {
         &mut self,
         _rpc: VoteRequest<NodeId>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
         Err(unreachable(self.target))
     }
 }

@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::types::ServerNode;
 use kv::SessionTimers;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::BasicNode;
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -20,6 +20,9 @@ use crate::types::{NodeId, Raft};
 
 /// How long a KV tombstone is kept before the leader reaps it (Consul's `tombstone_ttl`).
 pub const TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How long a proposal may wait for its commit.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most client writes proposed as one raft entry.
 const MAX_BATCH_OPS: usize = 256;
@@ -43,6 +46,12 @@ pub enum ConsensusError {
     NotLeader { leader: String },
     #[error("raft stopped: {0}")]
     Stopped(String),
+    /// The request was understood and refused (e.g. removing the last voter).
+    #[error("{0}")]
+    Refused(String),
+    /// The leader could not reach a quorum in time; a write's outcome is unknown.
+    #[error("timed out after {0:?} waiting for a quorum")]
+    Timeout(Duration),
 }
 
 /// Sends requests that only the leader can serve to the leader (the server RPC transport).
@@ -51,6 +60,16 @@ pub trait Forward: Send + Sync + std::fmt::Debug + 'static {
     /// The leader's read index after it confirmed its leadership.
     fn read_index(&self, leader: String) -> BoxFuture<Result<u64, ConsensusError>>;
     fn renew_session(&self, leader: String, id: String) -> BoxFuture<Result<bool, ConsensusError>>;
+    fn remove_voter(&self, leader: String, id: NodeId) -> BoxFuture<Result<(), ConsensusError>>;
+}
+
+/// One server of the raft configuration, for `/v1/operator/raft/configuration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftServer {
+    pub raft_id: NodeId,
+    pub node: crate::types::ServerNode,
+    pub leader: bool,
+    pub voter: bool,
 }
 
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -126,12 +145,19 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
         }
         None => return,
     };
-    let result = raft
-        .client_write(Command {
-            now_ms: now_ms(),
-            op,
-        })
-        .await;
+    // A leader cut off from its quorum never commits; give up instead of hanging. The write
+    // may still commit later if the partition heals, so the outcome is unknown to the client.
+    let write = raft.client_write(Command {
+        now_ms: now_ms(),
+        op,
+    });
+    let Ok(result) = tokio::time::timeout(COMMIT_TIMEOUT, write).await else {
+        let err = ConsensusError::Timeout(COMMIT_TIMEOUT);
+        for reply in replies {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    };
     match result {
         Ok(resp) => {
             let index = resp.log_id.index;
@@ -159,7 +185,7 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
     }
 }
 
-fn not_leader(leader: Option<BasicNode>) -> ConsensusError {
+fn not_leader(leader: Option<ServerNode>) -> ConsensusError {
     match leader {
         Some(node) => ConsensusError::NotLeader { leader: node.addr },
         None => ConsensusError::NoLeader,
@@ -323,7 +349,12 @@ impl RaftNode {
 
     /// The read index after confirming leadership; `NotLeader` on a follower.
     pub async fn read_index_as_leader(&self) -> Result<u64, ConsensusError> {
-        match self.raft.ensure_linearizable().await {
+        let confirm = self.raft.ensure_linearizable();
+        let Ok(confirmed) = tokio::time::timeout(HOLD_TIMEOUT, confirm).await else {
+            // A leader that cannot hear from a quorum must not serve the read.
+            return Err(ConsensusError::NoLeader);
+        };
+        match confirmed {
             Ok(read_log_id) => Ok(read_log_id.map_or(0, |id| id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
                 Err(not_leader(to.leader_node))
@@ -354,6 +385,54 @@ impl RaftNode {
             is_leader,
             leader_addr,
             last_contact_ms,
+        }
+    }
+
+    /// The raft configuration as this server knows it, and the log index it was committed at.
+    pub fn configuration(&self) -> (Vec<RaftServer>, u64) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let servers = membership
+            .nodes()
+            .map(|(&raft_id, node)| RaftServer {
+                raft_id,
+                node: node.clone(),
+                leader: metrics.current_leader == Some(raft_id),
+                voter: membership.voter_ids().any(|v| v == raft_id),
+            })
+            .collect();
+        let index = metrics.membership_config.log_id().map_or(0, |id| id.index);
+        (servers, index)
+    }
+
+    /// Removes a server from the raft configuration (forwarded to the leader).
+    pub async fn remove_voter(&self, id: NodeId) -> Result<(), ConsensusError> {
+        self.on_leader(
+            || self.remove_voter_as_leader(id),
+            |forward, leader| forward.remove_voter(leader, id),
+        )
+        .await
+    }
+
+    pub async fn remove_voter_as_leader(&self, id: NodeId) -> Result<(), ConsensusError> {
+        let (servers, _) = self.configuration();
+        let remaining: std::collections::BTreeSet<NodeId> = servers
+            .iter()
+            .filter(|s| s.voter && s.raft_id != id)
+            .map(|s| s.raft_id)
+            .collect();
+        if remaining.is_empty() {
+            return Err(ConsensusError::Refused(
+                "cannot remove the last voter".into(),
+            ));
+        }
+        match self.raft.change_membership(remaining, false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                Err(not_leader(to.leader_node))
+            }
+            Err(RaftError::APIError(other)) => Err(ConsensusError::Refused(other.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
         }
     }
 

@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 use crate::command::Response;
 use crate::notify::Notifier;
 use crate::state::State;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{NodeId, ServerNode, TypeConfig};
 use crate::{cf, StoreError};
 
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
-type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+type Membership = StoredMembership<NodeId, ServerNode>;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Applied {
@@ -40,7 +40,7 @@ struct Applied {
 /// A persisted snapshot: openraft's metadata and the encoded [`Applied`] state.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    meta: SnapshotMeta<NodeId, ServerNode>,
     data: Vec<u8>,
 }
 
@@ -221,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        meta: &SnapshotMeta<NodeId, ServerNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
         let data = snapshot.into_inner();

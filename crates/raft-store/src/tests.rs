@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{BasicNode, Config, StorageError};
+use openraft::{Config, StorageError};
 use tempfile::TempDir;
 
 use super::*;
@@ -53,7 +53,7 @@ async fn single_node(dir: &std::path::Path) -> (Raft, StoreReader) {
     )
     .await
     .expect("raft starts");
-    let members = BTreeMap::from([(1, BasicNode::new("127.0.0.1:0"))]);
+    let members = BTreeMap::from([(1, ServerNode::new("127.0.0.1:0", "test", ""))]);
     // Initializing an already initialized node is refused; that is fine on restart.
     let _ = raft.initialize(members).await;
     raft.wait(Some(Duration::from_secs(10)))

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct Identity {
     pub raft_id: NodeId,
     pub node_name: String,
+    /// The node's UUID.
+    pub node_id: String,
     /// The server RPC address peers should use.
     pub rpc_addr: String,
     /// Whether this server already belongs to a raft configuration.
@@ -33,6 +35,8 @@ pub enum Request {
     Identify,
     /// A server asks the leader to add it to the raft configuration as a voter.
     Join(Identity),
+    /// An operator removes a server (`DELETE /v1/operator/raft/peer` on a follower).
+    RemoveVoter(NodeId),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +50,7 @@ pub enum Response {
     RenewSession(Result<bool, ConsensusError>),
     Identity(Identity),
     Join(Result<(), String>),
+    RemoveVoter(Result<(), ConsensusError>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use openraft::error::RaftError;
-use raft_store::{Raft, RaftNode};
+use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -83,6 +83,7 @@ async fn answer(
         Request::RenewSession(id) => Response::RenewSession(node.renew_session_as_leader(&id)),
         Request::Identify => Response::Identity(identity()),
         Request::Join(joiner) => Response::Join(add_voter(node, joiner).await),
+        Request::RemoveVoter(id) => Response::RemoveVoter(node.remove_voter_as_leader(id).await),
     }
 }
 
@@ -114,7 +115,11 @@ async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> {
     if members.voter_ids().any(|id| id == joiner.raft_id) {
         return Ok(());
     }
-    let new_node = openraft::BasicNode::new(joiner.rpc_addr.clone());
+    let new_node = ServerNode::new(
+        joiner.rpc_addr.clone(),
+        joiner.node_name.clone(),
+        joiner.node_id.clone(),
+    );
     raft.add_learner(joiner.raft_id, new_node, true)
         .await
         .map_err(|e| e.to_string())?;

@@ -12,7 +12,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use raft_store::ServerNode;
 use raft_store::{ConsensusError, Forward, NodeId, Op, TypeConfig, Written};
 use tokio::net::TcpStream;
 
@@ -85,7 +85,7 @@ pub struct RaftTransport;
 impl RaftNetworkFactory<TypeConfig> for RaftTransport {
     type Network = RaftPeer;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> RaftPeer {
+    async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> RaftPeer {
         RaftPeer {
             target,
             addr: node.addr.clone(),
@@ -107,7 +107,7 @@ impl RaftPeer {
         &mut self,
         req: Request,
         option: &RPCOption,
-    ) -> Result<Response, RPCError<NodeId, BasicNode, E>> {
+    ) -> Result<Response, RPCError<NodeId, ServerNode, E>> {
         if self.stream.is_none() {
             let stream = connect(&self.addr)
                 .await
@@ -127,18 +127,18 @@ impl RaftPeer {
     fn remote<E: std::error::Error>(
         &self,
         err: E,
-    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    ) -> RPCError<NodeId, ServerNode, RaftError<NodeId, E>> {
         RPCError::RemoteError(RemoteError::new(self.target, RaftError::APIError(err)))
     }
 
-    fn failed<E: std::error::Error>(&self, why: String) -> RPCError<NodeId, BasicNode, E> {
+    fn failed<E: std::error::Error>(&self, why: String) -> RPCError<NodeId, ServerNode, E> {
         RPCError::Network(NetworkError::new(&RpcError::Remote(format!(
             "{}: {why}",
             self.addr
         ))))
     }
 
-    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, ServerNode, E> {
         RPCError::Network(NetworkError::new(&RpcError::Unexpected {
             addr: self.addr.clone(),
         }))
@@ -150,7 +150,8 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>>
+    {
         match self.send(Request::AppendEntries(rpc), &option).await? {
             Response::AppendEntries(Ok(resp)) => Ok(resp),
             Response::AppendEntries(Err(why)) => Err(self.failed(why)),
@@ -164,7 +165,7 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         match self.send(Request::InstallSnapshot(rpc), &option).await? {
             Response::InstallSnapshot(Ok(resp)) => Ok(resp),
@@ -178,7 +179,7 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
         match self.send(Request::Vote(rpc), &option).await? {
             Response::Vote(Ok(resp)) => Ok(resp),
             Response::Vote(Err(why)) => Err(self.failed(why)),
@@ -214,6 +215,16 @@ impl Forward for Forwarder {
         Box::pin(async move {
             match call(&leader, &Request::ReadIndex, FORWARD_TIMEOUT).await {
                 Ok(Response::ReadIndex(result)) => result,
+                Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
+                Err(err) => Err(unreachable_leader(err)),
+            }
+        })
+    }
+
+    fn remove_voter(&self, leader: String, id: NodeId) -> BoxFuture<Result<(), ConsensusError>> {
+        Box::pin(async move {
+            match call(&leader, &Request::RemoveVoter(id), FORWARD_TIMEOUT).await {
+                Ok(Response::RemoveVoter(result)) => result,
                 Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
                 Err(err) => Err(unreachable_leader(err)),
             }

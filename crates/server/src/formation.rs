@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use raft_store::Raft;
+use raft_store::ServerNode;
 use tokio::sync::watch;
 
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -67,7 +67,12 @@ pub(crate) async fn form_or_join(
         {
             let members: BTreeMap<_, _> = seen
                 .values()
-                .map(|s| (s.raft_id, BasicNode::new(s.rpc_addr.clone())))
+                .map(|s| {
+                    (
+                        s.raft_id,
+                        ServerNode::new(s.rpc_addr.clone(), s.node_name.clone(), s.node_id.clone()),
+                    )
+                })
                 .collect();
             match raft.initialize(members).await {
                 Ok(()) => {

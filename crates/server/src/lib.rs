@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, ServerState};
-use raft_store::{Raft, RaftNode};
+use openraft::ServerState;
+use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -112,7 +112,11 @@ impl Server {
         if bootstrap && !initialized {
             let members = BTreeMap::from([(
                 raft_id,
-                BasicNode::new(format!("{advertise}:{server_port}")),
+                ServerNode::new(
+                    format!("{advertise}:{server_port}"),
+                    config.node_name.clone(),
+                    node_id.clone(),
+                ),
             )]);
             raft.initialize(members)
                 .await
@@ -136,6 +140,7 @@ impl Server {
         let me = rpc::Identity {
             raft_id,
             node_name: config.node_name.clone(),
+            node_id: node_id.clone(),
             rpc_addr: format!("{advertise}:{server_port}"),
             initialized: false,
         };
