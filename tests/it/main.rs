@@ -5,3 +5,4 @@ mod config_errors;
 mod durability;
 mod http_over_socket;
 mod sessions;
+mod snapshot;

@@ -13,6 +13,7 @@ mod operator;
 mod params;
 mod render;
 mod session;
+mod snapshot;
 mod status;
 mod txn;
 mod wire;
@@ -104,6 +105,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .route(
             "/v1/operator/raft/peer",
             methods(&[Method::DELETE], operator::remove_peer),
+        )
+        .route(
+            "/v1/snapshot",
+            methods(&[Method::GET, Method::PUT], snapshot::handle),
         )
         .fallback(not_found)
         .layer(middleware::from_fn(common_headers))

@@ -25,6 +25,8 @@ pub enum Op {
     ReapTombstones {
         up_to_index: u64,
     },
+    /// Replace the whole replicated state with a restored snapshot (`PUT /v1/snapshot`).
+    Restore(Box<crate::state::State>),
     /// Concurrent client writes proposed as one raft entry (group commit). Applied in order;
     /// every op in the batch gets the entry's index.
     Batch(Vec<Op>),
@@ -43,6 +45,8 @@ impl Op {
             Op::CreateSession(req) => OVERHEAD * 4 + req.name.len() + req.node.len(),
             Op::DestroySession { id } => OVERHEAD + id.len(),
             Op::ReapTombstones { .. } => OVERHEAD,
+            // Never batched with others: it is as large as the whole state.
+            Op::Restore(_) => usize::MAX / 2,
             Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),
         }
     }

@@ -9,6 +9,7 @@
 // return the same type so `?` works without conversions.
 #![allow(clippy::result_large_err)]
 
+mod archive;
 mod command;
 mod log_store;
 mod network;
@@ -24,6 +25,7 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use archive::{pack, unpack, ArchiveError, ArchiveMeta, ARCHIVE_VERSION};
 pub use command::{Command, Op, Response};
 pub use log_store::LogStore;
 pub use network::NoPeers;

@@ -6,9 +6,12 @@ use crate::command::{Command, Op, Response};
 use crate::notify::Topic;
 
 /// Everything a snapshot contains, besides openraft's own metadata.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub kv: kv::KvStore,
+    /// Set when a restore replaced the state; cleared when topics are drained.
+    #[serde(skip)]
+    restored: bool,
 }
 
 impl State {
@@ -34,6 +37,14 @@ impl State {
                 self.kv.reap_tombstones(up_to_index);
                 Response::None
             }
+            Op::Restore(restored) => {
+                // Discard pending change records: the whole state is new, and the state machine
+                // wakes every blocking query after a restore.
+                let _ = self.kv.drain_changes();
+                *self = *restored;
+                self.restored = true;
+                Response::None
+            }
             Op::Batch(ops) => Response::Batch(
                 ops.into_iter()
                     .map(|op| self.apply_op(index, now, op))
@@ -42,12 +53,14 @@ impl State {
         }
     }
 
-    /// The topics touched since the last call, for waking blocking queries.
-    pub(crate) fn drain_topics(&mut self, into: &mut Vec<Topic>) {
+    /// The topics touched since the last call, for waking blocking queries. Returns true when
+    /// the whole state was replaced, so every query must wake.
+    pub(crate) fn drain_topics(&mut self, into: &mut Vec<Topic>) -> bool {
         let changes = self.kv.drain_changes();
         into.extend(changes.keys.into_iter().map(Topic::Key));
         if changes.sessions {
             into.push(Topic::Sessions);
         }
+        std::mem::take(&mut self.restored)
     }
 }

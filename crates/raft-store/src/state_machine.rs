@@ -189,7 +189,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let mut topics = Vec::new();
-        {
+        let restored = {
             let mut applied = self.shared.applied.write().expect("state lock poisoned");
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
@@ -203,11 +203,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 responses.push(response);
             }
-            applied.state.drain_topics(&mut topics);
-        }
+            applied.state.drain_topics(&mut topics)
+        };
         // Published after the lock is released: a blocking query that subscribed before reading
         // either saw this write or is woken by it.
-        self.shared.notifier.publish(&topics);
+        if restored {
+            self.shared.notifier.publish_all();
+        } else {
+            self.shared.notifier.publish(&topics);
+        }
         Ok(responses)
     }
 
@@ -234,8 +238,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             data,
         })?;
         // Everything may have changed: discard pending change records and wake every query.
-        let mut discarded = Vec::new();
-        applied.state.drain_topics(&mut discarded);
+        let _ = applied.state.drain_topics(&mut Vec::new());
         *self.shared.applied.write().expect("state lock poisoned") = applied;
         self.shared.notifier.publish_all();
         Ok(())

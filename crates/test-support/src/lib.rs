@@ -103,6 +103,20 @@ impl Http {
         })
     }
 
+    /// A GET whose body is binary (a snapshot archive); fails on a non-200 answer.
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let req = hyper::Request::builder()
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .with_context(|| format!("requesting {path}"))?;
+        anyhow::ensure!(resp.status() == 200, "{path}: status {}", resp.status());
+        Ok(resp.into_body().collect().await?.to_bytes().to_vec())
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
         self.request(Method::GET, path, Bytes::new()).await
     }
