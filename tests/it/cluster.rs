@@ -150,3 +150,45 @@ async fn operator_lists_servers_and_removes_one_while_serving() -> anyhow::Resul
     assert_eq!(neither.status, 400);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_joins_a_running_datacenter() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // One bootstrapped server, then a second that is brought in with /v1/agent/join.
+    let first = test_support::ServerProcess::start(&dir.path().join("first"), &[]).await?;
+    first.http().put("/v1/kv/before-join", "1").await?;
+    let mut second = test_support::ServerProcess::new(
+        std::net::Ipv4Addr::new(127, 0, 0, 30),
+        &dir.path().join("second"),
+        Vec::new(),
+    )?;
+    second.spawn()?;
+    let second_http = second.http();
+    wait_until("the second server's API to answer", Duration::from_secs(20), || {
+        let http = second_http.clone();
+        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
+    })
+    .await?;
+    let reply = second_http
+        .request(
+            Method::PUT,
+            &format!("/v1/agent/join/{}", first.rpc_addr()),
+            "",
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    second.wait_for_leader().await?;
+    let config = first
+        .http()
+        .get("/v1/operator/raft/configuration")
+        .await?
+        .json()?;
+    assert_eq!(
+        config["Servers"].as_array().map(Vec::len),
+        Some(2),
+        "{config}"
+    );
+    let read = second.http().get("/v1/kv/before-join?raw").await?;
+    assert_eq!((read.status, read.body.as_str()), (200, "1"));
+    Ok(())
+}

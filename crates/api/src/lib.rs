@@ -57,6 +57,8 @@ pub struct ApiContext {
     pub kv_max_value_size: usize,
     pub txn_max_req_len: usize,
     pub session_ttl_min: Duration,
+    /// This server as other servers see it, for `/v1/agent/join`.
+    pub identity: rpc::Identity,
 }
 
 pub(crate) type Ctx = Arc<ApiContext>;
@@ -98,6 +100,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/status/leader", methods(&[Method::GET], status::leader))
         .route("/v1/status/peers", methods(&[Method::GET], status::peers))
         .route("/v1/agent/self", methods(&[Method::GET], agent::self_))
+        .route(
+            "/v1/agent/join/{address}",
+            methods(&[Method::PUT], agent::join),
+        )
         .route(
             "/v1/operator/raft/configuration",
             methods(&[Method::GET], operator::configuration),

@@ -83,6 +83,13 @@ impl Fixture {
             kv_max_value_size: KV_MAX,
             txn_max_req_len: 64 * 1024,
             session_ttl_min: Duration::from_secs(10),
+            identity: rpc::Identity {
+                raft_id: 1,
+                node_name: NODE_NAME.into(),
+                node_id: String::new(),
+                rpc_addr: RAFT_ADDR.into(),
+                initialized: true,
+            },
         };
         Fixture {
             app: router(ctx),

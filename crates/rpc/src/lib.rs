@@ -7,10 +7,12 @@
 //! nothing about HTTP or Consul's wire format.
 
 mod frame;
+mod join;
 mod message;
 mod server;
 mod transport;
 
+pub use join::{identify, join, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
 pub use server::serve;
 pub use transport::{call, connect, Forwarder, RaftTransport};

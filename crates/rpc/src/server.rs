@@ -87,23 +87,14 @@ async fn answer(
     }
 }
 
-/// Long enough for a new server to catch up as a learner.
-const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Adds a server as a learner, lets it catch up, then makes it a voter. Only the leader can.
-async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> {
+pub(crate) async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> {
     let view = node.leader_view();
     if !view.is_leader {
         let leader = view
             .leader_addr
             .ok_or("no leader to add the server; retry")?;
-        return match crate::call(&leader, &Request::Join(joiner), JOIN_TIMEOUT).await {
-            Ok(Response::Join(result)) => result,
-            Ok(_) => Err(format!(
-                "{leader} answered a join with an unexpected message"
-            )),
-            Err(err) => Err(err.to_string()),
-        };
+        return crate::request_join(&joiner, &leader).await;
     }
     let raft = node.raft();
     let members = raft

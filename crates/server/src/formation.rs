@@ -15,7 +15,6 @@ use raft_store::ServerNode;
 use tokio::sync::watch;
 
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn is_initialized(raft: &Raft) -> bool {
     raft.metrics()
@@ -43,14 +42,13 @@ pub(crate) async fn form_or_join(
         let mut seen = BTreeMap::from([(me.raft_id, me.clone())]);
         let mut initialized_peer = None;
         for addr in &peers {
-            match rpc::call(addr, &rpc::Request::Identify, CALL_TIMEOUT).await {
-                Ok(rpc::Response::Identity(peer)) => {
+            match rpc::identify(addr).await {
+                Ok(peer) => {
                     if peer.initialized {
                         initialized_peer = Some(peer.clone());
                     }
                     seen.insert(peer.raft_id, peer);
                 }
-                Ok(_) => tracing::warn!(%addr, "retry_join: unexpected answer"),
                 Err(err) if attempts % 10 == 1 => {
                     tracing::info!(%addr, %err, "retry_join: not reachable yet")
                 }
@@ -94,22 +92,11 @@ pub(crate) async fn form_or_join(
 
 /// Asks `peer` (or the leader it knows) to add this server; true once added.
 async fn join(me: &rpc::Identity, peer: &rpc::Identity) -> bool {
-    match rpc::call(
-        &peer.rpc_addr,
-        &rpc::Request::Join(me.clone()),
-        Duration::from_secs(30),
-    )
-    .await
-    {
-        Ok(rpc::Response::Join(Ok(()))) => {
+    match rpc::request_join(me, &peer.rpc_addr).await {
+        Ok(()) => {
             tracing::info!(via = %peer.rpc_addr, "joined the datacenter");
             true
         }
-        Ok(rpc::Response::Join(Err(err))) => {
-            tracing::info!(via = %peer.rpc_addr, %err, "join refused; retrying");
-            false
-        }
-        Ok(_) => false,
         Err(err) => {
             tracing::info!(via = %peer.rpc_addr, %err, "join failed; retrying");
             false

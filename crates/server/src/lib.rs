@@ -144,6 +144,7 @@ impl Server {
             rpc_addr: format!("{advertise}:{server_port}"),
             initialized: false,
         };
+        let me_for_api = me.clone();
         let identity = {
             let raft = raft.clone();
             let me = me.clone();
@@ -177,7 +178,7 @@ impl Server {
             let peers = config
                 .retry_join
                 .iter()
-                .map(|addr| with_default_port(addr, 8300))
+                .map(|addr| rpc::with_default_port(addr))
                 .collect();
             tasks.push(tokio::spawn(formation::form_or_join(
                 raft.clone(),
@@ -207,6 +208,7 @@ impl Server {
                 .unwrap_or(usize::MAX),
             txn_max_req_len: usize::try_from(config.limits.txn_max_req_len).unwrap_or(usize::MAX),
             session_ttl_min: config.session_ttl_min,
+            identity: me_for_api,
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -266,21 +268,6 @@ impl Drop for Server {
         for task in &self.tasks {
             task.abort();
         }
-    }
-}
-
-/// `ip`, `ip:port`, `host` or `host:port`; an address without a port gets `default`.
-fn with_default_port(addr: &str, default: u16) -> String {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return addr.to_owned();
-    }
-    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
-        return SocketAddr::new(ip, default).to_string();
-    }
-    if addr.contains(':') {
-        addr.to_owned()
-    } else {
-        format!("{addr}:{default}")
     }
 }
 
