@@ -3,11 +3,14 @@
 //! - `cargo xtask dev`   : install what a fresh machine lacks, then run `mesh-server --dev`.
 //! - `cargo xtask test`  : install what a fresh machine lacks, then build and run every test.
 //! - `cargo xtask bench <area>` : benchmarks against the peer users would pick (see docs/benchmarks.md).
+//! - `cargo xtask jepsen` : concurrent clients and a nemesis against a real three-server
+//!   datacenter; the history is checked for linearizability.
 //!
 //! Builds share one target directory outside the clone (`$CARGO_TARGET_DIR`, else
 //! `~/.cache/mesh/target`), so RocksDB compiles once per machine rather than once per clone.
 
 mod bench;
+mod jepsen;
 mod prereqs;
 
 use std::path::PathBuf;
@@ -18,19 +21,24 @@ use anyhow::{bail, Context};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        bail!("usage: cargo xtask <dev|test|bench> [args]");
+        bail!("usage: cargo xtask <dev|test|bench|jepsen> [args]");
     };
     match task.as_str() {
         "dev" => dev(&args[1..]),
         "test" => test(&args[1..]),
         "bench" => bench::run(&args[1..]),
-        other => bail!("unknown task {other:?}; tasks: dev, test, bench"),
+        "jepsen" => jepsen::run(&args[1..]),
+        other => bail!("unknown task {other:?}; tasks: dev, test, bench, jepsen"),
     }
 }
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets CARGO_MANIFEST_DIR for the running process; prefer it to the value baked in
+    // at compile time, which names whichever checkout last built xtask into a shared target dir.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .expect("xtask sits inside the workspace")
         .to_path_buf()

@@ -46,6 +46,10 @@ pub enum ConsensusError {
     NotLeader { leader: String },
     #[error("raft stopped: {0}")]
     Stopped(String),
+    /// A write was sent but its fate is not known (leadership changed, or the connection to the
+    /// leader broke after sending). It may or may not be applied, so it is never retried.
+    #[error("rpc error making call: the write's outcome is unknown: {0}")]
+    Unknown(String),
     /// The request was understood and refused (e.g. removing the last voter).
     #[error("{0}")]
     Refused(String),
@@ -172,8 +176,12 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
         }
         Err(err) => {
             let err = match err {
+                // The entry may already be in the log and be committed by the next leader:
+                // retrying could apply it twice, so the client is told the outcome is unknown.
                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                    ConsensusError::NoLeader
+                    ConsensusError::Unknown(
+                        "leadership changed before the write was committed".into(),
+                    )
                 }
                 RaftError::APIError(other) => ConsensusError::Stopped(other.to_string()),
                 RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
@@ -300,8 +308,16 @@ impl RaftNode {
         .await
     }
 
-    /// Proposes `op` on this server; `NotLeader` when another server leads.
+    /// Proposes `op` on this server. `NotLeader`/`NoLeader` mean it was not proposed (safe to
+    /// retry elsewhere); any failure after proposing is `Unknown` or `Timeout`.
     pub async fn write_as_leader(&self, op: Op) -> Result<Written, ConsensusError> {
+        let view = self.leader_view();
+        if !view.is_leader {
+            return Err(match view.leader_addr {
+                Some(leader) => ConsensusError::NotLeader { leader },
+                None => ConsensusError::NoLeader,
+            });
+        }
         let session_armed = match &op {
             Op::CreateSession(req) => req.ttl.map(|ttl| (req.id.clone(), ttl)),
             _ => None,

@@ -203,10 +203,16 @@ fn unreachable_leader(err: RpcError) -> ConsensusError {
 impl Forward for Forwarder {
     fn write(&self, leader: String, op: Op) -> BoxFuture<Result<Written, ConsensusError>> {
         Box::pin(async move {
-            match call(&leader, &Request::Write(op), FORWARD_TIMEOUT).await {
+            // Not connected: the write was never sent, so it is safe to retry.
+            let mut stream = connect(&leader).await.map_err(unreachable_leader)?;
+            // Sent: from here on a failure leaves the outcome unknown, and retrying could apply
+            // the write twice (a retried cas would then answer false for its own success).
+            match exchange(&mut stream, &leader, &Request::Write(op), FORWARD_TIMEOUT).await {
                 Ok(Response::Write(result)) => result,
-                Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
-                Err(err) => Err(unreachable_leader(err)),
+                Ok(_) => Err(ConsensusError::Unknown(format!(
+                    "{leader} answered with an unexpected message"
+                ))),
+                Err(err) => Err(ConsensusError::Unknown(err.to_string())),
             }
         })
     }
