@@ -137,16 +137,23 @@ pub struct Phase {
     pub seed: u64,
 }
 
-/// Runs `phase.concurrency` workers sending `phase.op` on uniformly random keys.
+/// The endpoint worker `worker` sends to: the targets in turn, worker 0 to the first.
+pub fn worker_target(targets: &[String], worker: usize) -> &str {
+    &targets[worker % targets.len()]
+}
+
+/// Runs `phase.concurrency` workers sending `phase.op` on uniformly random keys, worker `w` to
+/// `targets[w % targets.len()]`.
 ///
 /// Workers send no new request after `phase.duration`; requests in flight then finish and count.
 pub async fn run_phase(
     client: &HttpClient,
     system: &Arc<System>,
-    base_url: &str,
+    targets: &[String],
     workload: &Arc<Workload>,
     phase: Phase,
 ) -> PhaseOutcome {
+    assert!(!targets.is_empty(), "a phase needs at least one target");
     let Phase {
         op,
         concurrency,
@@ -158,7 +165,7 @@ pub async fn run_phase(
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..concurrency as u64 {
         let (client, system, workload) = (client.clone(), system.clone(), workload.clone());
-        let base_url = base_url.to_owned();
+        let base_url = worker_target(targets, w as usize).to_owned();
         let mut rng = StdRng::seed_from_u64(seed ^ w.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         workers.spawn(async move {
             let mut out = PhaseOutcome::default();
@@ -285,4 +292,17 @@ pub async fn populate(
         bail!("populating {name} failed after {ATTEMPTS} attempts: {e}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_target;
+
+    #[test]
+    fn workers_take_the_targets_in_turn() {
+        let targets = ["a", "b", "c"].map(str::to_owned);
+        let picked: Vec<&str> = (0..5).map(|w| worker_target(&targets, w)).collect();
+        assert_eq!(picked, ["a", "b", "c", "a", "b"]);
+        assert_eq!(worker_target(&targets[..1], 7), "a");
+    }
 }

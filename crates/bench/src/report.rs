@@ -27,9 +27,31 @@ pub struct CellRun {
     pub cpu_ticks: u64,
     /// Server CPU time per successful request, in microseconds.
     pub cpu_us_per_op: Option<f64>,
-    /// Server VmRSS at the end of the phase.
+    /// Server VmRSS at the end of the phase (summed over the nodes).
     pub rss_mib: f64,
     pub first_error: Option<String>,
+    /// Where the load went: the leader's URL, or every node's when reads are spread.
+    pub targets: Vec<String>,
+    /// Every node's share, the leader first (one entry for a single server).
+    pub nodes: Vec<NodeRun>,
+}
+
+/// One node's CPU and memory over one cell of one round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRun {
+    pub name: String,
+    pub leader: bool,
+    pub cpu_ticks: u64,
+    /// This node's CPU time per successful request (of the whole load), in microseconds.
+    pub cpu_us_per_op: Option<f64>,
+    pub rss_mib: f64,
+}
+
+/// Medians over rounds of one node position (leader first, then followers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSummary {
+    pub cpu_us_per_op: Option<f64>,
+    pub rss_mib: Option<f64>,
 }
 
 /// Medians over rounds of one (op, concurrency, system).
@@ -46,6 +68,8 @@ pub struct SummaryRow {
     pub p99_ms: Option<f64>,
     /// Errors summed over all rounds (any error makes the cell suspect, so none is hidden).
     pub errors: u64,
+    /// Per node position (leader first): medians over the rounds that had that position.
+    pub nodes: Vec<NodeSummary>,
 }
 
 /// ours / peer for one (op, concurrency).
@@ -88,6 +112,26 @@ pub fn summarize(runs: &[CellRun]) -> Vec<SummaryRow> {
                 p50_ms: med(&|r| r.p50_ms),
                 p99_ms: med(&|r| r.p99_ms),
                 errors: cell.iter().map(|r| r.errors).sum(),
+                nodes: node_summaries(&cell),
+            }
+        })
+        .collect()
+}
+
+/// Medians per node position over the rounds of one cell; as many positions as the run with
+/// the most nodes.
+fn node_summaries(cell: &[&CellRun]) -> Vec<NodeSummary> {
+    let positions = cell.iter().map(|r| r.nodes.len()).max().unwrap_or(0);
+    (0..positions)
+        .map(|i| {
+            let at: Vec<&NodeRun> = cell.iter().filter_map(|r| r.nodes.get(i)).collect();
+            NodeSummary {
+                cpu_us_per_op: median(
+                    &at.iter()
+                        .filter_map(|n| n.cpu_us_per_op)
+                        .collect::<Vec<_>>(),
+                ),
+                rss_mib: median(&at.iter().map(|n| n.rss_mib).collect::<Vec<_>>()),
             }
         })
         .collect()
@@ -237,4 +281,41 @@ pub fn ratio_table(ratios: &[RatioRow], ours: &str, peer: &str) -> String {
         })
         .collect();
     markdown_table(&headers, &rows)
+}
+
+/// Per node (leader first) CPU µs/op and RSS, for rows with more than one node; `None` when
+/// every row is a single server.
+pub fn node_table(summary: &[SummaryRow]) -> Option<String> {
+    use Align::{Left, Right};
+    let joined = |values: Vec<Option<f64>>, decimals: usize| {
+        values
+            .into_iter()
+            .map(|v| fmt_num(v, decimals))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let rows: Vec<Vec<String>> = summary
+        .iter()
+        .filter(|r| r.nodes.len() > 1)
+        .map(|r| {
+            vec![
+                r.op.to_string(),
+                r.concurrency.to_string(),
+                r.system.clone(),
+                joined(r.nodes.iter().map(|n| n.cpu_us_per_op).collect(), 1),
+                joined(r.nodes.iter().map(|n| n.rss_mib).collect(), 1),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let headers = [
+        ("op", Left),
+        ("concurrency", Right),
+        ("system", Left),
+        ("CPU µs/op leader / followers", Right),
+        ("RSS MiB leader / followers", Right),
+    ];
+    Some(markdown_table(&headers, &rows))
 }

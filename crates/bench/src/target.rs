@@ -18,7 +18,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Method, Request, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::HttpClient;
 use crate::proc::{self, ProcessSample};
@@ -44,15 +44,165 @@ pub enum System {
 }
 
 /// How a system is deployed.
-///
-/// Only `Single` exists today. `--cluster 3` adds `Cluster(n)`: start `n` processes on
-/// 127.0.0.x with each system's peer flags (`--retry-join`/`--bootstrap-expect` for mesh,
-/// `--initial-cluster a=..,b=..,c=..` for etcd), wait until every node answers and one leader
-/// is known, and send load to the leader. [`Deployment::sample`] already sums every node, so
-/// CPU per operation then counts the whole cluster's work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Topology {
+    /// One process on 127.0.0.1, bootstrapped on its own.
     Single,
+    /// `n` processes, each on its own loopback address (mesh on 127.0.0.41.., etcd on
+    /// 127.0.0.51..), joined with each system's peer flags (`--retry-join` and
+    /// `--bootstrap-expect n` for mesh, `--initial-cluster a=..,b=..,c=..` for etcd). The
+    /// deployment is ready when every node answers and all of them name the same leader; load
+    /// goes to the leader. [`Deployment::sample`] sums every node, so CPU per operation counts
+    /// the whole cluster's work.
+    Cluster(usize),
+}
+
+/// The largest `--cluster` size: the nodes' loopback addresses must not run into the next
+/// system's block (127.0.0.41.. for mesh, 127.0.0.51.. for etcd).
+pub const MAX_CLUSTER: usize = 9;
+
+impl Topology {
+    /// The topology for `--cluster N` (absent: one server).
+    pub fn from_cluster_arg(cluster: Option<usize>) -> anyhow::Result<Self> {
+        match cluster {
+            None => Ok(Topology::Single),
+            Some(n) if (2..=MAX_CLUSTER).contains(&n) => Ok(Topology::Cluster(n)),
+            Some(n) => bail!("--cluster must be between 2 and {MAX_CLUSTER}, not {n}"),
+        }
+    }
+
+    /// How many server processes the topology runs.
+    pub fn nodes(self) -> usize {
+        match self {
+            Topology::Single => 1,
+            Topology::Cluster(n) => n,
+        }
+    }
+
+    /// How long the deployment may take to answer readiness probes and agree on a leader.
+    fn ready_deadline(self) -> Duration {
+        match self {
+            Topology::Single => READY_DEADLINE,
+            // Joining, then an election with mesh's default (production) raft timing.
+            Topology::Cluster(_) => 2 * READY_DEADLINE,
+        }
+    }
+}
+
+/// Where one node of a deployment listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeSpec {
+    name: String,
+    ip: Ipv4Addr,
+    /// The load-facing port: mesh's HTTP API, etcd's client URL.
+    api_port: u16,
+    /// The port peers use: mesh's server RPC port, etcd's peer URL.
+    peer_port: u16,
+    /// mesh only: the DNS port (also checked free on UDP).
+    dns_port: u16,
+}
+
+impl NodeSpec {
+    fn base_url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.api_port)
+    }
+
+    fn peer_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.peer_port)
+    }
+}
+
+/// The loopback address of node `index` (from 0) of a topology: 127.0.0.1 for a single
+/// server, else `first_host + index` in 127.0.0.0/8.
+fn node_ip(topology: Topology, first_host: u8, index: usize) -> Ipv4Addr {
+    match topology {
+        Topology::Single => Ipv4Addr::LOCALHOST,
+        Topology::Cluster(_) => {
+            let host = usize::from(first_host) + index;
+            Ipv4Addr::new(
+                127,
+                0,
+                0,
+                u8::try_from(host).expect("cluster sizes are small"),
+            )
+        }
+    }
+}
+
+/// Command-line arguments of mesh-server node `me` of `all` (data directory excluded).
+fn mesh_args(me: &NodeSpec, all: &[NodeSpec]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--node",
+        me.name.as_str(),
+        "--bind",
+        &me.ip.to_string(),
+        "--client",
+        &me.ip.to_string(),
+        "--http-port",
+        &me.api_port.to_string(),
+        "--server-port",
+        &me.peer_port.to_string(),
+        "--dns-port",
+        &me.dns_port.to_string(),
+        "--log-level",
+        "warn",
+    ]
+    .map(str::to_owned)
+    .into();
+    if all.len() == 1 {
+        args.push("--bootstrap".to_owned());
+    } else {
+        args.extend(["--bootstrap-expect".to_owned(), all.len().to_string()]);
+        for peer in all.iter().filter(|p| p.name != me.name) {
+            args.extend(["--retry-join".to_owned(), peer.peer_addr()]);
+        }
+    }
+    args
+}
+
+/// Command-line arguments of etcd member `me` of `all` (data directory excluded).
+fn etcd_args(me: &NodeSpec, all: &[NodeSpec]) -> Vec<String> {
+    let client_url = me.base_url();
+    let peer_url = format!("http://{}", me.peer_addr());
+    let initial_cluster = all
+        .iter()
+        .map(|n| format!("{}=http://{}", n.name, n.peer_addr()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args: Vec<String> = [
+        "--name",
+        me.name.as_str(),
+        "--listen-client-urls",
+        &client_url,
+        "--advertise-client-urls",
+        &client_url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        &initial_cluster,
+        // etcd 3.4 only honours --log-level with the zap logger.
+        "--logger",
+        "zap",
+        "--log-level",
+        "warn",
+    ]
+    .map(str::to_owned)
+    .into();
+    if all.len() > 1 {
+        args.extend(
+            [
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "mesh-bench",
+            ]
+            .map(str::to_owned),
+        );
+    }
+    args
 }
 
 impl System {
@@ -64,104 +214,179 @@ impl System {
         }
     }
 
-    /// Starts the system in a fresh temporary data directory and waits until it is ready.
+    /// The first loopback host byte of this system's cluster nodes (127.0.0.41.. or ..51..).
+    fn first_host(&self) -> u8 {
+        match self {
+            System::Mesh { .. } => 41,
+            System::Etcd { .. } => 51,
+        }
+    }
+
+    /// Where every node of `topology` will listen, with ports free right now.
+    fn node_specs(&self, topology: Topology) -> anyhow::Result<Vec<NodeSpec>> {
+        (0..topology.nodes())
+            .map(|i| {
+                let ip = node_ip(topology, self.first_host(), i);
+                let [api_port, peer_port, dns_port] = free_ports_on::<3>(ip)?;
+                let name = match topology {
+                    Topology::Single => "bench".to_owned(),
+                    Topology::Cluster(_) => format!("bench-{}", i + 1),
+                };
+                Ok(NodeSpec {
+                    name,
+                    ip,
+                    api_port,
+                    peer_port,
+                    dns_port,
+                })
+            })
+            .collect()
+    }
+
+    /// Starts the system in a fresh temporary data directory and waits until it is ready (and,
+    /// for a cluster, until every node names the same leader).
     pub async fn start(
         &self,
         topology: Topology,
         client: &HttpClient,
     ) -> anyhow::Result<Deployment> {
-        match topology {
-            Topology::Single => {}
-        }
         let dir = tempfile::Builder::new()
             .prefix(&format!("mesh-bench-{}-", self.name()))
             .tempdir()
             .context("creating a temporary data directory")?;
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
-        let log = dir.path().join("server.log");
-        let (command, http) = match self {
-            System::Mesh { server_bin } => {
-                let [http, server, dns] = free_ports::<3>()?;
-                let mut cmd = Command::new(server_bin);
-                cmd.arg("--server")
-                    .arg("--bootstrap")
-                    .arg("--data-dir")
-                    .arg(&data_dir)
-                    .args([
-                        "--node",
-                        "bench",
-                        "--bind",
-                        "127.0.0.1",
-                        "--client",
-                        "127.0.0.1",
-                    ])
-                    .args(["--http-port", &http.to_string()])
-                    .args(["--server-port", &server.to_string()])
-                    .args(["--dns-port", &dns.to_string()])
-                    .args(["--log-level", "warn"]);
-                (cmd, http)
-            }
-            System::Etcd { etcd_bin } => {
-                let [client_port, peer_port] = free_ports::<2>()?;
-                let client_url = format!("http://127.0.0.1:{client_port}");
-                let peer_url = format!("http://127.0.0.1:{peer_port}");
-                let mut cmd = Command::new(etcd_bin);
-                cmd.args(["--name", "bench", "--data-dir"])
-                    .arg(&data_dir)
-                    .args(["--listen-client-urls", &client_url])
-                    .args(["--advertise-client-urls", &client_url])
-                    .args(["--listen-peer-urls", &peer_url])
-                    .args(["--initial-advertise-peer-urls", &peer_url])
-                    .args(["--initial-cluster", &format!("bench={peer_url}")])
-                    // etcd 3.4 only honours --log-level with the zap logger.
-                    .args(["--logger", "zap", "--log-level", "warn"]);
-                (cmd, client_port)
-            }
-        };
-        let process = ServerProcess::spawn(self.name(), command, log)?;
-        let node = Node {
-            process,
-            base_url: format!("http://127.0.0.1:{http}"),
-        };
-        self.wait_ready(&node, client).await?;
-        Ok(Deployment {
-            system: self.name(),
-            nodes: vec![node],
+        let specs = self.node_specs(topology)?;
+        let mut nodes = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let data_dir = dir.path().join(&spec.name);
+            std::fs::create_dir(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let log = dir.path().join(format!("{}.log", spec.name));
+            let mut command = match self {
+                System::Mesh { server_bin } => {
+                    let mut cmd = Command::new(server_bin);
+                    cmd.args(mesh_args(spec, &specs));
+                    cmd
+                }
+                System::Etcd { etcd_bin } => {
+                    let mut cmd = Command::new(etcd_bin);
+                    cmd.args(etcd_args(spec, &specs));
+                    cmd
+                }
+            };
+            command.arg("--data-dir").arg(&data_dir);
+            let name = format!("{} {}", self.name(), spec.name);
+            nodes.push(Node {
+                process: ServerProcess::spawn(&name, command, log)?,
+                name: spec.name.clone(),
+                base_url: spec.base_url(),
+                peer_addr: spec.peer_addr(),
+            });
+        }
+        let mut deployment = Deployment {
+            system: self.clone(),
+            topology,
+            nodes,
+            leader: 0,
             _dir: dir,
-        })
+        };
+        self.wait_ready(&mut deployment, client).await?;
+        Ok(deployment)
     }
 
-    async fn wait_ready(&self, node: &Node, client: &HttpClient) -> anyhow::Result<()> {
+    async fn wait_ready(
+        &self,
+        deployment: &mut Deployment,
+        client: &HttpClient,
+    ) -> anyhow::Result<()> {
         let (path, check): (&str, AnswerCheck) = match self {
-            System::Mesh { .. } => ("/v1/status/leader", check_mesh_leader),
+            System::Mesh { .. } => ("/v1/status/leader?stale", check_mesh_leader),
             System::Etcd { .. } => ("/health", check_etcd_health),
         };
-        let uri = format!("{}{path}", node.base_url);
+        let deadline = deployment.topology.ready_deadline();
         let started = Instant::now();
-        let mut last = String::from("no answer yet");
-        while started.elapsed() < READY_DEADLINE {
-            node.process.ensure_running()?;
-            let req = Request::get(&uri)
-                .body(Full::new(Bytes::new()))
-                .context("building the readiness request")?;
-            match tokio::time::timeout(Duration::from_secs(2), fetch(client, req)).await {
-                Ok(Ok((status, body))) => match check(status, &body) {
-                    Ok(()) => return Ok(()),
+        for node in &deployment.nodes {
+            let uri = format!("{}{path}", node.base_url);
+            let mut last = String::from("no answer yet");
+            loop {
+                deployment.ensure_running()?;
+                if started.elapsed() > deadline {
+                    bail!(
+                        "{} not ready after {deadline:?} (GET {uri}: {last}); log tail:\n{}",
+                        node.name,
+                        node.process.log_tail()
+                    );
+                }
+                match probe(client, get(&uri)).await {
+                    Ok((status, body)) => match check(status, &body) {
+                        Ok(()) => break,
+                        Err(e) => last = e,
+                    },
                     Err(e) => last = e,
-                },
-                Ok(Err(e)) => last = format!("{e:#}"),
-                Err(_) => last = "readiness probe timed out".to_owned(),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if deployment.topology == Topology::Single {
+            return Ok(());
+        }
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < deadline {
+            deployment.ensure_running()?;
+            match self.find_leader(deployment, client).await {
+                Ok(leader) => {
+                    deployment.leader = leader;
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!(
-            "{} not ready after {:?} (GET {uri}: {last}); log tail:\n{}",
-            self.name(),
-            READY_DEADLINE,
-            node.process.log_tail()
+            "{} nodes agree on no leader after {deadline:?}: {last}",
+            self.name()
         )
+    }
+
+    /// The index of the node every node names as leader; `Err` while they disagree or some
+    /// node knows no leader.
+    async fn find_leader(
+        &self,
+        deployment: &Deployment,
+        client: &HttpClient,
+    ) -> Result<usize, String> {
+        match self {
+            System::Mesh { .. } => {
+                let mut answers = Vec::with_capacity(deployment.nodes.len());
+                for node in &deployment.nodes {
+                    let uri = format!("{}/v1/status/leader?stale", node.base_url);
+                    let (status, body) = probe(client, get(&uri)).await?;
+                    check_status(status, &body)?;
+                    let leader: String = serde_json::from_slice(&body)
+                        .map_err(|e| format!("{uri}: not a JSON string: {e}"))?;
+                    answers.push(leader);
+                }
+                let peers: Vec<&str> = deployment
+                    .nodes
+                    .iter()
+                    .map(|n| n.peer_addr.as_str())
+                    .collect();
+                mesh_leader_index(&answers, &peers)
+            }
+            System::Etcd { .. } => {
+                let mut statuses = Vec::with_capacity(deployment.nodes.len());
+                for node in &deployment.nodes {
+                    let uri = format!("{}/v3/maintenance/status", node.base_url);
+                    let req = Request::post(&uri)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(b"{}")))
+                        .expect("method, URI and header are built from valid parts");
+                    let (status, body) = probe(client, req).await?;
+                    check_status(status, &body)?;
+                    statuses.push(parse_etcd_status(&body)?);
+                }
+                etcd_leader_index(&statuses)
+            }
+        }
     }
 
     /// A request writing `value` under `key` (without the benchmark prefix).
@@ -335,6 +560,98 @@ fn check_etcd_health(status: StatusCode, body: &[u8]) -> Result<(), String> {
     }
 }
 
+/// A GET without a body.
+fn get(uri: &str) -> Request<Full<Bytes>> {
+    Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .expect("a GET is built from valid parts")
+}
+
+/// [`fetch`] with a short deadline, for readiness and leader probes.
+async fn probe(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), String> {
+    let uri = req.uri().to_string();
+    match tokio::time::timeout(Duration::from_secs(2), fetch(client, req)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(format!("{uri}: {e:#}")),
+        Err(_) => Err(format!("{uri}: no answer within 2 s")),
+    }
+}
+
+/// Which of the nodes (by server RPC address, `IP:PORT`) every `/v1/status/leader` answer
+/// names.
+fn mesh_leader_index(answers: &[String], peer_addrs: &[&str]) -> Result<usize, String> {
+    let Some(first) = answers.first() else {
+        return Err("no answers".to_owned());
+    };
+    if first.is_empty() {
+        return Err("no leader yet".to_owned());
+    }
+    if let Some(other) = answers.iter().find(|a| *a != first) {
+        return Err(format!(
+            "nodes disagree on the leader: {first:?} and {other:?}"
+        ));
+    }
+    peer_addrs
+        .iter()
+        .position(|a| a == first)
+        .ok_or_else(|| format!("leader {first:?} is none of the nodes {peer_addrs:?}"))
+}
+
+/// What etcd's `/v3/maintenance/status` says about who answers and who leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EtcdStatus {
+    member_id: u64,
+    /// 0 while the member knows no leader.
+    leader: u64,
+}
+
+fn parse_etcd_status(body: &[u8]) -> Result<EtcdStatus, String> {
+    #[derive(Deserialize)]
+    struct Status {
+        header: Header,
+        // The gateway omits zero values, and encodes uint64 as strings.
+        #[serde(default)]
+        leader: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Header {
+        member_id: String,
+    }
+    let s: Status =
+        serde_json::from_slice(body).map_err(|e| format!("status answer is not JSON: {e}"))?;
+    let id = |v: &str| {
+        v.parse::<u64>()
+            .map_err(|e| format!("status id {v:?} is not a u64: {e}"))
+    };
+    Ok(EtcdStatus {
+        member_id: id(&s.header.member_id)?,
+        leader: s.leader.as_deref().map_or(Ok(0), id)?,
+    })
+}
+
+/// Which member every status answer names as leader.
+fn etcd_leader_index(statuses: &[EtcdStatus]) -> Result<usize, String> {
+    let Some(first) = statuses.first() else {
+        return Err("no answers".to_owned());
+    };
+    if first.leader == 0 {
+        return Err("no leader yet".to_owned());
+    }
+    if let Some(other) = statuses.iter().find(|s| s.leader != first.leader) {
+        return Err(format!(
+            "members disagree on the leader: {:x} and {:x}",
+            first.leader, other.leader
+        ));
+    }
+    statuses
+        .iter()
+        .position(|s| s.member_id == first.leader)
+        .ok_or_else(|| format!("leader {:x} is none of the members", first.leader))
+}
+
 /// Sends a request and collects the whole answer.
 pub async fn fetch(
     client: &HttpClient,
@@ -347,10 +664,15 @@ pub async fn fetch(
 }
 
 /// `N` distinct ports that are free on 127.0.0.1 for both TCP and UDP right now.
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    free_ports_on(Ipv4Addr::LOCALHOST)
+}
+
+/// `N` distinct ports that are free on `ip` for both TCP and UDP right now.
 ///
 /// All listeners are held until every port is chosen, so the ports are distinct; another
 /// process may still take one before the server binds it, which then shows as a start error.
-pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+pub fn free_ports_on<const N: usize>(ip: Ipv4Addr) -> anyhow::Result<[u16; N]> {
     let mut held = Vec::with_capacity(N);
     let mut ports = [0u16; N];
     let mut found = 0;
@@ -358,10 +680,11 @@ pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
         if found == N {
             break;
         }
-        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a TCP port")?;
+        let tcp =
+            TcpListener::bind((ip, 0)).with_context(|| format!("binding a TCP port on {ip}"))?;
         let port = tcp.local_addr().context("reading a bound port")?.port();
         // DNS wants the same port on UDP; skip ports whose UDP twin is taken.
-        let Ok(udp) = UdpSocket::bind((Ipv4Addr::LOCALHOST, port)) else {
+        let Ok(udp) = UdpSocket::bind((ip, port)) else {
             held.push((tcp, None));
             continue;
         };
@@ -370,7 +693,7 @@ pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
         found += 1;
     }
     if found < N {
-        bail!("found only {found} of {N} free ports");
+        bail!("found only {found} of {N} free ports on {ip}");
     }
     Ok(ports)
 }
@@ -379,46 +702,115 @@ pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
 #[derive(Debug)]
 pub struct Node {
     process: ServerProcess,
-    /// `http://127.0.0.1:PORT`, the node's HTTP API.
+    /// `bench` or `bench-N`.
+    name: String,
+    /// `http://IP:PORT`, the node's HTTP API (etcd: its client URL).
     pub base_url: String,
+    /// `IP:PORT` of mesh's server RPC (what `/v1/status/leader` names) or etcd's peer URL.
+    peer_addr: String,
+}
+
+/// One reading of every node of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSample {
+    pub name: String,
+    pub leader: bool,
+    pub usage: ProcessSample,
 }
 
 /// A started system: its processes and where to send load. Dropping it kills the processes.
 #[derive(Debug)]
 pub struct Deployment {
-    system: &'static str,
+    system: System,
+    topology: Topology,
     // Dropped before `_dir`, so processes die before their data directory is removed.
     nodes: Vec<Node>,
+    /// Index into `nodes` of the leader (with one node, that node).
+    leader: usize,
     _dir: tempfile::TempDir,
 }
 
 impl Deployment {
     pub fn system(&self) -> &'static str {
-        self.system
+        self.system.name()
     }
 
-    /// The endpoint load is sent to (the leader; with one node, that node).
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// The endpoint load is sent to: the leader (with one node, that node).
     pub fn base_url(&self) -> &str {
-        &self.nodes[0].base_url
+        &self.nodes[self.leader].base_url
+    }
+
+    /// Every node's endpoint, starting with the node after the leader and ending with the
+    /// leader, so one worker spreading reads lands on a follower.
+    pub fn spread_urls(&self) -> Vec<String> {
+        rotate_after(&self.nodes, self.leader)
+            .map(|n| n.base_url.clone())
+            .collect()
     }
 
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().map(|n| n.process.child.id()).collect()
     }
 
+    /// Asks the nodes who leads now and sends load there from now on. Returns the previous
+    /// and new leader's names when leadership moved. A single server is always its own leader.
+    pub async fn refresh_leader(
+        &mut self,
+        client: &HttpClient,
+    ) -> anyhow::Result<Option<(String, String)>> {
+        if self.topology == Topology::Single {
+            return Ok(None);
+        }
+        let system = self.system.clone();
+        let deadline = Instant::now() + self.topology.ready_deadline();
+        let leader = loop {
+            self.ensure_running()?;
+            match system.find_leader(self, client).await {
+                Ok(leader) => break leader,
+                Err(e) if Instant::now() > deadline => {
+                    bail!("{}: no agreed leader: {e}", system.name())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let old = std::mem::replace(&mut self.leader, leader);
+        Ok((old != leader).then(|| {
+            (
+                self.nodes[old].name.clone(),
+                self.nodes[leader].name.clone(),
+            )
+        }))
+    }
+
     /// CPU ticks and RSS summed over every node of the deployment.
     pub fn sample(&mut self) -> anyhow::Result<ProcessSample> {
-        let mut total = ProcessSample {
-            cpu_ticks: 0,
-            rss_kib: 0,
-        };
-        for node in &mut self.nodes {
-            node.process.ensure_running()?;
-            let s = proc::sample(node.process.child.id())?;
-            total.cpu_ticks += s.cpu_ticks;
-            total.rss_kib += s.rss_kib;
-        }
-        Ok(total)
+        Ok(sum_samples(&self.sample_nodes()?))
+    }
+
+    /// CPU ticks and RSS of every node, the leader first, then the others in start order.
+    pub fn sample_nodes(&mut self) -> anyhow::Result<Vec<NodeSample>> {
+        self.ensure_running()?;
+        let leader = self.leader;
+        std::iter::once(&self.nodes[leader])
+            .chain(
+                self.nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != leader)
+                    .map(|(_, n)| n),
+            )
+            .map(|node| {
+                Ok(NodeSample {
+                    name: node.name.clone(),
+                    leader: std::ptr::eq(node, &self.nodes[leader]),
+                    usage: proc::sample(node.process.child.id())?,
+                })
+            })
+            .collect()
     }
 
     /// Fails (with the log tail) if any process of the deployment has exited.
@@ -427,6 +819,26 @@ impl Deployment {
             .iter()
             .try_for_each(|n| n.process.ensure_running())
     }
+}
+
+/// The items after index `first`, wrapping around, ending with `first` itself.
+fn rotate_after<T>(items: &[T], first: usize) -> impl Iterator<Item = &T> {
+    let n = items.len();
+    (1..=n).map(move |k| &items[(first + k) % n])
+}
+
+/// The sum of the nodes' CPU ticks and RSS.
+pub fn sum_samples(nodes: &[NodeSample]) -> ProcessSample {
+    nodes.iter().fold(
+        ProcessSample {
+            cpu_ticks: 0,
+            rss_kib: 0,
+        },
+        |total, n| ProcessSample {
+            cpu_ticks: total.cpu_ticks + n.usage.cpu_ticks,
+            rss_kib: total.rss_kib + n.usage.rss_kib,
+        },
+    )
 }
 
 /// A child process that is killed, by PID through its handle, and reaped when dropped.

@@ -23,7 +23,62 @@ fn run(
         cpu_us_per_op: cpu,
         rss_mib: 10.0,
         first_error: None,
+        targets: vec!["http://127.0.0.1:1".to_owned()],
+        nodes: vec![node("bench", true, cpu)],
     }
+}
+
+fn node(name: &str, leader: bool, cpu: Option<f64>) -> NodeRun {
+    NodeRun {
+        name: name.to_owned(),
+        leader,
+        cpu_ticks: 1,
+        cpu_us_per_op: cpu,
+        rss_mib: 10.0,
+    }
+}
+
+#[test]
+fn node_positions_take_medians_and_only_clusters_get_a_table() {
+    let mut runs = Vec::new();
+    for (round, leader_cpu) in [(1, 30.0), (2, 10.0), (3, 20.0)] {
+        let mut r = run(round, "mesh", Op::Put, 1, 100.0, Some(leader_cpu + 2.0));
+        r.nodes = vec![
+            node("bench-2", true, Some(leader_cpu)),
+            node("bench-1", false, Some(1.0)),
+            node("bench-3", false, Some(round as f64)),
+        ];
+        r.nodes[2].rss_mib = 100.0 * round as f64;
+        runs.push(r);
+    }
+    let s = summarize(&runs);
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s[0].nodes,
+        vec![
+            NodeSummary {
+                cpu_us_per_op: Some(20.0),
+                rss_mib: Some(10.0)
+            },
+            NodeSummary {
+                cpu_us_per_op: Some(1.0),
+                rss_mib: Some(10.0)
+            },
+            NodeSummary {
+                cpu_us_per_op: Some(2.0),
+                rss_mib: Some(200.0)
+            },
+        ]
+    );
+    let table = node_table(&s).expect("a cluster row gets a table");
+    assert!(
+        table.contains(" 20.0 / 1.0 / 2.0 |") && table.contains(" 10.0 / 10.0 / 200.0 |"),
+        "{table}"
+    );
+
+    let single = summarize(&[run(1, "mesh", Op::Get, 1, 1.0, Some(1.0))]);
+    assert_eq!(single[0].nodes.len(), 1);
+    assert_eq!(node_table(&single), None);
 }
 
 #[test]
