@@ -15,7 +15,7 @@ mod transport;
 pub use join::{identify, join, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
 pub use server::serve;
-pub use transport::{call, connect, Forwarder, RaftTransport};
+pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};
 
 /// Errors of one RPC exchange.
 #[derive(Debug, thiserror::Error)]

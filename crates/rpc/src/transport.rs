@@ -1,7 +1,9 @@
 //! The calling side: openraft's network over server RPC, and forwarding to the leader.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -78,9 +80,76 @@ pub async fn call(addr: &str, req: &Request, timeout: Duration) -> Result<Respon
     exchange(&mut stream, addr, req, timeout).await
 }
 
+/// Most idle connections kept per peer address.
+const MAX_IDLE_PER_PEER: usize = 16;
+
+/// Idle server RPC connections by peer address. openraft creates a network client for every
+/// leadership confirmation (each linearizable read), so connections are taken from and given
+/// back to this pool instead of being opened per request.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionPool {
+    idle: Arc<Mutex<HashMap<String, Vec<TcpStream>>>>,
+}
+
+impl ConnectionPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An idle connection to `addr` if one is kept (and whether it was), else a new one.
+    async fn take(&self, addr: &str) -> Result<(TcpStream, bool), RpcError> {
+        let pooled = self
+            .idle
+            .lock()
+            .expect("connection pool poisoned")
+            .get_mut(addr)
+            .and_then(Vec::pop);
+        match pooled {
+            Some(stream) => Ok((stream, true)),
+            None => connect(addr).await.map(|s| (s, false)),
+        }
+    }
+
+    fn give_back(&self, addr: &str, stream: TcpStream) {
+        let mut idle = self.idle.lock().expect("connection pool poisoned");
+        let conns = idle.entry(addr.to_owned()).or_default();
+        if conns.len() < MAX_IDLE_PER_PEER {
+            conns.push(stream);
+        }
+    }
+
+    /// One idempotent request over a pooled connection; a pooled connection that turns out to
+    /// be dead (the peer restarted) is replaced by a fresh one once.
+    pub async fn request(
+        &self,
+        addr: &str,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Response, RpcError> {
+        let (mut stream, pooled) = self.take(addr).await?;
+        let resp = match exchange(&mut stream, addr, req, timeout).await {
+            Err(_) if pooled => {
+                stream = connect(addr).await?;
+                exchange(&mut stream, addr, req, timeout).await?
+            }
+            other => other?,
+        };
+        self.give_back(addr, stream);
+        Ok(resp)
+    }
+}
+
 /// openraft's network factory over server RPC.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RaftTransport;
+#[derive(Debug, Clone, Default)]
+pub struct RaftTransport {
+    pool: ConnectionPool,
+}
+
+impl RaftTransport {
+    pub fn new(pool: ConnectionPool) -> Self {
+        RaftTransport { pool }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for RaftTransport {
     type Network = RaftPeer;
@@ -89,17 +158,17 @@ impl RaftNetworkFactory<TypeConfig> for RaftTransport {
         RaftPeer {
             target,
             addr: node.addr.clone(),
-            stream: None,
+            pool: self.pool.clone(),
         }
     }
 }
 
-/// A connection to one peer, opened lazily and reopened after any failure.
+/// The raft RPC client for one peer; connections come from and return to the pool.
 #[derive(Debug)]
 pub struct RaftPeer {
     target: NodeId,
     addr: String,
-    stream: Option<TcpStream>,
+    pool: ConnectionPool,
 }
 
 impl RaftPeer {
@@ -108,19 +177,13 @@ impl RaftPeer {
         req: Request,
         option: &RPCOption,
     ) -> Result<Response, RPCError<NodeId, ServerNode, E>> {
-        if self.stream.is_none() {
-            let stream = connect(&self.addr)
-                .await
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            self.stream = Some(stream);
-        }
-        let stream = self.stream.as_mut().expect("connected above");
-        match exchange(stream, &self.addr, &req, option.hard_ttl()).await {
+        // Raft RPCs are safe to resend, so the pool's one retry on a dead connection is fine.
+        match self.pool.request(&self.addr, &req, option.hard_ttl()).await {
             Ok(resp) => Ok(resp),
-            Err(err) => {
-                self.stream = None;
-                Err(RPCError::Network(NetworkError::new(&err)))
+            Err(err @ RpcError::Connect { .. }) => {
+                Err(RPCError::Unreachable(Unreachable::new(&err)))
             }
+            Err(err) => Err(RPCError::Network(NetworkError::new(&err))),
         }
     }
 
@@ -189,8 +252,16 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
 }
 
 /// Forwards client writes and read barriers from a follower to the leader.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Forwarder;
+#[derive(Debug, Clone, Default)]
+pub struct Forwarder {
+    pool: ConnectionPool,
+}
+
+impl Forwarder {
+    pub fn new(pool: ConnectionPool) -> Self {
+        Forwarder { pool }
+    }
+}
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -218,8 +289,12 @@ impl Forward for Forwarder {
     }
 
     fn read_index(&self, leader: String) -> BoxFuture<Result<u64, ConsensusError>> {
+        let pool = self.pool.clone();
         Box::pin(async move {
-            match call(&leader, &Request::ReadIndex, FORWARD_TIMEOUT).await {
+            match pool
+                .request(&leader, &Request::ReadIndex, FORWARD_TIMEOUT)
+                .await
+            {
                 Ok(Response::ReadIndex(result)) => result,
                 Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
                 Err(err) => Err(unreachable_leader(err)),
@@ -228,8 +303,12 @@ impl Forward for Forwarder {
     }
 
     fn remove_voter(&self, leader: String, id: NodeId) -> BoxFuture<Result<(), ConsensusError>> {
+        let pool = self.pool.clone();
         Box::pin(async move {
-            match call(&leader, &Request::RemoveVoter(id), FORWARD_TIMEOUT).await {
+            match pool
+                .request(&leader, &Request::RemoveVoter(id), FORWARD_TIMEOUT)
+                .await
+            {
                 Ok(Response::RemoveVoter(result)) => result,
                 Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
                 Err(err) => Err(unreachable_leader(err)),
@@ -238,8 +317,12 @@ impl Forward for Forwarder {
     }
 
     fn renew_session(&self, leader: String, id: String) -> BoxFuture<Result<bool, ConsensusError>> {
+        let pool = self.pool.clone();
         Box::pin(async move {
-            match call(&leader, &Request::RenewSession(id), FORWARD_TIMEOUT).await {
+            match pool
+                .request(&leader, &Request::RenewSession(id), FORWARD_TIMEOUT)
+                .await
+            {
                 Ok(Response::RenewSession(result)) => result,
                 Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
                 Err(err) => Err(unreachable_leader(err)),

@@ -87,10 +87,12 @@ impl Server {
         let reader = sm.reader();
 
         let raft_id = raft_id(&node_id);
+        // One pool of server RPC connections for raft and for forwarding to the leader.
+        let pool = rpc::ConnectionPool::new();
         let raft = Raft::new(
             raft_id,
             Arc::new(raft_config(&config)?),
-            rpc::RaftTransport,
+            rpc::RaftTransport::new(pool.clone()),
             log,
             sm,
         )
@@ -123,7 +125,8 @@ impl Server {
                 .map_err(|e| ServerError::Raft(e.to_string()))?;
             tracing::info!(node = %config.node_name, "bootstrapped a new single-server datacenter");
         }
-        let node = RaftNode::new(raft.clone(), reader).with_forwarder(Arc::new(rpc::Forwarder));
+        let node =
+            RaftNode::new(raft.clone(), reader).with_forwarder(Arc::new(rpc::Forwarder::new(pool)));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(
             node.clone().run_leader_duties(shutdown_rx.clone()),
