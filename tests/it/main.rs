@@ -3,6 +3,8 @@
 mod cluster;
 mod config_errors;
 mod durability;
+mod faults;
 mod http_over_socket;
+mod partition;
 mod sessions;
 mod snapshot;

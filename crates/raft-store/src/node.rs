@@ -102,6 +102,8 @@ pub struct RaftNode {
     timers: Arc<Mutex<SessionTimers>>,
     proposals: mpsc::Sender<Proposal>,
     forward: Option<Arc<dyn Forward>>,
+    /// When a leader last reached this server (a follower), or when this node started.
+    leader_contact: Arc<Mutex<std::time::Instant>>,
 }
 
 /// A client write waiting to be proposed.
@@ -226,6 +228,7 @@ impl RaftNode {
             timers: Arc::new(Mutex::new(SessionTimers::new())),
             proposals,
             forward: None,
+            leader_contact: Arc::new(Mutex::new(std::time::Instant::now())),
         }
     }
 
@@ -393,15 +396,34 @@ impl RaftNode {
                 .map(|node| node.addr.clone())
         });
         let last_contact_ms = if is_leader {
-            0
-        } else {
             metrics.millis_since_quorum_ack.unwrap_or(0)
+        } else {
+            let since = self
+                .leader_contact
+                .lock()
+                .expect("leader contact poisoned")
+                .elapsed();
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        };
+        // A leader that has not heard from a quorum for longer than an election timeout has most
+        // likely been replaced; like Consul's stepped-down leader it stops claiming a known one.
+        let leader_addr = if is_leader && last_contact_ms > self.raft.config().election_timeout_max
+        {
+            None
+        } else {
+            leader_addr
         };
         LeaderView {
             is_leader,
             leader_addr,
             last_contact_ms,
         }
+    }
+
+    /// Records that the current leader just reached this server (an AppendEntries or snapshot
+    /// from it), for `X-Consul-LastContact` on followers.
+    pub fn note_leader_contact(&self) {
+        *self.leader_contact.lock().expect("leader contact poisoned") = std::time::Instant::now();
     }
 
     /// The raft configuration as this server knows it, and the log index it was committed at.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use openraft::error::RaftError;
+use openraft::raft::AppendEntriesResponse;
 use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -69,7 +70,11 @@ async fn answer(
     let raft: &Raft = node.raft();
     match request {
         Request::AppendEntries(rpc) => {
-            Response::AppendEntries(raft.append_entries(rpc).await.map_err(|e| e.to_string()))
+            let resp = raft.append_entries(rpc).await;
+            if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                node.note_leader_contact();
+            }
+            Response::AppendEntries(resp.map_err(|e| e.to_string()))
         }
         Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await.map_err(|e| e.to_string())),
         Request::InstallSnapshot(rpc) => {

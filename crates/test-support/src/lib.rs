@@ -4,6 +4,9 @@
 //! Test-only: no product crate depends on this. Processes are tracked by PID and killed when
 //! their handle drops, so a failing test leaves nothing running.
 
+pub mod faults;
+pub mod netns;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
