@@ -5,6 +5,7 @@ mod config_errors;
 mod durability;
 mod faults;
 mod http_over_socket;
+mod jepsen;
 mod partition;
 mod sessions;
 mod snapshot;
