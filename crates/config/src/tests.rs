@@ -964,3 +964,13 @@ fn log_level_parses_consul_names() {
     );
     assert_eq!(LogLevel::Error.to_string(), "error");
 }
+
+/// The example configuration shipped in `deploy/` must stay loadable.
+#[test]
+fn deploy_example_config_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/server.hcl");
+    let config = load(&[path], &[], &Overrides::default()).expect("deploy/server.hcl loads");
+    assert!(config.server);
+    assert_eq!(config.bootstrap_expect, 3);
+    assert_eq!(config.retry_join, ["10.0.0.2", "10.0.0.3"]);
+}
