@@ -192,3 +192,56 @@ async fn a_new_server_joins_a_running_datacenter() -> anyhow::Result<()> {
     assert_eq!((read.status, read.body.as_str()), (200, "1"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autopilot_health_sees_a_dead_server() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(dir.path(), 3, 33).await?;
+    let leader = cluster.leader().await?;
+    let follower = (leader + 1) % 3;
+    let victim = (leader + 2) % 3;
+    let http = cluster.servers[follower].http();
+
+    // Asked of a follower, answered by the leader.
+    wait_until("every server to be healthy", Duration::from_secs(20), || {
+        let http = http.clone();
+        async move {
+            matches!(http.get("/v1/operator/autopilot/health").await,
+                Ok(r) if r.status == 200 && r.json().is_ok_and(|h| h["Healthy"] == true && h["FailureTolerance"] == 1))
+        }
+    })
+    .await?;
+    let health = http.get("/v1/operator/autopilot/health").await?.json()?;
+    assert_eq!(
+        health["Servers"].as_array().map(Vec::len),
+        Some(3),
+        "{health}"
+    );
+
+    cluster.servers[victim].kill9()?;
+    let victim_addr = cluster.servers[victim].rpc_addr();
+    wait_until(
+        "autopilot to mark the killed server unhealthy",
+        Duration::from_secs(20),
+        || {
+            let http = http.clone();
+            let victim_addr = victim_addr.clone();
+            async move {
+                let Ok(r) = http.get("/v1/operator/autopilot/health").await else {
+                    return false;
+                };
+                let Ok(h) = r.json() else { return false };
+                r.status == 429
+                    && h["Healthy"] == false
+                    && h["FailureTolerance"] == 0
+                    && h["Servers"].as_array().is_some_and(|servers| {
+                        servers
+                            .iter()
+                            .any(|s| s["Address"] == victim_addr.as_str() && s["Healthy"] == false)
+                    })
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -299,7 +299,10 @@ async fn without_quorum_writes_and_default_reads_fail_and_stale_reads_answer() -
         .header("X-Consul-LastContact")
         .unwrap_or("0")
         .parse()?;
-    assert!(last_contact >= 1000, "LastContact {last_contact} ms: {stale:?}");
+    assert!(
+        last_contact >= 1000,
+        "LastContact {last_contact} ms: {stale:?}"
+    );
 
     // One server back: a majority again, and writes succeed.
     cluster.servers[other].spawn()?;

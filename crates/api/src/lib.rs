@@ -6,6 +6,7 @@
 //! raft internals directly: it goes through [`raft_store::RaftNode`].
 
 mod agent;
+mod autopilot;
 mod blocking;
 mod error;
 mod kv;
@@ -59,6 +60,7 @@ pub struct ApiContext {
     pub session_ttl_min: Duration,
     /// This server as other servers see it, for `/v1/agent/join`.
     pub identity: rpc::Identity,
+    pub autopilot: rpc::Autopilot,
 }
 
 pub(crate) type Ctx = Arc<ApiContext>;
@@ -115,6 +117,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route(
             "/v1/snapshot",
             methods(&[Method::GET, Method::PUT], snapshot::handle),
+        )
+        .route(
+            "/v1/operator/autopilot/configuration",
+            methods(&[Method::GET, Method::PUT], autopilot::configuration),
+        )
+        .route(
+            "/v1/operator/autopilot/health",
+            methods(&[Method::GET], autopilot::health),
         )
         .fallback(not_found)
         .layer(middleware::from_fn(common_headers))

@@ -90,6 +90,7 @@ impl Fixture {
                 rpc_addr: RAFT_ADDR.into(),
                 initialized: true,
             },
+            autopilot: rpc::Autopilot::new(rpc::ConnectionPool::new()),
         };
         Fixture {
             app: router(ctx),
@@ -1180,4 +1181,66 @@ async fn status_and_agent_self() {
         );
     }
     assert_eq!(me.pointer("/Config/Server"), Some(&Value::Bool(true)));
+}
+
+#[test]
+fn rfc3339_timestamps() {
+    for (ms, expected) in [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+        (1_795_536_000_123, "2026-11-24T16:00:00.123Z"),
+        (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+    ] {
+        assert_eq!(crate::wire::rfc3339_from_unix_ms(ms), expected, "{ms}");
+    }
+}
+
+#[tokio::test]
+async fn autopilot_configuration_defaults_update_and_cas() {
+    let fx = Fixture::new().await;
+    let (status, _, body) = fx
+        .send("GET", "/v1/operator/autopilot/configuration", "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let config: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(config["CleanupDeadServers"], true);
+    assert_eq!(config["LastContactThreshold"], "200ms");
+    assert_eq!(config["MaxTrailingLogs"], 250);
+    assert_eq!(config["ServerStabilizationTime"], "10s");
+
+    let (status, _, body) = fx
+        .send(
+            "PUT",
+            "/v1/operator/autopilot/configuration",
+            r#"{"CleanupDeadServers": false, "MaxTrailingLogs": 500}"#,
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "true"));
+    let (_, _, body) = fx
+        .send("GET", "/v1/operator/autopilot/configuration", "")
+        .await;
+    let config: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(config["CleanupDeadServers"], false);
+    assert_eq!(config["MaxTrailingLogs"], 500);
+    assert_eq!(
+        config["LastContactThreshold"], "200ms",
+        "fields left out keep their values"
+    );
+    let modify = config["ModifyIndex"].as_u64().expect("index");
+
+    let stale_cas = format!("/v1/operator/autopilot/configuration?cas={}", modify - 1);
+    let (status, _, body) = fx.send("PUT", &stale_cas, r#"{"MinQuorum": 3}"#).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "false"));
+    let cas = format!("/v1/operator/autopilot/configuration?cas={modify}");
+    let (status, _, body) = fx.send("PUT", &cas, r#"{"MinQuorum": 3}"#).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "true"));
+
+    let (status, _, _) = fx
+        .send(
+            "PUT",
+            "/v1/operator/autopilot/configuration",
+            r#"{"LastContactThreshold": "soon"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

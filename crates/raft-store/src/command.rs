@@ -25,6 +25,11 @@ pub enum Op {
     ReapTombstones {
         up_to_index: u64,
     },
+    /// Set autopilot's configuration; with `cas`, only if its ModifyIndex still equals it.
+    SetAutopilot {
+        config: crate::state::AutopilotConfig,
+        cas: Option<u64>,
+    },
     /// Replace the whole replicated state with a restored snapshot (`PUT /v1/snapshot`).
     Restore(Box<crate::state::State>),
     /// Concurrent client writes proposed as one raft entry (group commit). Applied in order;
@@ -44,7 +49,7 @@ impl Op {
                 .sum(),
             Op::CreateSession(req) => OVERHEAD * 4 + req.name.len() + req.node.len(),
             Op::DestroySession { id } => OVERHEAD + id.len(),
-            Op::ReapTombstones { .. } => OVERHEAD,
+            Op::ReapTombstones { .. } | Op::SetAutopilot { .. } => OVERHEAD,
             // Never batched with others: it is as large as the whole state.
             Op::Restore(_) => usize::MAX / 2,
             Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),

@@ -34,7 +34,7 @@ pub use node::{
     TOMBSTONE_TTL,
 };
 pub use notify::{Notifier, Subscription, Topic};
-pub use state::State;
+pub use state::{AutopilotConfig, State};
 pub use state_machine::{StateGuard, StateMachineStore, StoreReader};
 pub use types::{NodeId, Raft, ServerNode, TypeConfig};
 

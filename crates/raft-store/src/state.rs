@@ -9,9 +9,42 @@ use crate::notify::Topic;
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub kv: kv::KvStore,
+    pub autopilot: AutopilotConfig,
     /// Set when a restore replaced the state; cleared when topics are drained.
     #[serde(skip)]
     restored: bool,
+}
+
+/// Autopilot's settings (Consul's defaults), replicated so every server reports the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutopilotConfig {
+    pub cleanup_dead_servers: bool,
+    pub last_contact_threshold: std::time::Duration,
+    pub max_trailing_logs: u64,
+    pub min_quorum: u32,
+    pub server_stabilization_time: std::time::Duration,
+    pub redundancy_zone_tag: String,
+    pub disable_upgrade_migration: bool,
+    pub upgrade_version_tag: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl Default for AutopilotConfig {
+    fn default() -> Self {
+        AutopilotConfig {
+            cleanup_dead_servers: true,
+            last_contact_threshold: std::time::Duration::from_millis(200),
+            max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization_time: std::time::Duration::from_secs(10),
+            redundancy_zone_tag: String::new(),
+            disable_upgrade_migration: false,
+            upgrade_version_tag: String::new(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
 }
 
 impl State {
@@ -36,6 +69,21 @@ impl State {
             Op::ReapTombstones { up_to_index } => {
                 self.kv.reap_tombstones(up_to_index);
                 Response::None
+            }
+            Op::SetAutopilot { config, cas } => {
+                if cas.is_some_and(|cas| cas != self.autopilot.modify_index) {
+                    return Response::Bool(false);
+                }
+                let create_index = match self.autopilot.create_index {
+                    0 => index,
+                    existing => existing,
+                };
+                self.autopilot = AutopilotConfig {
+                    create_index,
+                    modify_index: index,
+                    ..config
+                };
+                Response::Bool(true)
             }
             Op::Restore(restored) => {
                 // Discard pending change records: the whole state is new, and the state machine

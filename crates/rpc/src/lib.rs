@@ -6,12 +6,14 @@
 //! where mTLS wraps the stream is [`connect`] and the accept loop in [`serve`]. This crate knows
 //! nothing about HTTP or Consul's wire format.
 
+mod autopilot;
 mod frame;
 mod join;
 mod message;
 mod server;
 mod transport;
 
+pub use autopilot::{Autopilot, Health, ServerHealth};
 pub use join::{identify, join, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
 pub use server::serve;

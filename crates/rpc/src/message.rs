@@ -37,6 +37,8 @@ pub enum Request {
     Join(Identity),
     /// An operator removes a server (`DELETE /v1/operator/raft/peer` on a follower).
     RemoveVoter(NodeId),
+    /// Autopilot's health as the leader sees it.
+    AutopilotHealth,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +53,7 @@ pub enum Response {
     Identity(Identity),
     Join(Result<(), String>),
     RemoveVoter(Result<(), ConsensusError>),
+    AutopilotHealth(Result<crate::Health, String>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

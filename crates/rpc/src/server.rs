@@ -10,11 +10,13 @@ use tokio::sync::watch;
 
 use crate::frame;
 use crate::message::{Identity, Request, Response, SnapshotFailure};
+use crate::Autopilot;
 
 /// Serves server RPC on `listener` until `shutdown` becomes true.
 pub async fn serve(
     listener: TcpListener,
     node: RaftNode,
+    autopilot: Autopilot,
     identity: Arc<dyn Fn() -> Identity + Send + Sync>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -26,10 +28,13 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let node = node.clone();
+                let autopilot = autopilot.clone();
                 let identity = identity.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = connection(stream, &node, &*identity, shutdown).await {
+                    if let Err(err) =
+                        connection(stream, &node, &autopilot, &*identity, shutdown).await
+                    {
                         tracing::debug!(%peer, %err, "server RPC connection closed");
                     }
                 });
@@ -45,6 +50,7 @@ pub async fn serve(
 async fn connection(
     mut stream: TcpStream,
     node: &RaftNode,
+    autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -57,7 +63,7 @@ async fn connection(
         let Some(request) = request else {
             return Ok(());
         };
-        let response = answer(request, node, identity).await;
+        let response = answer(request, node, autopilot, identity).await;
         frame::write(&mut stream, &response).await?;
     }
 }
@@ -65,6 +71,7 @@ async fn connection(
 async fn answer(
     request: Request,
     node: &RaftNode,
+    autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
 ) -> Response {
     let raft: &Raft = node.raft();
@@ -89,6 +96,12 @@ async fn answer(
         Request::Identify => Response::Identity(identity()),
         Request::Join(joiner) => Response::Join(add_voter(node, joiner).await),
         Request::RemoveVoter(id) => Response::RemoveVoter(node.remove_voter_as_leader(id).await),
+        Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
+            let config = node.reader().state().autopilot.clone();
+            Ok(autopilot.health(node, &config))
+        } else {
+            Err("not the leader".to_owned())
+        }),
     }
 }
 

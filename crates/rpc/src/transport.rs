@@ -89,6 +89,8 @@ const MAX_IDLE_PER_PEER: usize = 16;
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionPool {
     idle: Arc<Mutex<HashMap<String, Vec<TcpStream>>>>,
+    /// When each peer last answered a request, for autopilot's health view.
+    answered: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 impl ConnectionPool {
@@ -135,7 +137,20 @@ impl ConnectionPool {
             other => other?,
         };
         self.give_back(addr, stream);
+        self.answered
+            .lock()
+            .expect("connection pool poisoned")
+            .insert(addr.to_owned(), std::time::Instant::now());
         Ok(resp)
+    }
+
+    /// How long ago `addr` last answered a request through this pool.
+    pub fn since_last_answer(&self, addr: &str) -> Option<Duration> {
+        self.answered
+            .lock()
+            .expect("connection pool poisoned")
+            .get(addr)
+            .map(std::time::Instant::elapsed)
     }
 }
 

@@ -89,6 +89,7 @@ impl Server {
         let raft_id = raft_id(&node_id);
         // One pool of server RPC connections for raft and for forwarding to the leader.
         let pool = rpc::ConnectionPool::new();
+        let autopilot = rpc::Autopilot::new(pool.clone());
         let raft = Raft::new(
             raft_id,
             Arc::new(raft_config(&config)?),
@@ -166,6 +167,7 @@ impl Server {
         tasks.push(tokio::spawn(rpc::serve(
             rpc_listener,
             node.clone(),
+            autopilot.clone(),
             identity,
             shutdown_rx.clone(),
         )));
@@ -212,6 +214,7 @@ impl Server {
             txn_max_req_len: usize::try_from(config.limits.txn_max_req_len).unwrap_or(usize::MAX),
             session_ttl_min: config.session_ttl_min,
             identity: me_for_api,
+            autopilot,
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = tokio::net::TcpListener::bind(addr)
