@@ -7,5 +7,6 @@ mod faults;
 mod http_over_socket;
 mod jepsen;
 mod partition;
+mod recovery;
 mod sessions;
 mod snapshot;

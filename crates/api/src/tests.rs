@@ -89,6 +89,7 @@ impl Fixture {
                 node_id: String::new(),
                 rpc_addr: RAFT_ADDR.into(),
                 initialized: true,
+                log: None,
             },
             autopilot: rpc::Autopilot::new(rpc::ConnectionPool::new()),
         };

@@ -62,6 +62,16 @@ struct Args {
     log_json: bool,
     #[arg(long = "raft-multiplier")]
     raft_multiplier: Option<u8>,
+    /// Quorum-loss recovery: make this (stopped) server the only voter of a new configuration,
+    /// then exit. See docs/operations.md.
+    #[arg(long)]
+    recover: bool,
+    /// With -recover: another surviving server's RPC address to compare logs with; repeatable.
+    #[arg(long = "survivor", requires = "recover")]
+    survivors: Vec<String>,
+    /// With -recover: proceed even if a survivor has more log or cannot be asked.
+    #[arg(long = "recover-force", requires = "recover")]
+    recover_force: bool,
 }
 
 impl Args {
@@ -134,14 +144,19 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let result = runtime.block_on(run(config));
+    let result = runtime.block_on(run(config, &args));
     // Dropping the runtime drops every task still holding the store, so RocksDB closes here,
     // before process exit, and not concurrently with it.
     drop(runtime);
     result
 }
 
-async fn run(config: config::Config) -> anyhow::Result<()> {
+async fn run(config: config::Config, args: &Args) -> anyhow::Result<()> {
+    if args.recover {
+        let report = server::recover(&config, &args.survivors, args.recover_force).await?;
+        println!("{report}");
+        return Ok(());
+    }
     let server = server::Server::start(config).await?;
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");

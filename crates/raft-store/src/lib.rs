@@ -15,6 +15,7 @@ mod log_store;
 mod network;
 mod node;
 mod notify;
+mod recovery;
 mod state;
 mod state_machine;
 mod types;
@@ -34,6 +35,7 @@ pub use node::{
     TOMBSTONE_TTL,
 };
 pub use notify::{Notifier, Subscription, Topic};
+pub use recovery::{log_position, recover_as_sole_voter, LogPosition};
 pub use state::{AutopilotConfig, State};
 pub use state_machine::{StateGuard, StateMachineStore, StoreReader};
 pub use types::{NodeId, Raft, ServerNode, TypeConfig};
@@ -78,7 +80,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     Ok((log, sm))
 }
 
-fn open_db(dir: &Path) -> Result<rocksdb::DB, StoreError> {
+pub(crate) fn open_db(dir: &Path) -> Result<rocksdb::DB, StoreError> {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);

@@ -89,6 +89,12 @@ impl StoreReader {
     pub fn notifier(&self) -> &Notifier {
         &self.shared.notifier
     }
+
+    /// The last position in this server's raft log (term first, so positions order the way
+    /// raft compares logs).
+    pub fn log_position(&self) -> std::result::Result<crate::LogPosition, StoreError> {
+        crate::recovery::last_position(&self.shared.db)
+    }
 }
 
 impl StateMachineStore {

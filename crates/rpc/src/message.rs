@@ -19,6 +19,8 @@ pub struct Identity {
     pub rpc_addr: String,
     /// Whether this server already belongs to a raft configuration.
     pub initialized: bool,
+    /// How far this server's raft log goes, for choosing which survivor to recover.
+    pub log: Option<raft_store::LogPosition>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

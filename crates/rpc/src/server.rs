@@ -93,7 +93,10 @@ async fn answer(
         Request::Write(op) => Response::Write(node.write_as_leader(op).await),
         Request::ReadIndex => Response::ReadIndex(node.read_index_as_leader().await),
         Request::RenewSession(id) => Response::RenewSession(node.renew_session_as_leader(&id)),
-        Request::Identify => Response::Identity(identity()),
+        Request::Identify => Response::Identity(Identity {
+            log: node.reader().log_position().ok(),
+            ..identity()
+        }),
         Request::Join(joiner) => Response::Join(add_voter(node, joiner).await),
         Request::RemoveVoter(id) => Response::RemoveVoter(node.remove_voter_as_leader(id).await),
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {

@@ -17,6 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 mod formation;
+mod recover;
+
+pub use recover::recover;
 
 /// The mesh release.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -43,6 +46,8 @@ pub enum ServerError {
     Unsupported(String),
     #[error("no leader was elected within {0:?}")]
     NoLeader(Duration),
+    #[error("recovery refused: {0}")]
+    RecoveryRefused(String),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
@@ -99,13 +104,7 @@ impl Server {
         )
         .await
         .map_err(|e| ServerError::Raft(e.to_string()))?;
-        let advertise = config
-            .advertise_addr
-            .unwrap_or(if config.bind_addr.is_unspecified() {
-                config.client_addr
-            } else {
-                config.bind_addr
-            });
+        let advertise = advertise_addr(&config);
         let server_port = port(config.ports.server, 8300);
         let bootstrap = config.dev || config.bootstrap || config.bootstrap_expect == 1;
         let initialized = raft
@@ -147,6 +146,7 @@ impl Server {
             node_id: node_id.clone(),
             rpc_addr: format!("{advertise}:{server_port}"),
             initialized: false,
+            log: None,
         };
         let me_for_api = me.clone();
         let identity = {
@@ -275,6 +275,17 @@ impl Drop for Server {
             task.abort();
         }
     }
+}
+
+/// The address other servers reach this one at.
+fn advertise_addr(config: &config::Config) -> std::net::IpAddr {
+    config
+        .advertise_addr
+        .unwrap_or(if config.bind_addr.is_unspecified() {
+            config.client_addr
+        } else {
+            config.bind_addr
+        })
 }
 
 fn port(configured: i32, default: u16) -> u16 {

@@ -191,22 +191,37 @@ impl ServerProcess {
         format!("{}:{}", self.ip, self.rpc_port)
     }
 
+    /// `mesh-server` with this server's identity, addresses and data directory.
+    pub fn command(&self) -> anyhow::Result<Command> {
+        let ip = self.ip.to_string();
+        let node = format!("node-{}", self.ip.octets()[3]);
+        let mut cmd = Command::new(binary("mesh-server")?);
+        cmd.args(["-node", &node, "-bind", &ip, "-client", &ip])
+            .arg("-data-dir")
+            .arg(&self.data_dir)
+            .args(["-http-port", &self.http_port.to_string()])
+            .args(["-server-port", &self.rpc_port.to_string()])
+            .args(["-raft-multiplier", "1"])
+            .args(&self.args);
+        Ok(cmd)
+    }
+
+    /// Runs `mesh-server` with this server's flags plus `extra` to completion (bounded), e.g.
+    /// `-recover`; returns the exit code and everything it printed.
+    pub fn run_to_exit(&self, extra: &[&str], timeout: Duration) -> anyhow::Result<(i32, String)> {
+        let mut cmd = self.command()?;
+        cmd.args(extra);
+        run_command_to_exit(cmd, timeout)
+    }
+
     /// Starts the process without waiting for it to be ready.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let ip = self.ip.to_string();
-        let node = format!("node-{}", self.ip.octets()[3]);
-        let child = Command::new(binary("mesh-server")?)
-            .args(["-node", &node, "-bind", &ip, "-client", &ip])
-            .arg("-data-dir")
-            .arg(&self.data_dir)
-            .args(["-http-port", &self.http_port.to_string()])
-            .args(["-server-port", &self.rpc_port.to_string()])
-            .args(["-raft-multiplier", "1"])
-            .args(&self.args)
+        let child = self
+            .command()?
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -351,8 +366,13 @@ impl Cluster {
 
 /// Runs `mesh-server` with `args` to completion (for configuration errors), bounded in time.
 pub fn run_server_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<(i32, String)> {
-    let mut child = Command::new(binary("mesh-server")?)
-        .args(args)
+    let mut cmd = Command::new(binary("mesh-server")?);
+    cmd.args(args);
+    run_command_to_exit(cmd, timeout)
+}
+
+fn run_command_to_exit(mut cmd: Command, timeout: Duration) -> anyhow::Result<(i32, String)> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -368,7 +388,7 @@ pub fn run_server_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<(i
         if std::time::Instant::now() >= deadline {
             child.kill()?;
             child.wait()?;
-            bail!("mesh-server {args:?} did not exit within {timeout:?}");
+            bail!("{cmd:?} did not exit within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
