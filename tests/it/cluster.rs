@@ -245,3 +245,107 @@ async fn autopilot_health_sees_a_dead_server() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_under_load_lose_no_acknowledged_write() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(dir.path(), 3, 42).await?;
+    let leader = cluster.leader().await?;
+    let stable = cluster.servers[leader].http();
+
+    // A writer keeps writing through the leader while the configuration changes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let http = stable.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5_000 {
+                if let Ok(reply) = http.put(&format!("/v1/kv/load/{i:05}"), "x").await {
+                    if reply.body == "true" {
+                        acknowledged.push(i);
+                    }
+                }
+                i += 1;
+            }
+            acknowledged
+        })
+    };
+
+    wait_until(
+        "the writer to be under way",
+        Duration::from_secs(20),
+        || {
+            let http = stable.clone();
+            async move {
+                matches!(http.get("/v1/kv/load/?keys").await,
+                Ok(r) if r.json().ok().and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0) >= 50)
+            }
+        },
+    )
+    .await?;
+
+    // Remove a follower, then bring a brand-new server in with /v1/agent/join.
+    let removed = (leader + 1) % 3;
+    let reply = stable
+        .request(
+            Method::DELETE,
+            &format!(
+                "/v1/operator/raft/peer?address={}",
+                cluster.servers[removed].rpc_addr()
+            ),
+            "",
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    cluster.servers[removed].kill9()?;
+    let mut newcomer = test_support::ServerProcess::new(
+        std::net::Ipv4Addr::new(127, 0, 0, 45),
+        &dir.path().join("newcomer"),
+        Vec::new(),
+    )?;
+    newcomer.spawn()?;
+    let newcomer_http = newcomer.http();
+    wait_until("the new server's API to answer", Duration::from_secs(20), || {
+        let http = newcomer_http.clone();
+        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
+    })
+    .await?;
+    let joined = newcomer_http
+        .request(
+            Method::PUT,
+            &format!("/v1/agent/join/{}", cluster.servers[leader].rpc_addr()),
+            "",
+        )
+        .await?;
+    assert_eq!(joined.status, 200, "{joined:?}");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = tokio::time::timeout(Duration::from_secs(60), writer).await??;
+    assert!(!acknowledged.is_empty());
+    let config = stable
+        .get("/v1/operator/raft/configuration")
+        .await?
+        .json()?;
+    assert_eq!(
+        config["Servers"].as_array().map(Vec::len),
+        Some(3),
+        "{config}"
+    );
+    // Every acknowledged write is readable, linearizably, on the newcomer.
+    let keys = newcomer_http.get("/v1/kv/load/?keys").await?.json()?;
+    let keys: std::collections::HashSet<String> = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    for i in acknowledged {
+        assert!(
+            keys.contains(&format!("load/{i:05}")),
+            "acknowledged write {i} missing"
+        );
+    }
+    Ok(())
+}
