@@ -8,46 +8,17 @@
 //! Target directory: `$CARGO_TARGET_DIR`, else `$HOME/.cache/mesh/target`, so the long RocksDB
 //! build is shared with other clones and survives `cargo clean` in this one.
 
-use std::os::unix::process::CommandExt as _;
-use std::process::Command;
-
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(area) = args.first() else {
+    if args.is_empty() {
         bail!(
             "usage: cargo xtask bench <area> [args]; areas: kv (see `cargo xtask bench kv --help`)"
         );
-    };
+    }
     // `--only etcd` measures no mesh-server, so it need not be built (nor RocksDB with it).
-    let needs_server = !wants_only_peer(args) && !is_help(args);
-    if needs_server {
-        crate::prereqs::ensure()?;
-    }
-    let target_dir = crate::target_dir();
-    let mut build = crate::cargo();
-    build.args(["build", "--release", "-p", "bench"]);
-    if needs_server {
-        build.args(["-p", "mesh-server"]);
-    }
-    eprintln!("building release binaries into {}", target_dir.display());
-    crate::run(&mut build)?;
-
-    let release = target_dir.join("release");
-    let mut bench = Command::new(release.join("mesh-bench"));
-    bench
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .arg(area)
-        .args(&args[1..]);
-    let has_server_arg = args
-        .iter()
-        .any(|a| a == "--mesh-server" || a.starts_with("--mesh-server="));
-    if needs_server && !has_server_arg {
-        bench.arg("--mesh-server").arg(release.join("mesh-server"));
-    }
-    // `exec` returns only on failure; on success mesh-bench's exit status is ours.
-    let err = bench.exec();
-    Err(err).with_context(|| format!("running {}", release.join("mesh-bench").display()))
+    let needs_server = !wants_only_peer(args) && !crate::is_help(args);
+    crate::build_release_and_exec("bench", "mesh-bench", args, needs_server)
 }
 
 fn wants_only_peer(args: &[String]) -> bool {
@@ -55,10 +26,6 @@ fn wants_only_peer(args: &[String]) -> bool {
         || args
             .iter()
             .any(|a| a.strip_prefix("--only=").is_some_and(|v| v != "mesh"))
-}
-
-fn is_help(args: &[String]) -> bool {
-    args.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
 }
 
 #[cfg(test)]
@@ -75,7 +42,7 @@ mod tests {
         assert!(wants_only_peer(&args("kv --rounds 1 --only=etcd")));
         assert!(!wants_only_peer(&args("kv --only mesh")));
         assert!(!wants_only_peer(&args("kv --rounds 3")));
-        assert!(is_help(&args("kv --help")));
-        assert!(!is_help(&args("kv --rounds 3")));
+        assert!(crate::is_help(&args("kv --help")));
+        assert!(!crate::is_help(&args("kv --rounds 3")));
     }
 }

@@ -64,6 +64,45 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
+/// Builds `package` (and `mesh-server` when `with_server`) in release mode into the shared
+/// target directory, then replaces this process with `binary args`, adding
+/// `--mesh-server <release>/mesh-server` unless the caller named one. Returns only on failure.
+pub(crate) fn build_release_and_exec(
+    package: &str,
+    binary: &str,
+    args: &[String],
+    with_server: bool,
+) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    if with_server {
+        prereqs::ensure()?;
+    }
+    let target_dir = target_dir();
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", package]);
+    if with_server {
+        build.args(["-p", "mesh-server"]);
+    }
+    eprintln!("building release binaries into {}", target_dir.display());
+    run(&mut build)?;
+    let release = target_dir.join("release");
+    let mut tool = Command::new(release.join(binary));
+    tool.env("CARGO_TARGET_DIR", &target_dir).args(args);
+    let names_server = args
+        .iter()
+        .any(|a| a == "--mesh-server" || a.starts_with("--mesh-server="));
+    if with_server && !names_server {
+        tool.arg("--mesh-server").arg(release.join("mesh-server"));
+    }
+    let err = tool.exec();
+    Err(err).with_context(|| format!("running {}", release.join(binary).display()))
+}
+
+/// `--help`, `-h` or a leading `help`: nothing but the tool itself needs building.
+pub(crate) fn is_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
+}
+
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
