@@ -349,3 +349,74 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() -> anyhow::R
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_server_catches_up_by_snapshot_install() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Snapshot often and keep few trailing logs, so a newcomer cannot catch up from the log.
+    let config = dir.path().join("snapshots.hcl");
+    std::fs::write(
+        &config,
+        "raft_snapshot_threshold = 50\nraft_trailing_logs = 5\n",
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let first =
+        test_support::ServerProcess::start(&dir.path().join("first"), &["-config-file", &config])
+            .await?;
+    let http = first.http();
+    for i in 0..300 {
+        assert_eq!(
+            http.put(&format!("/v1/kv/snapdata/{i:03}"), format!("v{i}"))
+                .await?
+                .body,
+            "true"
+        );
+    }
+    let before = http.get("/v1/kv/snapdata/?recurse").await?.json()?;
+
+    let mut second = test_support::ServerProcess::new(
+        std::net::Ipv4Addr::new(127, 0, 0, 48),
+        &dir.path().join("second"),
+        vec!["-config-file".into(), config.clone()],
+    )?;
+    second.spawn()?;
+    let second_http = second.http();
+    wait_until("the second server's API to answer", Duration::from_secs(20), || {
+        let http = second_http.clone();
+        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
+    })
+    .await?;
+    let joined = second_http
+        .request(
+            Method::PUT,
+            &format!("/v1/agent/join/{}", first.rpc_addr()),
+            "",
+        )
+        .await?;
+    assert_eq!(joined.status, 200, "{joined:?}");
+    // Local state only: it must have been installed from the leader's snapshot and log.
+    wait_until(
+        "the newcomer to hold every key locally",
+        Duration::from_secs(30),
+        || {
+            let http = second_http.clone();
+            let before = before.clone();
+            async move {
+                matches!(http.get("/v1/kv/snapdata/?recurse&stale").await,
+                Ok(r) if r.json().ok() == Some(before))
+            }
+        },
+    )
+    .await?;
+    let stats = second_http.get("/v1/agent/self").await?.json()?;
+    let installed: u64 = stats["Stats"]["raft"]["last_snapshot_index"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()?;
+    assert!(
+        installed > 0,
+        "the newcomer holds a snapshot: {}",
+        stats["Stats"]["raft"]
+    );
+    Ok(())
+}
