@@ -420,3 +420,59 @@ async fn a_lagging_server_catches_up_by_snapshot_install() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_to_the_server_asked_for() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 3, 51).await?;
+    let leader = cluster.leader().await?;
+    let target = (leader + 1) % 3;
+    let via = (leader + 2) % 3;
+    let http = cluster.servers[via].http();
+    http.put("/v1/kv/before-transfer", "1").await?;
+
+    let config = http.get("/v1/operator/raft/configuration").await?.json()?;
+    let target_addr = cluster.servers[target].rpc_addr();
+    let target_id = config["Servers"]
+        .as_array()
+        .and_then(|servers| {
+            servers
+                .iter()
+                .find(|s| s["Address"] == target_addr.as_str())
+        })
+        .and_then(|s| s["ID"].as_str())
+        .expect("the target is in the configuration")
+        .to_owned();
+
+    // Asked of a follower that is neither leader nor target: forwarded to the leader.
+    let reply = http
+        .request(
+            Method::POST,
+            &format!("/v1/operator/raft/transfer-leader?id={target_id}"),
+            "",
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()?["Success"], true);
+    wait_until(
+        "every server to follow the new leader",
+        Duration::from_secs(20),
+        || {
+            let servers: Vec<_> = cluster.servers.iter().map(|s| s.http()).collect();
+            let expected = format!("\"{target_addr}\"");
+            async move {
+                for http in servers {
+                    match http.get("/v1/status/leader?stale").await {
+                        Ok(r) if r.body == expected => {}
+                        _ => return false,
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await?;
+    assert_eq!(http.put("/v1/kv/after-transfer", "2").await?.body, "true");
+    assert_eq!(http.get("/v1/kv/before-transfer?raw").await?.body, "1");
+    Ok(())
+}

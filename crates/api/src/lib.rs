@@ -115,6 +115,10 @@ pub fn router(ctx: ApiContext) -> Router {
             methods(&[Method::DELETE], operator::remove_peer),
         )
         .route(
+            "/v1/operator/raft/transfer-leader",
+            methods(&[Method::POST], operator::transfer_leader),
+        )
+        .route(
             "/v1/snapshot",
             methods(&[Method::GET, Method::PUT], snapshot::handle),
         )

@@ -108,3 +108,32 @@ pub async fn remove_peer(
     tracing::info!(server = %target.node, "removed a server from the raft configuration");
     Ok(StatusCode::OK.into_response())
 }
+
+/// `POST /v1/operator/raft/transfer-leader[?id=]`: hand leadership to the given server (by node
+/// ID or raft id), or to the most up-to-date other voter. `{"Success": true}` once it has moved.
+pub async fn transfer_leader(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    check_dc(&ctx, &params)?;
+    let to = match params.get("id").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(id) => {
+            let (servers, _) = ctx.node.configuration();
+            let server = servers
+                .iter()
+                .find(|s| server_id(s) == id || s.raft_id.to_string() == id)
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("id {id:?} was not found in the Raft configuration"))
+                })?;
+            Some(server.raft_id)
+        }
+    };
+    let new_leader = ctx.node.transfer_leadership(to).await?;
+    tracing::info!(new_leader, "leadership transferred");
+    Ok(render::json(
+        &serde_json::json!({ "Success": true }),
+        params.pretty(),
+    ))
+}

@@ -65,6 +65,13 @@ pub trait Forward: Send + Sync + std::fmt::Debug + 'static {
     fn read_index(&self, leader: String) -> BoxFuture<Result<u64, ConsensusError>>;
     fn renew_session(&self, leader: String, id: String) -> BoxFuture<Result<bool, ConsensusError>>;
     fn remove_voter(&self, leader: String, id: NodeId) -> BoxFuture<Result<(), ConsensusError>>;
+    fn transfer_leadership(
+        &self,
+        leader: String,
+        to: Option<NodeId>,
+    ) -> BoxFuture<Result<NodeId, ConsensusError>>;
+    /// Asks the server at `addr` to start an election now (the last step of a transfer).
+    fn elect(&self, addr: String) -> BoxFuture<Result<(), ConsensusError>>;
 }
 
 /// One server of the raft configuration, for `/v1/operator/raft/configuration`.
@@ -472,6 +479,110 @@ impl RaftNode {
             Err(RaftError::APIError(other)) => Err(ConsensusError::Refused(other.to_string())),
             Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
         }
+    }
+
+    /// Moves leadership to `to` (or the most up-to-date other voter), forwarded to the leader.
+    /// Returns the new leader's raft id.
+    pub async fn transfer_leadership(&self, to: Option<NodeId>) -> Result<NodeId, ConsensusError> {
+        self.on_leader(
+            || self.transfer_leadership_as_leader(to),
+            |forward, leader| forward.transfer_leadership(leader, to),
+        )
+        .await
+    }
+
+    /// openraft 0.9 has no transfer API, so the leader does it by hand: wait until the target has
+    /// the whole log, stop heartbeats until the followers' leader leases lapse, have the target
+    /// start an election (its log is the most up to date, so it wins), then resume heartbeats.
+    pub async fn transfer_leadership_as_leader(
+        &self,
+        to: Option<NodeId>,
+    ) -> Result<NodeId, ConsensusError> {
+        let view = self.leader_view();
+        if !view.is_leader {
+            return Err(match view.leader_addr {
+                Some(leader) => ConsensusError::NotLeader { leader },
+                None => ConsensusError::NoLeader,
+            });
+        }
+        let me = self.raft.metrics().borrow().id;
+        let (servers, _) = self.configuration();
+        let matched = |id: NodeId| {
+            let m = self.raft.metrics().borrow().clone();
+            let last = m.last_log_index.unwrap_or(0);
+            let theirs = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map_or(0, |l| l.index);
+            (theirs, last)
+        };
+        let target = match to {
+            Some(id) if id == me => return Ok(me),
+            Some(id) => servers
+                .iter()
+                .find(|s| s.raft_id == id && s.voter)
+                .ok_or_else(|| ConsensusError::Refused(format!("server {id} is not a voter")))?,
+            None => servers
+                .iter()
+                .filter(|s| s.voter && s.raft_id != me)
+                .max_by_key(|s| matched(s.raft_id).0)
+                .ok_or_else(|| {
+                    ConsensusError::Refused("there is no other voter to transfer to".into())
+                })?,
+        };
+        let forward = self
+            .forward
+            .clone()
+            .ok_or_else(|| ConsensusError::Refused("this server has no server RPC".into()))?;
+        let deadline = tokio::time::Instant::now() + HOLD_TIMEOUT;
+        while matched(target.raft_id).0 < matched(target.raft_id).1 {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConsensusError::Refused(format!(
+                    "{} did not catch up in time",
+                    target.node.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        self.raft.runtime_config().heartbeat(false);
+        tokio::time::sleep(lease + lease / 4).await;
+        let elected = forward.elect(target.node.addr.clone()).await;
+        let outcome = match elected {
+            Ok(()) => {
+                let wait = self
+                    .raft
+                    .wait(Some(HOLD_TIMEOUT))
+                    .metrics(
+                        |m| m.current_leader.is_some_and(|l| l != me),
+                        "a new leader",
+                    )
+                    .await;
+                match wait {
+                    Ok(m) if m.current_leader == Some(target.raft_id) => Ok(target.raft_id),
+                    Ok(m) => Err(ConsensusError::Refused(format!(
+                        "leadership moved to server {:?} instead of {}",
+                        m.current_leader, target.node.name
+                    ))),
+                    Err(_) => Err(ConsensusError::Refused(
+                        "no new leader was elected; leadership stays".into(),
+                    )),
+                }
+            }
+            Err(err) => Err(err),
+        };
+        self.raft.runtime_config().heartbeat(true);
+        outcome
+    }
+
+    /// Starts an election on this server now (a leadership transfer's last step).
+    pub async fn elect_now(&self) -> Result<(), ConsensusError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| ConsensusError::Stopped(e.to_string()))
     }
 
     /// Server RPC addresses of the current voters.

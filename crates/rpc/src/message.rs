@@ -41,6 +41,10 @@ pub enum Request {
     RemoveVoter(NodeId),
     /// Autopilot's health as the leader sees it.
     AutopilotHealth,
+    /// Move leadership (to a given server, or the best other voter).
+    TransferLeadership(Option<NodeId>),
+    /// Start an election now (sent by a leader handing over).
+    Elect,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,6 +60,8 @@ pub enum Response {
     Join(Result<(), String>),
     RemoveVoter(Result<(), ConsensusError>),
     AutopilotHealth(Result<crate::Health, String>),
+    TransferLeadership(Result<NodeId, ConsensusError>),
+    Elect(Result<(), ConsensusError>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

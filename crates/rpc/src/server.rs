@@ -99,6 +99,10 @@ async fn answer(
         }),
         Request::Join(joiner) => Response::Join(add_voter(node, joiner).await),
         Request::RemoveVoter(id) => Response::RemoveVoter(node.remove_voter_as_leader(id).await),
+        Request::TransferLeadership(to) => {
+            Response::TransferLeadership(node.transfer_leadership_as_leader(to).await)
+        }
+        Request::Elect => Response::Elect(node.elect_now().await),
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
             let config = node.reader().state().autopilot.clone();
             Ok(autopilot.health(node, &config))

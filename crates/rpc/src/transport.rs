@@ -331,6 +331,39 @@ impl Forward for Forwarder {
         })
     }
 
+    fn transfer_leadership(
+        &self,
+        leader: String,
+        to: Option<NodeId>,
+    ) -> BoxFuture<Result<NodeId, ConsensusError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            match pool
+                .request(&leader, &Request::TransferLeadership(to), FORWARD_TIMEOUT)
+                .await
+            {
+                Ok(Response::TransferLeadership(result)) => result,
+                Ok(_) => Err(unreachable_leader(RpcError::Unexpected { addr: leader })),
+                Err(err) => Err(unreachable_leader(err)),
+            }
+        })
+    }
+
+    fn elect(&self, addr: String) -> BoxFuture<Result<(), ConsensusError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            match pool.request(&addr, &Request::Elect, FORWARD_TIMEOUT).await {
+                Ok(Response::Elect(result)) => result,
+                Ok(_) => Err(ConsensusError::Refused(format!(
+                    "{addr} answered with an unexpected message"
+                ))),
+                Err(err) => Err(ConsensusError::Refused(format!(
+                    "asking {addr} to stand for election: {err}"
+                ))),
+            }
+        })
+    }
+
     fn renew_session(&self, leader: String, id: String) -> BoxFuture<Result<bool, ConsensusError>> {
         let pool = self.pool.clone();
         Box::pin(async move {
