@@ -157,26 +157,13 @@ async fn a_new_server_joins_a_running_datacenter() -> anyhow::Result<()> {
     // One bootstrapped server, then a second that is brought in with /v1/agent/join.
     let first = test_support::ServerProcess::start(&dir.path().join("first"), &[]).await?;
     first.http().put("/v1/kv/before-join", "1").await?;
-    let mut second = test_support::ServerProcess::new(
-        std::net::Ipv4Addr::new(127, 0, 0, 30),
+    let second = start_and_join(
+        30,
         &dir.path().join("second"),
         Vec::new(),
-    )?;
-    second.spawn()?;
-    let second_http = second.http();
-    wait_until("the second server's API to answer", Duration::from_secs(20), || {
-        let http = second_http.clone();
-        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
-    })
+        &first.rpc_addr(),
+    )
     .await?;
-    let reply = second_http
-        .request(
-            Method::PUT,
-            &format!("/v1/agent/join/{}", first.rpc_addr()),
-            "",
-        )
-        .await?;
-    assert_eq!(reply.status, 200, "{reply:?}");
     second.wait_for_leader().await?;
     let config = first
         .http()
@@ -300,26 +287,14 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() -> anyhow::R
         .await?;
     assert_eq!(reply.status, 200, "{reply:?}");
     cluster.servers[removed].kill9()?;
-    let mut newcomer = test_support::ServerProcess::new(
-        std::net::Ipv4Addr::new(127, 0, 0, 45),
+    let newcomer = start_and_join(
+        45,
         &dir.path().join("newcomer"),
         Vec::new(),
-    )?;
-    newcomer.spawn()?;
-    let newcomer_http = newcomer.http();
-    wait_until("the new server's API to answer", Duration::from_secs(20), || {
-        let http = newcomer_http.clone();
-        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
-    })
+        &cluster.servers[leader].rpc_addr(),
+    )
     .await?;
-    let joined = newcomer_http
-        .request(
-            Method::PUT,
-            &format!("/v1/agent/join/{}", cluster.servers[leader].rpc_addr()),
-            "",
-        )
-        .await?;
-    assert_eq!(joined.status, 200, "{joined:?}");
+    let newcomer_http = newcomer.http();
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acknowledged = tokio::time::timeout(Duration::from_secs(60), writer).await??;
@@ -374,26 +349,14 @@ async fn a_lagging_server_catches_up_by_snapshot_install() -> anyhow::Result<()>
     }
     let before = http.get("/v1/kv/snapdata/?recurse").await?.json()?;
 
-    let mut second = test_support::ServerProcess::new(
-        std::net::Ipv4Addr::new(127, 0, 0, 48),
+    let second = start_and_join(
+        48,
         &dir.path().join("second"),
         vec!["-config-file".into(), config.clone()],
-    )?;
-    second.spawn()?;
-    let second_http = second.http();
-    wait_until("the second server's API to answer", Duration::from_secs(20), || {
-        let http = second_http.clone();
-        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
-    })
+        &first.rpc_addr(),
+    )
     .await?;
-    let joined = second_http
-        .request(
-            Method::PUT,
-            &format!("/v1/agent/join/{}", first.rpc_addr()),
-            "",
-        )
-        .await?;
-    assert_eq!(joined.status, 200, "{joined:?}");
+    let second_http = second.http();
     // Local state only: it must have been installed from the leader's snapshot and log.
     wait_until(
         "the newcomer to hold every key locally",
@@ -475,4 +438,31 @@ async fn leadership_moves_to_the_server_asked_for() -> anyhow::Result<()> {
     assert_eq!(http.put("/v1/kv/after-transfer", "2").await?.body, "true");
     assert_eq!(http.get("/v1/kv/before-transfer?raw").await?.body, "1");
     Ok(())
+}
+
+/// Starts a fresh server on 127.0.0.`octet` and joins it to the datacenter of the server at
+/// `via_rpc` with `PUT /v1/agent/join`.
+async fn start_and_join(
+    octet: u8,
+    data_dir: &std::path::Path,
+    args: Vec<String>,
+    via_rpc: &str,
+) -> anyhow::Result<test_support::ServerProcess> {
+    let mut server = test_support::ServerProcess::new(
+        std::net::Ipv4Addr::new(127, 0, 0, octet),
+        data_dir,
+        args,
+    )?;
+    server.spawn()?;
+    let http = server.http();
+    wait_until("the new server's API to answer", Duration::from_secs(20), || {
+        let http = http.clone();
+        async move { matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200) }
+    })
+    .await?;
+    let reply = http
+        .request(Method::PUT, &format!("/v1/agent/join/{via_rpc}"), "")
+        .await?;
+    anyhow::ensure!(reply.status == 200, "join failed: {reply:?}");
+    Ok(server)
 }
