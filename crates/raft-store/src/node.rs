@@ -392,18 +392,38 @@ impl RaftNode {
         }
     }
 
+    /// Whether this server belongs to a raft configuration (bootstrapped or joined).
+    pub fn is_initialized(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_some()
+    }
+
     pub fn leader_view(&self) -> LeaderView {
-        let metrics = self.raft.metrics().borrow().clone();
-        let is_leader = metrics.state == ServerState::Leader;
-        let leader_addr = metrics.current_leader.and_then(|leader| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|node| node.addr.clone())
-        });
+        // Called for every response's headers: read the metrics in place, don't clone them.
+        let (is_leader, leader_addr, quorum_ack_ms) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let leader_addr = metrics.current_leader.and_then(|leader| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|node| node.addr.clone())
+            });
+            (
+                metrics.state == ServerState::Leader,
+                leader_addr,
+                metrics.millis_since_quorum_ack,
+            )
+        };
         let last_contact_ms = if is_leader {
-            metrics.millis_since_quorum_ack.unwrap_or(0)
+            quorum_ack_ms.unwrap_or(0)
         } else {
             let since = self
                 .leader_contact

@@ -39,8 +39,7 @@ pub async fn join(node: &RaftNode, me: &Identity, addr: &str) -> Result<(), Stri
         return Ok(());
     }
     let (servers, _) = node.configuration();
-    let we_are_initialized = !servers.is_empty();
-    match (we_are_initialized, peer.initialized) {
+    match (node.is_initialized(), peer.initialized) {
         (true, _) if servers.iter().any(|s| s.raft_id == peer.raft_id) => Ok(()),
         (false, true) => request_join(me, &peer.rpc_addr).await,
         (true, false) => add_voter(node, peer).await,

@@ -10,24 +10,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use raft_store::Raft;
-use raft_store::ServerNode;
+use raft_store::{RaftNode, ServerNode};
 use tokio::sync::watch;
 
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-fn is_initialized(raft: &Raft) -> bool {
-    raft.metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .next()
-        .is_some()
-}
-
 pub(crate) async fn form_or_join(
-    raft: Raft,
+    node: RaftNode,
     me: rpc::Identity,
     bootstrap_expect: u32,
     peers: Vec<String>,
@@ -35,7 +24,7 @@ pub(crate) async fn form_or_join(
 ) {
     let mut attempts = 0u64;
     loop {
-        if *shutdown.borrow() || is_initialized(&raft) {
+        if *shutdown.borrow() || node.is_initialized() {
             return;
         }
         attempts += 1;
@@ -72,7 +61,7 @@ pub(crate) async fn form_or_join(
                     )
                 })
                 .collect();
-            match raft.initialize(members).await {
+            match node.raft().initialize(members).await {
                 Ok(()) => {
                     tracing::info!(
                         servers = seen.len(),

@@ -150,17 +150,10 @@ impl Server {
         };
         let me_for_api = me.clone();
         let identity = {
-            let raft = raft.clone();
+            let node = node.clone();
             let me = me.clone();
             Arc::new(move || rpc::Identity {
-                initialized: raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .next()
-                    .is_some(),
+                initialized: node.is_initialized(),
                 ..me.clone()
             })
         };
@@ -186,7 +179,7 @@ impl Server {
                 .map(|addr| rpc::with_default_port(addr))
                 .collect();
             tasks.push(tokio::spawn(formation::form_or_join(
-                raft.clone(),
+                node.clone(),
                 me,
                 config.bootstrap_expect,
                 peers,
