@@ -21,6 +21,8 @@ pub enum Watch<'a> {
     Key(&'a str),
     Prefix(&'a str),
     Sessions,
+    /// A catalog index (see [`catalog::topic`]).
+    Catalog(&'a str),
 }
 
 impl Watch<'_> {
@@ -30,6 +32,7 @@ impl Watch<'_> {
             Watch::Key(k) => notifier.key(k),
             Watch::Prefix(p) => notifier.prefix(p),
             Watch::Sessions => notifier.sessions(),
+            Watch::Catalog(topic) => notifier.catalog(topic),
         }
     }
 }

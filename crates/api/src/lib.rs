@@ -8,7 +8,9 @@
 mod agent;
 mod autopilot;
 mod blocking;
+mod catalog;
 mod error;
+mod health;
 mod kv;
 mod operator;
 mod params;
@@ -99,6 +101,63 @@ pub fn router(ctx: ApiContext) -> Router {
             methods(&[Method::GET], session::node),
         )
         .route("/v1/session/list", methods(&[Method::GET], session::list))
+        .route(
+            "/v1/catalog/register",
+            methods(&[Method::PUT], catalog::register),
+        )
+        .route(
+            "/v1/catalog/deregister",
+            methods(&[Method::PUT], catalog::deregister),
+        )
+        .route(
+            "/v1/catalog/datacenters",
+            methods(&[Method::GET], catalog::datacenters),
+        )
+        .route("/v1/catalog/nodes", methods(&[Method::GET], catalog::nodes))
+        .route(
+            "/v1/catalog/services",
+            methods(&[Method::GET], catalog::services),
+        )
+        .route(
+            "/v1/catalog/service/",
+            methods(&[Method::GET], catalog::missing_service_name),
+        )
+        .route(
+            "/v1/catalog/service/{name}",
+            methods(&[Method::GET], catalog::service),
+        )
+        .route(
+            "/v1/catalog/connect/{name}",
+            methods(&[Method::GET], catalog::connect),
+        )
+        .route(
+            "/v1/catalog/node/{node}",
+            methods(&[Method::GET], catalog::node),
+        )
+        .route(
+            "/v1/catalog/node-services/{node}",
+            methods(&[Method::GET], catalog::node_services),
+        )
+        .route(
+            "/v1/health/node/{node}",
+            methods(&[Method::GET], health::node),
+        )
+        .route(
+            "/v1/health/checks/{service}",
+            methods(&[Method::GET], health::checks),
+        )
+        .route(
+            "/v1/health/service/{service}",
+            methods(&[Method::GET], health::service),
+        )
+        .route(
+            "/v1/health/connect/{service}",
+            methods(&[Method::GET], health::connect),
+        )
+        .route(
+            "/v1/health/state/{state}",
+            methods(&[Method::GET], health::state),
+        )
         .route("/v1/status/leader", methods(&[Method::GET], status::leader))
         .route("/v1/status/peers", methods(&[Method::GET], status::peers))
         .route("/v1/agent/self", methods(&[Method::GET], agent::self_))

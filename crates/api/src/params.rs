@@ -31,6 +31,14 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeatable `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// An unsigned integer parameter; Go's `strconv.ParseUint` error text on failure.
     pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
         self.get(key)

@@ -647,7 +647,8 @@ async fn routing_methods_options_and_unknown_paths() {
         ("HEAD", "/v1/session/list", 405, "", Some("OPTIONS,GET")),
         ("OPTIONS", "/v1/agent/self", 200, "", Some("OPTIONS,GET")),
         ("GET", "/v1/nope", 404, "Invalid URL path: not a recognized HTTP API endpoint", None),
-        ("GET", "/v1/catalog/nodes", 404, "Invalid URL path: not a recognized HTTP API endpoint", None),
+        ("GET", "/v1/catalogue/nodes", 404, "Invalid URL path: not a recognized HTTP API endpoint", None),
+        ("PUT", "/v1/catalog/nodes", 405, "method PUT not allowed", Some("OPTIONS,GET")),
         ("GET", "/", 404, "Invalid URL path: not a recognized HTTP API endpoint", None),
     ];
     for (method, uri, status, expected, allow) in cases {
@@ -1245,3 +1246,5 @@ async fn autopilot_configuration_defaults_update_and_cas() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+mod catalog;

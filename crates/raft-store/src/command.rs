@@ -21,6 +21,8 @@ pub enum Op {
     DestroySession {
         id: String,
     },
+    /// A catalog registration or deregistration.
+    Catalog(catalog::CatalogOp),
     /// Leader housekeeping: forget KV tombstones at or below this index.
     ReapTombstones {
         up_to_index: u64,
@@ -49,11 +51,42 @@ impl Op {
                 .sum(),
             Op::CreateSession(req) => OVERHEAD * 4 + req.name.len() + req.node.len(),
             Op::DestroySession { id } => OVERHEAD + id.len(),
+            Op::Catalog(op) => OVERHEAD * 4 + catalog_op_size(op),
             Op::ReapTombstones { .. } | Op::SetAutopilot { .. } => OVERHEAD,
             // Never batched with others: it is as large as the whole state.
             Op::Restore(_) => usize::MAX / 2,
             Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),
         }
+    }
+}
+
+fn catalog_op_size(op: &catalog::CatalogOp) -> usize {
+    match op {
+        catalog::CatalogOp::Register(reg) => {
+            let service = reg.service.as_ref().map_or(0, |s| {
+                s.id.len()
+                    + s.service.len()
+                    + s.tags.iter().map(String::len).sum::<usize>()
+                    + s.meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                    + s.proxy
+                        .as_ref()
+                        .map_or(0, |p| p.config.len() + p.upstreams.len() * 128)
+            });
+            let checks: usize = reg
+                .checks
+                .iter()
+                .map(|c| {
+                    c.check_id.len()
+                        + c.name.len()
+                        + c.output.len()
+                        + c.notes.len()
+                        + c.definition.len()
+                        + 64
+                })
+                .sum();
+            reg.node.name.len() + reg.node.address.len() + service + checks
+        }
+        catalog::CatalogOp::Deregister { node, .. } => node.len() + 64,
     }
 }
 

@@ -17,6 +17,9 @@ pub enum Topic {
     Key(String),
     /// The sessions table.
     Sessions,
+    /// A catalog index: `service.<name>`, `connect.<name>`, `node.<name>`, or a table
+    /// (`nodes`, `services`, `checks`). See [`catalog::topic`].
+    Catalog(String),
 }
 
 /// What a subscription watches: a kind and a name (empty for the sessions table).
@@ -25,12 +28,13 @@ enum Kind {
     Key = 0,
     Prefix = 1,
     Sessions = 2,
+    Catalog = 3,
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     /// One map per `Kind`, name -> sender.
-    by_kind: [HashMap<String, watch::Sender<()>>; 3],
+    by_kind: [HashMap<String, watch::Sender<()>>; 4],
 }
 
 impl Registry {
@@ -99,6 +103,11 @@ impl Notifier {
         self.subscribe(Kind::Sessions, "")
     }
 
+    /// A catalog index (see [`catalog::topic`]).
+    pub fn catalog(&self, topic: &str) -> Subscription {
+        self.subscribe(Kind::Catalog, topic)
+    }
+
     fn subscribe(&self, kind: Kind, name: &str) -> Subscription {
         let mut reg = self.registry.lock().expect("notifier registry poisoned");
         let rx = reg
@@ -139,6 +148,11 @@ impl Notifier {
                 }
                 Topic::Sessions => {
                     if let Some(tx) = reg.get(Kind::Sessions, "") {
+                        tx.send_replace(());
+                    }
+                }
+                Topic::Catalog(name) => {
+                    if let Some(tx) = reg.get(Kind::Catalog, name) {
                         tx.send_replace(());
                     }
                 }

@@ -9,6 +9,7 @@ use crate::notify::Topic;
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub kv: kv::KvStore,
+    pub catalog: catalog::Catalog,
     pub autopilot: AutopilotConfig,
     /// Set when a restore replaced the state; cleared when topics are drained.
     #[serde(skip)]
@@ -66,6 +67,13 @@ impl State {
                 Err(err) => Response::Rejected(err.to_string()),
             },
             Op::DestroySession { id } => Response::Bool(self.kv.destroy_session(&id, index, now)),
+            Op::Catalog(op) => match self.catalog.apply(op, index) {
+                Ok(effects) => {
+                    self.invalidate_sessions(&effects, index, now);
+                    Response::Bool(true)
+                }
+                Err(err) => Response::Rejected(err.to_string()),
+            },
             Op::ReapTombstones { up_to_index } => {
                 self.kv.reap_tombstones(up_to_index);
                 Response::None
@@ -89,6 +97,7 @@ impl State {
                 // Discard pending change records: the whole state is new, and the state machine
                 // wakes every blocking query after a restore.
                 let _ = self.kv.drain_changes();
+                let _ = self.catalog.drain_changes();
                 *self = *restored;
                 self.restored = true;
                 Response::None
@@ -101,6 +110,17 @@ impl State {
         }
     }
 
+    /// Sessions die with their node, and with any check they name that is removed or turns
+    /// critical (Consul's session invalidation).
+    fn invalidate_sessions(&mut self, effects: &catalog::Effects, index: u64, now: u64) {
+        for node in &effects.nodes_removed {
+            self.kv.invalidate_node_sessions(node, index, now);
+        }
+        for (node, check) in &effects.checks_failed {
+            self.kv.invalidate_check_sessions(node, check, index, now);
+        }
+    }
+
     /// The topics touched since the last call, for waking blocking queries. Returns true when
     /// the whole state was replaced, so every query must wake.
     pub(crate) fn drain_topics(&mut self, into: &mut Vec<Topic>) -> bool {
@@ -109,6 +129,7 @@ impl State {
         if changes.sessions {
             into.push(Topic::Sessions);
         }
+        into.extend(self.catalog.drain_changes().into_iter().map(Topic::Catalog));
         std::mem::take(&mut self.restored)
     }
 }

@@ -1,0 +1,313 @@
+//! `/v1/catalog/*`: register, deregister, datacenters, nodes, services, service/:name,
+//! connect/:name, node/:node and node-services/:node.
+//!
+//! Every read blocks on its own index (`service.<name>`, `node.<name>`, a table), so a watcher
+//! of one service never wakes for a change to another.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use catalog::wire::{self as cw, RegisterBody, RegisterError};
+use catalog::{topic, CatalogOp, Node, Service};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::blocking::{self, Watch};
+use crate::error::ApiError;
+use crate::kv::{read_body, write_bool};
+use crate::params::{check_dc, Params, ReadOptions};
+use crate::render;
+use crate::Ctx;
+
+/// Registrations are small; Consul's default limit for request bodies is far above this.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+pub async fn register(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    check_dc(&ctx, &params)?;
+    let body = read_body(&headers, body, MAX_BODY, too_large).await?;
+    let request: RegisterBody = cw::decode(&body).map_err(decode_failed)?;
+    let registration =
+        request
+            .into_registration(&ctx.agent.datacenter)
+            .map_err(|err| match err {
+                RegisterError::BadRequest(text) => ApiError::BadRequest(text),
+                RegisterError::Catalog(err) => ApiError::Internal(err.to_string()),
+            })?;
+    // Refuse what the state machine would refuse before it costs a raft entry.
+    ctx.node
+        .reader()
+        .state()
+        .catalog
+        .validate(&registration)
+        .map_err(|err| ApiError::Internal(err.to_string()))?;
+    write_bool(
+        &ctx,
+        raft_store::Op::Catalog(CatalogOp::Register(Box::new(registration))),
+        params.pretty(),
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DeregisterBody {
+    node: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+}
+
+pub async fn deregister(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    check_dc(&ctx, &params)?;
+    let body = read_body(&headers, body, MAX_BODY, too_large).await?;
+    let request: DeregisterBody = cw::decode(&body).map_err(decode_failed)?;
+    if request.node.is_empty() {
+        return Err(ApiError::Internal("Must provide node".into()));
+    }
+    let op = CatalogOp::Deregister {
+        node: request.node,
+        service_id: Some(request.service_id).filter(|s| !s.is_empty()),
+        check_id: Some(request.check_id).filter(|s| !s.is_empty()),
+    };
+    write_bool(&ctx, raft_store::Op::Catalog(op), params.pretty()).await
+}
+
+pub async fn datacenters(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    Ok(render::json(&[&ctx.agent.datacenter], params.pretty()))
+}
+
+pub async fn nodes(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    let opts = ReadOptions::parse(&ctx, &params)?;
+    let list = ListFilter::parse(&params)?;
+    let (meta, nodes) = blocking::read(&ctx, &opts, Watch::Catalog(topic::NODES), |state| {
+        let nodes = state
+            .catalog
+            .nodes()
+            .filter(|n| list.node_meta_matches(n))
+            .map(cw::node);
+        (state.catalog.index(topic::NODES), list.keep(nodes))
+    })
+    .await?;
+    Ok(render::json_with_meta(&nodes, opts.pretty, &meta))
+}
+
+pub async fn services(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    let opts = ReadOptions::parse(&ctx, &params)?;
+    let list = ListFilter::parse(&params)?;
+    let (meta, services) = blocking::read(&ctx, &opts, Watch::Catalog(topic::SERVICES), |state| {
+        let mut out: Map<String, Value> = Map::new();
+        let mut instances: Vec<(&Node, &Service)> = state.catalog.service_instances().collect();
+        instances.sort_by(|a, b| a.1.service.cmp(&b.1.service));
+        for (node, service) in instances {
+            if !list.node_meta_matches(node) {
+                continue;
+            }
+            if !list.filter_matches(&cw::service_node(node, service)) {
+                continue;
+            }
+            let tags = out
+                .entry(service.service.clone())
+                .or_insert_with(|| json!([]));
+            if let Value::Array(tags) = tags {
+                for tag in &service.tags {
+                    if !tags.iter().any(|t| t == tag) {
+                        tags.push(json!(tag));
+                    }
+                }
+            }
+        }
+        (state.catalog.index(topic::SERVICES), Value::Object(out))
+    })
+    .await?;
+    Ok(render::json_with_meta(&services, opts.pretty, &meta))
+}
+
+/// `/v1/catalog/service/` with no name.
+pub async fn missing_service_name() -> ApiError {
+    ApiError::BadRequest("Missing service name".into())
+}
+
+pub async fn service(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    service_nodes(ctx, name, query, false).await
+}
+
+pub async fn connect(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    service_nodes(ctx, name, query, true).await
+}
+
+async fn service_nodes(
+    ctx: Ctx,
+    name: String,
+    query: Option<String>,
+    connect: bool,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    let opts = ReadOptions::parse(&ctx, &params)?;
+    let list = ListFilter::parse(&params)?;
+    let index_topic = if connect {
+        topic::connect(&name)
+    } else {
+        topic::service(&name)
+    };
+    let (meta, nodes) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
+        let instances = if connect {
+            state.catalog.connect_nodes(&name)
+        } else {
+            state.catalog.service_nodes(&name)
+        };
+        let rows = instances
+            .into_iter()
+            .filter(|(node, service)| list.node_meta_matches(node) && list.tags_match(service))
+            .map(|(node, service)| cw::service_node(node, service));
+        (state.catalog.index(&index_topic), list.keep(rows))
+    })
+    .await?;
+    Ok(render::json_with_meta(&nodes, opts.pretty, &meta))
+}
+
+pub async fn node(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    let opts = ReadOptions::parse(&ctx, &params)?;
+    let list = ListFilter::parse(&params)?;
+    let index_topic = topic::node(&name);
+    let (meta, body) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
+        let body = match state.catalog.node_services(&name) {
+            None => Value::Null,
+            Some((node, services)) => {
+                let services: Map<String, Value> = services
+                    .into_iter()
+                    .map(|s| (s.id.clone(), cw::node_service(s)))
+                    .filter(|(_, v)| list.filter_matches(v))
+                    .collect();
+                json!({"Node": cw::node(node), "Services": services})
+            }
+        };
+        (state.catalog.index(&index_topic), body)
+    })
+    .await?;
+    Ok(render::json_with_meta(&body, opts.pretty, &meta))
+}
+
+pub async fn node_services(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    let opts = ReadOptions::parse(&ctx, &params)?;
+    let list = ListFilter::parse(&params)?;
+    let index_topic = topic::node(&name);
+    let (meta, body) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
+        let body = match state.catalog.node_services(&name) {
+            None => Value::Null,
+            Some((node, services)) => {
+                let services = list.keep(services.into_iter().map(cw::node_service));
+                json!({"Node": cw::node(node), "Services": services})
+            }
+        };
+        (state.catalog.index(&index_topic), body)
+    })
+    .await?;
+    Ok(render::json_with_meta(&body, opts.pretty, &meta))
+}
+
+/// The list filters catalog and health reads share: `?filter`, `?node-meta` (repeatable,
+/// `key:value`) and `?tag` (repeatable; every tag must be present).
+#[derive(Debug)]
+pub(crate) struct ListFilter {
+    filter: Option<catalog::filter::Filter>,
+    node_meta: Vec<(String, String)>,
+    tags: Vec<String>,
+}
+
+impl ListFilter {
+    pub(crate) fn parse(params: &Params) -> Result<Self, ApiError> {
+        let filter = match params.get("filter") {
+            None | Some("") => None,
+            Some(expr) => Some(
+                catalog::filter::Filter::parse(expr)
+                    .map_err(|err| ApiError::BadRequest(err.to_string()))?,
+            ),
+        };
+        let node_meta = params
+            .all("node-meta")
+            .map(|kv| match kv.split_once(':') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (kv.to_owned(), String::new()),
+            })
+            .collect();
+        let tags = params.all("tag").map(str::to_owned).collect();
+        Ok(ListFilter {
+            filter,
+            node_meta,
+            tags,
+        })
+    }
+
+    pub(crate) fn node_meta_matches(&self, node: &Node) -> bool {
+        self.node_meta
+            .iter()
+            .all(|(k, v)| node.meta.get(k).is_some_and(|have| have == v))
+    }
+
+    pub(crate) fn tags_match(&self, service: &Service) -> bool {
+        self.tags
+            .iter()
+            .all(|tag| service.tags.iter().any(|t| t == tag))
+    }
+
+    pub(crate) fn filter_matches(&self, value: &Value) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(value))
+    }
+
+    /// The rows the filter expression keeps, as a JSON array (`[]` when none).
+    pub(crate) fn keep(&self, rows: impl Iterator<Item = Value>) -> Value {
+        Value::Array(rows.filter(|row| self.filter_matches(row)).collect())
+    }
+}
+
+fn too_large(len: u64) -> String {
+    format!("Request body({len} bytes) too large, max size: {MAX_BODY} bytes")
+}
+
+pub(crate) fn decode_failed(err: String) -> ApiError {
+    ApiError::BadRequest(format!("Request decode failed: {err}"))
+}
