@@ -1,5 +1,6 @@
 //! Integration tests over real `mesh-server` processes on loopback.
 
+mod catalog;
 mod cluster;
 mod config_errors;
 mod durability;

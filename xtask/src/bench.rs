@@ -3,7 +3,8 @@
 //! The measuring itself lives in `crates/bench` (binary `mesh-bench`); this module only builds
 //! `mesh-server` and `mesh-bench` in release mode and replaces itself with
 //! `mesh-bench <area> [args] --mesh-server <target>/release/mesh-server`.
-//! Example: `cargo xtask bench kv --rounds 3 --concurrency 1,16,64`.
+//! Examples: `cargo xtask bench kv --rounds 3 --concurrency 1,16,64`,
+//! `cargo xtask bench catalog --watchers 1000,10000`, `cargo xtask bench catalog --quick`.
 //!
 //! Target directory: `$CARGO_TARGET_DIR`, else `$HOME/.cache/mesh/target`, so the long RocksDB
 //! build is shared with other clones and survives `cargo clean` in this one.
@@ -13,7 +14,8 @@ use anyhow::bail;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.is_empty() {
         bail!(
-            "usage: cargo xtask bench <area> [args]; areas: kv (see `cargo xtask bench kv --help`)"
+            "usage: cargo xtask bench <area> [args]; areas: kv, catalog \
+             (see `cargo xtask bench <area> --help`)"
         );
     }
     // `--only etcd` measures no mesh-server, so it need not be built (nor RocksDB with it).
@@ -42,6 +44,8 @@ mod tests {
         assert!(wants_only_peer(&args("kv --rounds 1 --only=etcd")));
         assert!(!wants_only_peer(&args("kv --only mesh")));
         assert!(!wants_only_peer(&args("kv --rounds 3")));
+        assert!(wants_only_peer(&args("catalog --quick --only etcd")));
+        assert!(!wants_only_peer(&args("catalog --watchers 1000,10000")));
         assert!(crate::is_help(&args("kv --help")));
         assert!(!crate::is_help(&args("kv --rounds 3")));
     }

@@ -10,8 +10,10 @@ mod autopilot;
 mod blocking;
 mod catalog;
 mod error;
+mod forward;
 mod health;
 mod kv;
+mod local;
 mod operator;
 mod params;
 mod render;
@@ -35,6 +37,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 pub use error::ApiError;
+pub use forward::{client_router, handler as forward_handler};
+pub use local::{routes as agent_routes, LocalContext};
 
 /// Facts about the local agent that the API reports (`/v1/agent/self`) or needs.
 #[derive(Debug, Clone)]
@@ -67,8 +71,20 @@ pub struct ApiContext {
 
 pub(crate) type Ctx = Arc<ApiContext>;
 
-/// The whole `/v1` API.
-pub fn router(ctx: ApiContext) -> Router {
+/// The whole `/v1` API of a server, with its own agent's endpoints.
+pub fn router(ctx: ApiContext, local: LocalContext) -> Router {
+    finish(server_routes(ctx).merge(agent_routes(local)))
+}
+
+/// Consul's answers for what no route takes, and the headers on every response.
+pub fn finish(routes: Router) -> Router {
+    routes
+        .fallback(not_found)
+        .layer(middleware::from_fn(common_headers))
+}
+
+/// The endpoints a server answers from its replicated state.
+pub fn server_routes(ctx: ApiContext) -> Router {
     let ctx = Arc::new(ctx);
     Router::new()
         .route(
@@ -189,17 +205,16 @@ pub fn router(ctx: ApiContext) -> Router {
             "/v1/operator/autopilot/health",
             methods(&[Method::GET], autopilot::health),
         )
-        .fallback(not_found)
-        .layer(middleware::from_fn(common_headers))
         .with_state(ctx)
 }
 
 /// A route that answers `methods`, `OPTIONS` with its `Allow` list, and anything else with
 /// Consul's 405.
-fn methods<H, T>(allowed: &'static [Method], handler: H) -> MethodRouter<Ctx>
+fn methods<H, T, S>(allowed: &'static [Method], handler: H) -> MethodRouter<S>
 where
-    H: axum::handler::Handler<T, Ctx>,
+    H: axum::handler::Handler<T, S>,
     T: 'static,
+    S: Clone + Send + Sync + 'static,
 {
     let filter = allowed
         .iter()
@@ -233,7 +248,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Headers Consul sets on every response.
-async fn common_headers(req: Request, next: Next) -> Response {
+pub(crate) async fn common_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await.into_response();
     resp.headers_mut().insert(
         "X-Consul-Default-ACL-Policy",

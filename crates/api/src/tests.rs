@@ -94,7 +94,7 @@ impl Fixture {
             autopilot: rpc::Autopilot::new(rpc::ConnectionPool::new()),
         };
         Fixture {
-            app: router(ctx),
+            app: finish(server_routes(ctx)),
             node,
             _dir: dir,
         }

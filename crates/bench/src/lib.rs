@@ -8,10 +8,13 @@
 //! This crate is a tool: it is never a dependency of the product binaries, and the product
 //! crates never depend on it. It talks to the systems only over their public HTTP APIs.
 
+pub mod catalog;
 pub mod kv;
 pub mod load;
 pub mod machine;
 pub mod proc;
+pub mod procfs;
 pub mod report;
 pub mod stats;
 pub mod target;
+pub mod watch;

@@ -18,11 +18,15 @@ struct Cli {
 enum Area {
     /// KV: mesh's Consul KV API against etcd 3.4, interleaved rounds.
     Kv(bench::kv::KvArgs),
+    /// Catalog: registrations, and blocking-query fan-out to 1,000s of watchers against etcd
+    /// watch streams, interleaved rounds.
+    Catalog(bench::catalog::CatalogArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let command = bench::machine::command_line(std::env::args());
     match Cli::parse().area {
         Area::Kv(args) => bench::kv::run(args, &command),
+        Area::Catalog(args) => bench::catalog::run(args, &command),
     }
 }

@@ -12,7 +12,8 @@ mod store;
 pub mod wire;
 
 pub use model::{
-    aggregate, HealthCheck, Node, Proxy, Service, ServiceAddress, ServiceHealth, Upstream, Weights,
+    aggregate, HealthCheck, Node, NodeState, Proxy, Service, ServiceAddress, ServiceHealth,
+    Upstream, Weights,
 };
 pub use status::Status;
 pub use store::{topic, Catalog, CatalogError, CatalogOp, Effects, Registration};

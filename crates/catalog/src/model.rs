@@ -224,3 +224,13 @@ impl ServiceHealth {
 pub fn aggregate(statuses: impl IntoIterator<Item = Status>) -> Status {
     statuses.into_iter().max().unwrap_or(Status::Passing)
 }
+
+/// What the catalog holds for one node (an agent's anti-entropy read), and how many nodes the
+/// catalog has (anti-entropy scales its period with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub node: Option<Node>,
+    pub services: Vec<Service>,
+    pub checks: Vec<HealthCheck>,
+    pub nodes: usize,
+}

@@ -443,6 +443,21 @@ impl Catalog {
             .map(|e| (&e.node, e.services.values().collect()))
     }
 
+    /// Everything on one node, for an agent's anti-entropy.
+    pub fn node_state(&self, name: &str) -> crate::NodeState {
+        let entry = self.nodes.get(name);
+        crate::NodeState {
+            node: entry.map(|e| e.node.clone()),
+            services: entry
+                .map(|e| e.services.values().cloned().collect())
+                .unwrap_or_default(),
+            checks: entry
+                .map(|e| e.checks.values().cloned().collect())
+                .unwrap_or_default(),
+            nodes: self.nodes.len(),
+        }
+    }
+
     /// A node's checks: node-level and service-level.
     pub fn node_checks(&self, name: &str) -> Vec<&HealthCheck> {
         self.nodes

@@ -28,12 +28,22 @@ pub struct Config {
     pub bootstrap: bool,
     /// Files append to each other, then flags append to the files, like Consul.
     pub retry_join: Vec<String>,
+    /// `service`/`services` blocks, as written (JSON form), validated by the agent.
+    pub services: Vec<serde_json::Value>,
+    /// `check`/`checks` blocks, as written.
+    pub checks: Vec<serde_json::Value>,
+    pub enable_script_checks: bool,
+    pub enable_local_script_checks: bool,
     pub log_level: LogLevel,
     pub log_json: bool,
     pub dev: bool,
     pub limits: Limits,
     /// Default 10s.
     pub session_ttl_min: Duration,
+    /// How often an output-only check change reaches the catalog. Default 5m.
+    pub check_update_interval: Duration,
+    /// The agent's full anti-entropy sync period before scaling. Default 1m.
+    pub ae_interval: Duration,
     /// Default 16384.
     pub raft_snapshot_threshold: u64,
     /// Default 10240.

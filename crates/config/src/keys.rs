@@ -44,6 +44,19 @@ macro_rules! key {
     };
 }
 
+/// `service`/`services` and `check`/`checks`: one definition or a list of them, appended
+/// across files and kept as written; the agent validates them when it starts. No flags.
+macro_rules! definitions {
+    ($path:literal, $field:ident) => {
+        Key {
+            path: $path,
+            flag: "",
+            set: |values, value| append_definitions(&mut values.$field, value),
+            take_flag: |_, _| false,
+        }
+    };
+}
+
 pub(crate) const PORT_EXPECTED: &str = "a port number between 1 and 65535, or -1 to disable";
 pub(crate) const RAFT_MULTIPLIER_EXPECTED: &str = "an integer between 1 and 10";
 
@@ -82,6 +95,22 @@ pub(crate) static KEYS: &[Key] = &[
             !flags.retry_join.is_empty()
         },
     },
+    definitions!("service", services),
+    definitions!("services", services),
+    definitions!("check", checks),
+    definitions!("checks", checks),
+    key!(
+        "enable_script_checks",
+        "-enable-script-checks",
+        enable_script_checks,
+        boolean
+    ),
+    key!(
+        "enable_local_script_checks",
+        "-enable-local-script-checks",
+        enable_local_script_checks,
+        boolean
+    ),
     key!("log_level", "-log-level", log_level, log_level),
     key!("log_json", "-log-json", log_json, boolean),
     key!(
@@ -108,6 +137,13 @@ pub(crate) static KEYS: &[Key] = &[
         session_ttl_min,
         duration
     ),
+    key!(
+        "check_update_interval",
+        "-check-update-interval",
+        check_update_interval,
+        duration
+    ),
+    key!("ae_interval", "-ae-interval", ae_interval, duration),
     key!(
         "raft_snapshot_threshold",
         "-raft-snapshot-threshold",
@@ -258,6 +294,18 @@ pub(crate) fn render(value: &Value) -> String {
     }
     let short: String = text.chars().take(MAX_CHARS).collect();
     format!("{short}...")
+}
+
+fn append_definitions(list: &mut Vec<Value>, value: &Value) -> Result<(), &'static str> {
+    const EXPECTED: &str = "an object or a list of objects";
+    match value {
+        Value::Object(_) => list.push(value.clone()),
+        Value::Array(items) if items.iter().all(Value::is_object) => {
+            list.extend(items.iter().cloned())
+        }
+        _ => return Err(EXPECTED),
+    }
+    Ok(())
 }
 
 fn string(value: &Value) -> Result<String, &'static str> {

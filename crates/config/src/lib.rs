@@ -6,8 +6,11 @@
 //! Also home to Go duration text ([`parse_go_duration`], [`format_go_duration`]), which other
 //! crates reuse for Consul's wire format.
 //!
+//! Also the command-line conventions both agent binaries share ([`cli`]).
+//!
 //! This crate reads files and nothing else: it never depends on tokio, raft or HTTP.
 
+pub mod cli;
 mod config;
 mod duration;
 mod error;

@@ -33,6 +33,12 @@ pub struct Overrides {
     pub bootstrap: Option<bool>,
     /// `-retry-join`, repeatable; appended after the files' addresses (empty = none given).
     pub retry_join: Vec<String>,
+    /// Service definitions from files (no flag).
+    pub services: Vec<serde_json::Value>,
+    /// Check definitions from files (no flag).
+    pub checks: Vec<serde_json::Value>,
+    pub enable_script_checks: Option<bool>,
+    pub enable_local_script_checks: Option<bool>,
     /// `-log-level`
     pub log_level: Option<LogLevel>,
     /// `-log-json`
@@ -42,6 +48,10 @@ pub struct Overrides {
     pub limits: LimitsOverrides,
     /// `-session-ttl-min` (no Consul flag)
     pub session_ttl_min: Option<Duration>,
+    /// `check_update_interval` (no Consul flag)
+    pub check_update_interval: Option<Duration>,
+    /// `ae_interval`: our key for the anti-entropy period (Consul hard-codes 1m)
+    pub ae_interval: Option<Duration>,
     /// `-raft-snapshot-threshold` (no Consul flag)
     pub raft_snapshot_threshold: Option<u64>,
     /// `-raft-trailing-logs` (no Consul flag)

@@ -54,6 +54,10 @@ pub(crate) fn resolve(
         bootstrap_expect: values.bootstrap_expect.unwrap_or(0),
         bootstrap: values.bootstrap.unwrap_or(false),
         retry_join: values.retry_join.clone(),
+        services: values.services.clone(),
+        checks: values.checks.clone(),
+        enable_script_checks: values.enable_script_checks.unwrap_or(false),
+        enable_local_script_checks: values.enable_local_script_checks.unwrap_or(false),
         log_level: values.log_level.unwrap_or_default(),
         log_json: values.log_json.unwrap_or(false),
         dev,
@@ -72,6 +76,12 @@ pub(crate) fn resolve(
                 .unwrap_or(limits.http_max_conns_per_client),
         },
         session_ttl_min: values.session_ttl_min.unwrap_or(DEFAULT_SESSION_TTL_MIN),
+        check_update_interval: values
+            .check_update_interval
+            .unwrap_or(std::time::Duration::from_secs(300)),
+        ae_interval: values
+            .ae_interval
+            .unwrap_or(std::time::Duration::from_secs(60)),
         raft_snapshot_threshold: values
             .raft_snapshot_threshold
             .unwrap_or(DEFAULT_RAFT_SNAPSHOT_THRESHOLD),

@@ -88,6 +88,12 @@ fn defaults() -> Config {
             http_max_conns_per_client: 200,
         },
         session_ttl_min: Duration::from_secs(10),
+        check_update_interval: Duration::from_secs(300),
+        ae_interval: Duration::from_secs(60),
+        services: Vec::new(),
+        checks: Vec::new(),
+        enable_script_checks: false,
+        enable_local_script_checks: false,
         raft_snapshot_threshold: 16384,
         raft_trailing_logs: 10240,
         performance: Performance { raft_multiplier: 5 },
@@ -246,6 +252,49 @@ fn every_key_from_json_and_hcl() {
             |c| c.session_ttl_min = Duration::from_secs(90),
         ),
         (
+            r#"{"check_update_interval": "30s"}"#,
+            r#"check_update_interval = "30s""#,
+            |c| c.check_update_interval = Duration::from_secs(30),
+        ),
+        (
+            r#"{"enable_script_checks": true}"#,
+            "enable_script_checks = true",
+            |c| c.enable_script_checks = true,
+        ),
+        (
+            r#"{"enable_local_script_checks": true}"#,
+            "enable_local_script_checks = true",
+            |c| c.enable_local_script_checks = true,
+        ),
+        (
+            r#"{"service": {"name": "web", "port": 80}}"#,
+            "service {\n name = \"web\"\n port = 80\n}",
+            |c| c.services = vec![serde_json::json!({"name": "web", "port": 80})],
+        ),
+        (
+            r#"{"services": [{"name": "a"}, {"name": "b"}]}"#,
+            "services = [{ name = \"a\" }, { name = \"b\" }]",
+            |c| {
+                c.services = vec![
+                    serde_json::json!({"name": "a"}),
+                    serde_json::json!({"name": "b"}),
+                ]
+            },
+        ),
+        (
+            r#"{"check": {"name": "disk", "ttl": "30s"}}"#,
+            "check {\n name = \"disk\"\n ttl = \"30s\"\n}",
+            |c| c.checks = vec![serde_json::json!({"name": "disk", "ttl": "30s"})],
+        ),
+        (
+            r#"{"checks": [{"name": "a", "ttl": "1s"}]}"#,
+            "checks = [{ name = \"a\", ttl = \"1s\" }]",
+            |c| c.checks = vec![serde_json::json!({"name": "a", "ttl": "1s"})],
+        ),
+        (r#"{"ae_interval": "2s"}"#, r#"ae_interval = "2s""#, |c| {
+            c.ae_interval = Duration::from_secs(2)
+        }),
+        (
             r#"{"raft_snapshot_threshold": 1}"#,
             "raft_snapshot_threshold = 1",
             |c| c.raft_snapshot_threshold = 1,
@@ -299,22 +348,36 @@ fn every_file_key_is_covered_by_a_test_case() {
         "bootstrap_expect",
         "bootstrap",
         "retry_join",
+        "service",
+        "services",
+        "check",
+        "checks",
+        "enable_script_checks",
+        "enable_local_script_checks",
         "log_level",
         "log_json",
         "limits.kv_max_value_size",
         "limits.txn_max_req_len",
         "limits.http_max_conns_per_client",
         "session_ttl_min",
+        "check_update_interval",
+        "ae_interval",
         "raft_snapshot_threshold",
         "raft_trailing_logs",
         "performance.raft_multiplier",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
-    let mut flags: Vec<&str> = keys::KEYS.iter().map(|k| k.flag).collect();
+    // Keys without a flag (service and check definitions) have an empty one.
+    let with_flag: Vec<&str> = keys::KEYS
+        .iter()
+        .map(|k| k.flag)
+        .filter(|f| !f.is_empty())
+        .collect();
+    let mut flags = with_flag.clone();
     flags.sort_unstable();
     flags.dedup();
-    assert_eq!(flags.len(), keys::KEYS.len(), "flag names are unique");
+    assert_eq!(flags.len(), with_flag.len(), "flag names are unique");
 }
 
 /// (file name, contents, exact error message)
@@ -735,6 +798,12 @@ fn flags_win_over_files_for_every_key() {
             http_max_conns_per_client: Some(2),
         },
         session_ttl_min: Some(Duration::from_secs(2)),
+        check_update_interval: None,
+        ae_interval: None,
+        services: Vec::new(),
+        checks: Vec::new(),
+        enable_script_checks: None,
+        enable_local_script_checks: None,
         raft_snapshot_threshold: Some(2),
         raft_trailing_logs: Some(2),
         performance: PerformanceOverrides {
@@ -770,6 +839,12 @@ fn flags_win_over_files_for_every_key() {
             http_max_conns_per_client: 2,
         },
         session_ttl_min: Duration::from_secs(2),
+        check_update_interval: Duration::from_secs(300),
+        ae_interval: Duration::from_secs(60),
+        services: Vec::new(),
+        checks: Vec::new(),
+        enable_script_checks: false,
+        enable_local_script_checks: false,
         raft_snapshot_threshold: 2,
         raft_trailing_logs: 2,
         performance: Performance { raft_multiplier: 2 },

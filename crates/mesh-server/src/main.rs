@@ -103,43 +103,10 @@ impl Args {
     }
 }
 
-/// Consul spells long flags with one dash; clap wants two. Rewrite `-flag` to `--flag`.
-fn consul_style_args() -> Vec<String> {
-    std::env::args()
-        .enumerate()
-        .map(|(i, arg)| {
-            let single_dash_long = arg.len() > 2
-                && arg.starts_with('-')
-                && !arg.starts_with("--")
-                && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic());
-            if i > 0 && single_dash_long {
-                format!("-{arg}")
-            } else {
-                arg
-            }
-        })
-        .collect()
-}
-
-fn init_logging(level: config::LogLevel, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // Our crates at the configured level; openraft's chatter one step quieter.
-        tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", level.as_str()))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse_from(consul_style_args());
+    let args = Args::parse_from(config::cli::consul_style_args(std::env::args()));
     let config = config::load(&args.config_files, &args.config_dirs, &args.overrides())?;
-    init_logging(config.log_level, config.log_json);
+    config::cli::init_logging(config.log_level, config.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

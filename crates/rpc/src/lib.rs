@@ -7,6 +7,7 @@
 //! nothing about HTTP or Consul's wire format.
 
 mod autopilot;
+mod client;
 mod frame;
 mod join;
 mod message;
@@ -14,9 +15,10 @@ mod server;
 mod transport;
 
 pub use autopilot::{Autopilot, Health, ServerHealth};
+pub use client::{HttpHandler, HttpRequest, HttpResponse, NodeState, Servers};
 pub use join::{identify, join, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
-pub use server::serve;
+pub use server::{node_state, serve};
 pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};
 
 /// Errors of one RPC exchange.

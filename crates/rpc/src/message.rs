@@ -45,6 +45,12 @@ pub enum Request {
     TransferLeadership(Option<NodeId>),
     /// Start an election now (sent by a leader handing over).
     Elect,
+    /// A client agent's write, proposed through raft by whichever server receives it.
+    ClientWrite(Op),
+    /// A client agent's anti-entropy read: the catalog's view of one node, linearizable.
+    NodeState(String),
+    /// An HTTP API call forwarded by a client agent.
+    Http(crate::client::HttpRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,6 +68,9 @@ pub enum Response {
     AutopilotHealth(Result<crate::Health, String>),
     TransferLeadership(Result<NodeId, ConsensusError>),
     Elect(Result<(), ConsensusError>),
+    ClientWrite(Result<Written, ConsensusError>),
+    NodeState(Result<crate::client::NodeState, ConsensusError>),
+    Http(crate::client::HttpResponse),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

@@ -8,6 +8,7 @@ use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::client::{HttpHandler, HttpResponse, NodeState};
 use crate::frame;
 use crate::message::{Identity, Request, Response, SnapshotFailure};
 use crate::Autopilot;
@@ -18,6 +19,7 @@ pub async fn serve(
     node: RaftNode,
     autopilot: Autopilot,
     identity: Arc<dyn Fn() -> Identity + Send + Sync>,
+    http: Option<HttpHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -30,10 +32,18 @@ pub async fn serve(
                 let node = node.clone();
                 let autopilot = autopilot.clone();
                 let identity = identity.clone();
+                let http = http.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    if let Err(err) =
-                        connection(stream, &node, &autopilot, &*identity, shutdown).await
+                    if let Err(err) = connection(
+                        stream,
+                        &node,
+                        &autopilot,
+                        &*identity,
+                        http.as_ref(),
+                        shutdown,
+                    )
+                    .await
                     {
                         tracing::debug!(%peer, %err, "server RPC connection closed");
                     }
@@ -52,6 +62,7 @@ async fn connection(
     node: &RaftNode,
     autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
+    http: Option<&HttpHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
@@ -63,7 +74,17 @@ async fn connection(
         let Some(request) = request else {
             return Ok(());
         };
-        let response = answer(request, node, autopilot, identity).await;
+        let response = match request {
+            Request::Http(req) => Response::Http(match http {
+                Some(handler) => handler(req).await,
+                None => HttpResponse {
+                    status: 404,
+                    headers: Vec::new(),
+                    body: b"this server does not serve forwarded HTTP requests".to_vec(),
+                },
+            }),
+            other => answer(other, node, autopilot, identity).await,
+        };
         frame::write(&mut stream, &response).await?;
     }
 }
@@ -103,6 +124,9 @@ async fn answer(
             Response::TransferLeadership(node.transfer_leadership_as_leader(to).await)
         }
         Request::Elect => Response::Elect(node.elect_now().await),
+        Request::ClientWrite(op) => Response::ClientWrite(node.write(op).await),
+        Request::NodeState(name) => Response::NodeState(node_state(node, &name).await),
+        Request::Http(_) => unreachable!("answered by the connection loop"),
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
             let config = node.reader().state().autopilot.clone();
             Ok(autopilot.health(node, &config))
@@ -110,6 +134,16 @@ async fn answer(
             Err("not the leader".to_owned())
         }),
     }
+}
+
+/// The catalog's view of one node, after a read barrier.
+pub async fn node_state(
+    node: &RaftNode,
+    name: &str,
+) -> Result<NodeState, raft_store::ConsensusError> {
+    node.linearize().await?;
+    let state = node.reader().state();
+    Ok(state.catalog.node_state(name))
 }
 
 /// Adds a server as a learner, lets it catch up, then makes it a voter. Only the leader can.

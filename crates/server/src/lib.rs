@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod catalog_sync;
 mod formation;
 mod recover;
 
@@ -46,6 +47,8 @@ pub enum ServerError {
     Unsupported(String),
     #[error("no leader was elected within {0:?}")]
     NoLeader(Duration),
+    #[error("starting the agent: {0}")]
+    Agent(String),
     #[error("recovery refused: {0}")]
     RecoveryRefused(String),
 }
@@ -82,7 +85,13 @@ impl Server {
                 ))
             }
         };
-        let node_id = node_id(&config, &data_dir)?;
+        let node_id =
+            agent::identity::node_id(config.node_id.as_deref(), &data_dir).map_err(|source| {
+                ServerError::DataDir {
+                    path: data_dir.clone(),
+                    source,
+                }
+            })?;
         let raft_dir = data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|source| ServerError::DataDir {
             path: raft_dir.clone(),
@@ -157,11 +166,36 @@ impl Server {
                 ..me.clone()
             })
         };
+        let http_port = port(config.ports.http, 8500);
+        let ctx = api::ApiContext {
+            node: node.clone(),
+            agent: api::AgentInfo {
+                node_name: config.node_name.clone(),
+                node_id: node_id.clone(),
+                datacenter: config.datacenter.clone(),
+                server: true,
+                dev: config.dev,
+                version: VERSION.into(),
+                revision: String::new(),
+                advertise_addr: advertise.to_string(),
+                http_port,
+                server_port,
+            },
+            kv_max_value_size: usize::try_from(config.limits.kv_max_value_size)
+                .unwrap_or(usize::MAX),
+            txn_max_req_len: usize::try_from(config.limits.txn_max_req_len).unwrap_or(usize::MAX),
+            session_ttl_min: config.session_ttl_min,
+            identity: me_for_api,
+            autopilot: autopilot.clone(),
+        };
+        // Client agents forward API calls here; they are answered by the server's own routes.
+        let forwarded = api::forward_handler(api::finish(api::server_routes(ctx.clone())));
         tasks.push(tokio::spawn(rpc::serve(
             rpc_listener,
             node.clone(),
             autopilot.clone(),
             identity,
+            Some(forwarded),
             shutdown_rx.clone(),
         )));
 
@@ -187,27 +221,36 @@ impl Server {
             )));
         }
 
-        let http_port = port(config.ports.http, 8500);
-        let ctx = api::ApiContext {
-            node: node.clone(),
-            agent: api::AgentInfo {
-                node_name: config.node_name.clone(),
-                node_id: node_id.clone(),
-                datacenter: config.datacenter.clone(),
-                server: true,
-                dev: config.dev,
-                version: VERSION.into(),
-                revision: String::new(),
-                advertise_addr: advertise.to_string(),
-                http_port,
-                server_port,
-            },
-            kv_max_value_size: usize::try_from(config.limits.kv_max_value_size)
-                .unwrap_or(usize::MAX),
-            txn_max_req_len: usize::try_from(config.limits.txn_max_req_len).unwrap_or(usize::MAX),
-            session_ttl_min: config.session_ttl_min,
-            identity: me_for_api,
-            autopilot,
+        // This server's own agent: its node in the catalog, local services and checks.
+        let mut agent_config = agent::AgentConfig::new(agent::identity::node_record(
+            &config.node_name,
+            &node_id,
+            &advertise.to_string(),
+            &config.datacenter,
+        ));
+        agent_config.data_dir = Some(data_dir.clone());
+        agent_config.ae_interval = config.ae_interval;
+        agent_config.check_update_interval = config.check_update_interval;
+        agent_config.enable_script_checks = config.enable_script_checks;
+        agent_config.enable_local_script_checks = config.enable_local_script_checks;
+        let (services, checks) = agent::definition::from_config(&config.services, &config.checks)
+            .map_err(|e| ServerError::Agent(e.to_string()))?;
+        let local_agent = agent::Agent::start(
+            agent_config,
+            Arc::new(catalog_sync::LocalCatalog { node: node.clone() }),
+            services,
+            checks,
+        )
+        .map_err(|e| ServerError::Agent(e.to_string()))?;
+        tasks.push(tokio::spawn(catalog_sync::reconcile_servers(
+            node.clone(),
+            config.datacenter.clone(),
+            shutdown_rx.clone(),
+        )));
+        let local = api::LocalContext {
+            agent: local_agent.clone(),
+            datacenter: config.datacenter.clone(),
+            dev: config.dev,
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -216,7 +259,7 @@ impl Server {
         let http_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let app = api::router(ctx);
+        let app = api::router(ctx, local);
         let mut http_shutdown = shutdown_rx;
         tasks.push(tokio::spawn(async move {
             let graceful = async move {
@@ -283,32 +326,6 @@ fn advertise_addr(config: &config::Config) -> std::net::IpAddr {
 
 fn port(configured: i32, default: u16) -> u16 {
     u16::try_from(configured).unwrap_or(default)
-}
-
-/// The node's UUID: from config, else from `<data_dir>/node-id`, else a new one saved there
-/// (so a restarted server keeps its identity, as Consul's does).
-fn node_id(config: &config::Config, data_dir: &Path) -> Result<String, ServerError> {
-    let path = data_dir.join("node-id");
-    let io_err = |source| ServerError::DataDir {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
-        path: data_dir.to_path_buf(),
-        source,
-    })?;
-    if let Some(id) = &config.node_id {
-        std::fs::write(&path, id).map_err(io_err)?;
-        return Ok(id.clone());
-    }
-    match std::fs::read_to_string(&path) {
-        Ok(saved) if uuid::Uuid::parse_str(saved.trim()).is_ok() => Ok(saved.trim().to_owned()),
-        Ok(_) | Err(_) => {
-            let id = uuid::Uuid::new_v4().to_string();
-            std::fs::write(&path, &id).map_err(io_err)?;
-            Ok(id)
-        }
-    }
 }
 
 /// Raft wants a u64 id; derive it from the node UUID so it is stable and, in practice, unique.

@@ -9,7 +9,7 @@
 
 use raft_store::{LogPosition, ServerNode};
 
-use crate::{advertise_addr, node_id, port, raft_id, ServerError};
+use crate::{advertise_addr, port, raft_id, ServerError};
 
 /// Recovers the stopped server described by `config`; returns a report for the operator.
 pub async fn recover(
@@ -63,7 +63,12 @@ pub async fn recover(
             )),
         }
     }
-    let id = node_id(config, data_dir)?;
+    let id = agent::identity::node_id(config.node_id.as_deref(), data_dir).map_err(|source| {
+        ServerError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        }
+    })?;
     let addr = format!(
         "{}:{}",
         advertise_addr(config),

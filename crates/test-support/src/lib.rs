@@ -149,9 +149,12 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A `mesh-server` process on its own loopback address with its own data directory.
+/// A `mesh-server` (or, built with [`ServerProcess::client`], a `mesh-client agent`) process
+/// on its own loopback address with its own data directory.
 #[derive(Debug)]
 pub struct ServerProcess {
+    /// Runs `mesh-client agent` instead of `mesh-server`.
+    client: bool,
     child: Option<Child>,
     ip: std::net::Ipv4Addr,
     data_dir: PathBuf,
@@ -176,6 +179,7 @@ impl ServerProcess {
     /// A server on `ip` with free ports, not started yet.
     pub fn new(ip: std::net::Ipv4Addr, data_dir: &Path, args: Vec<String>) -> anyhow::Result<Self> {
         Ok(ServerProcess {
+            client: false,
             child: None,
             ip,
             data_dir: data_dir.to_path_buf(),
@@ -184,6 +188,21 @@ impl ServerProcess {
             log: data_dir.with_extension("log"),
             args,
         })
+    }
+
+    /// A client agent on `ip` that joins `servers` (their RPC addresses), not started yet.
+    pub fn client(
+        ip: std::net::Ipv4Addr,
+        data_dir: &Path,
+        servers: &[String],
+    ) -> anyhow::Result<Self> {
+        let args = servers
+            .iter()
+            .flat_map(|s| ["-retry-join".to_owned(), s.clone()])
+            .collect();
+        let mut process = Self::new(ip, data_dir, args)?;
+        process.client = true;
+        Ok(process)
     }
 
     /// The server RPC address other servers reach it at.
@@ -195,14 +214,22 @@ impl ServerProcess {
     pub fn command(&self) -> anyhow::Result<Command> {
         let ip = self.ip.to_string();
         let node = format!("node-{}", self.ip.octets()[3]);
-        let mut cmd = Command::new(binary("mesh-server")?);
+        let mut cmd = if self.client {
+            let mut cmd = Command::new(binary("mesh-client")?);
+            cmd.arg("agent");
+            cmd
+        } else {
+            Command::new(binary("mesh-server")?)
+        };
         cmd.args(["-node", &node, "-bind", &ip, "-client", &ip])
             .arg("-data-dir")
             .arg(&self.data_dir)
-            .args(["-http-port", &self.http_port.to_string()])
-            .args(["-server-port", &self.rpc_port.to_string()])
-            .args(["-raft-multiplier", "1"])
-            .args(&self.args);
+            .args(["-http-port", &self.http_port.to_string()]);
+        if !self.client {
+            cmd.args(["-server-port", &self.rpc_port.to_string()])
+                .args(["-raft-multiplier", "1"]);
+        }
+        cmd.args(&self.args);
         Ok(cmd)
     }
 
@@ -231,7 +258,8 @@ impl ServerProcess {
         Ok(())
     }
 
-    /// Waits until this server knows a leader.
+    /// Waits until this server knows a leader (for a client: until a server it forwards to
+    /// does).
     pub async fn wait_for_leader(&self) -> anyhow::Result<()> {
         let http = self.http();
         let ready = wait_until("mesh-server to know a leader", Duration::from_secs(30), || {

@@ -1,0 +1,16 @@
+//! The agent that runs on every node (inside `mesh-client`, and inside `mesh-server` for the
+//! server's own node): the node's local services and checks, the check runners, and
+//! anti-entropy with the catalog.
+//!
+//! The agent is the source of truth for its node. It never touches raft, RocksDB or HTTP: it
+//! reaches the catalog through the [`CatalogClient`] boundary that the binaries provide, and
+//! the HTTP layer (`api`) calls into it.
+
+pub mod checks;
+pub mod definition;
+pub mod identity;
+pub mod local;
+mod persist;
+mod runtime;
+
+pub use runtime::{scale_factor, Agent, AgentConfig, AgentError, CatalogClient, Source};

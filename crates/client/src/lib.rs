@@ -1,0 +1,225 @@
+//! A mesh client agent, assembled: the local agent (services, checks, anti-entropy), the
+//! connection to the servers over server RPC with failover, and the HTTP API that answers
+//! agent endpoints locally and forwards the rest to a server.
+//!
+//! This is the composition root that the `mesh-client` binary and the integration tests
+//! share; it owns sockets, the data directory and tasks, and no protocol or domain logic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog::{CatalogOp, NodeState};
+use futures::future::BoxFuture;
+use raft_store::{Op, Response as Applied};
+use rpc::{Request, Response};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The mesh release.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A catalog write or read waits at most this long for the servers (a write may be held
+/// while the servers elect a leader).
+const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data_dir is required outside -dev mode")]
+    NoDataDir,
+    #[error("starting the agent: {0}")]
+    Agent(String),
+    #[error("binding the HTTP API on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The catalog as a client agent reaches it: through whichever server answers.
+#[derive(Debug, Clone)]
+struct RemoteCatalog {
+    servers: rpc::Servers,
+}
+
+impl agent::CatalogClient for RemoteCatalog {
+    fn apply(&self, op: CatalogOp) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let req = Request::ClientWrite(Op::Catalog(op));
+            match self.servers.request(&req, SERVER_TIMEOUT, false).await {
+                Ok(Response::ClientWrite(Ok(written))) => match written.response {
+                    Applied::Rejected(reason) => Err(reason),
+                    _ => Ok(()),
+                },
+                Ok(Response::ClientWrite(Err(err))) => Err(err.to_string()),
+                Ok(_) => Err("unexpected answer to a catalog write".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
+    fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
+        let req = Request::NodeState(node.to_owned());
+        Box::pin(async move {
+            match self.servers.request(&req, SERVER_TIMEOUT, true).await {
+                Ok(Response::NodeState(Ok(state))) => Ok(state),
+                Ok(Response::NodeState(Err(err))) => Err(err.to_string()),
+                Ok(_) => Err("unexpected answer to a catalog read".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+}
+
+/// A running client agent. Dropping it without [`ClientAgent::shutdown`] aborts its tasks.
+#[derive(Debug)]
+pub struct ClientAgent {
+    http_addr: SocketAddr,
+    agent: agent::Agent,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _dev_dir: Option<tempfile::TempDir>,
+}
+
+impl ClientAgent {
+    /// Starts the agent and serves HTTP. The servers are `retry_join`'s addresses (server
+    /// RPC, port 8300 by default); the agent fails over between them.
+    pub async fn start(config: config::Config) -> Result<ClientAgent, ClientError> {
+        let (data_dir, dev_dir) = match &config.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None if config.dev => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("mesh-client-dev-")
+                    .tempdir()
+                    .map_err(|source| ClientError::DataDir {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+            None => return Err(ClientError::NoDataDir),
+        };
+        let node_id =
+            agent::identity::node_id(config.node_id.as_deref(), &data_dir).map_err(|source| {
+                ClientError::DataDir {
+                    path: data_dir.clone(),
+                    source,
+                }
+            })?;
+        if config.retry_join.is_empty() {
+            tracing::warn!("no retry_join servers configured: the catalog is unreachable");
+        }
+        let servers = rpc::Servers::new(
+            config
+                .retry_join
+                .iter()
+                .map(|addr| rpc::with_default_port(addr))
+                .collect(),
+        );
+        let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
+        let mut agent_config = agent::AgentConfig::new(agent::identity::node_record(
+            &config.node_name,
+            &node_id,
+            &advertise.to_string(),
+            &config.datacenter,
+        ));
+        agent_config.data_dir = Some(data_dir.clone());
+        agent_config.ae_interval = config.ae_interval;
+        agent_config.check_update_interval = config.check_update_interval;
+        agent_config.enable_script_checks = config.enable_script_checks;
+        agent_config.enable_local_script_checks = config.enable_local_script_checks;
+        let (services, checks) = agent::definition::from_config(&config.services, &config.checks)
+            .map_err(|e| ClientError::Agent(e.to_string()))?;
+        let agent = agent::Agent::start(
+            agent_config,
+            Arc::new(RemoteCatalog {
+                servers: servers.clone(),
+            }),
+            services,
+            checks,
+        )
+        .map_err(|e| ClientError::Agent(e.to_string()))?;
+
+        let http_port = match config.ports.http {
+            p if p >= 0 => p as u16,
+            _ => 8500,
+        };
+        let info = api::AgentInfo {
+            node_name: config.node_name.clone(),
+            node_id: node_id.clone(),
+            datacenter: config.datacenter.clone(),
+            server: false,
+            dev: config.dev,
+            version: VERSION.into(),
+            revision: String::new(),
+            advertise_addr: advertise.to_string(),
+            http_port,
+            server_port: 0,
+        };
+        let local = api::LocalContext {
+            agent: agent.clone(),
+            datacenter: config.datacenter.clone(),
+            dev: config.dev,
+        };
+        let app = api::client_router(local, info, servers);
+        let addr = SocketAddr::new(config.client_addr, http_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ClientError::Bind { addr, source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| ClientError::Bind { addr, source })?;
+        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let graceful = async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
+                tracing::error!(%err, "HTTP server failed");
+            }
+        });
+        tracing::info!(http = %http_addr, node = %config.node_name, dc = %config.datacenter, "mesh client agent ready");
+        Ok(ClientAgent {
+            http_addr,
+            agent,
+            shutdown,
+            tasks: vec![task],
+            _dev_dir: dev_dir,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn agent(&self) -> &agent::Agent {
+        &self.agent
+    }
+
+    /// Stops accepting requests and lets in-flight ones finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ClientAgent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `mesh-client`: the client agent on every node (`mesh-client agent ...`), and later the
+//! operator CLI. Parses flags and config files, sets up logging, runs
+//! [`client::ClientAgent`] until SIGINT or SIGTERM, then shuts down gracefully.
+//!
+//! Thin on purpose: no logic lives here that a test would need.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "mesh-client", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the client agent.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// A throwaway data directory and debug logging.
+    #[arg(long)]
+    dev: bool,
+    #[arg(long = "config-file", value_name = "FILE")]
+    config_files: Vec<PathBuf>,
+    #[arg(long = "config-dir", value_name = "DIR")]
+    config_dirs: Vec<PathBuf>,
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    #[arg(long = "node")]
+    node_name: Option<String>,
+    #[arg(long = "node-id")]
+    node_id: Option<String>,
+    #[arg(long)]
+    datacenter: Option<String>,
+    #[arg(long = "bind")]
+    bind_addr: Option<IpAddr>,
+    #[arg(long = "advertise")]
+    advertise_addr: Option<IpAddr>,
+    #[arg(long = "client")]
+    client_addr: Option<IpAddr>,
+    #[arg(long = "http-port")]
+    http_port: Option<i32>,
+    #[arg(long = "dns-port")]
+    dns_port: Option<i32>,
+    /// A server's RPC address (port 8300 by default); repeatable.
+    #[arg(long = "retry-join")]
+    retry_join: Vec<String>,
+    #[arg(long = "log-level")]
+    log_level: Option<config::LogLevel>,
+    #[arg(long = "log-json")]
+    log_json: bool,
+}
+
+impl AgentArgs {
+    fn overrides(&self) -> config::Overrides {
+        let mut o = config::Overrides {
+            datacenter: self.datacenter.clone(),
+            node_name: self.node_name.clone(),
+            node_id: self.node_id.clone(),
+            data_dir: self.data_dir.clone(),
+            bind_addr: self.bind_addr,
+            advertise_addr: self.advertise_addr,
+            client_addr: self.client_addr,
+            // mesh-client always runs a client agent.
+            server: Some(false),
+            retry_join: self.retry_join.clone(),
+            log_level: self.log_level,
+            log_json: self.log_json.then_some(true),
+            ..Default::default()
+        };
+        o.ports.http = self.http_port;
+        o.ports.dns = self.dns_port;
+        o
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse_from(config::cli::consul_style_args(std::env::args()));
+    let Command::Agent(args) = cli.command;
+    let mut config = config::load(&args.config_files, &args.config_dirs, &args.overrides())?;
+    // `-dev` for a client means a throwaway data dir, not a dev server.
+    config.dev = args.dev;
+    config::cli::init_logging(config.log_level, config.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let agent = client::ClientAgent::start(config).await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    agent.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
