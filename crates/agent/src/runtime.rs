@@ -209,6 +209,29 @@ impl Agent {
         Ok(agent)
     }
 
+    /// Starts the agent of node `node_id` at `address` as the agent configuration says:
+    /// intervals, script checks, and the services and checks of its config files.
+    pub fn from_config(
+        config: &config::Config,
+        node_id: &str,
+        address: &str,
+        data_dir: &std::path::Path,
+        client: Arc<dyn CatalogClient>,
+    ) -> Result<Agent, AgentError> {
+        let node =
+            crate::identity::node_record(&config.node_name, node_id, address, &config.datacenter);
+        let agent_config = AgentConfig {
+            data_dir: Some(data_dir.to_path_buf()),
+            ae_interval: config.ae_interval,
+            check_update_interval: config.check_update_interval,
+            enable_script_checks: config.enable_script_checks,
+            enable_local_script_checks: config.enable_local_script_checks,
+            ..AgentConfig::new(node)
+        };
+        let (services, checks) = crate::definition::from_config(&config.services, &config.checks)?;
+        Agent::start(agent_config, client, services, checks)
+    }
+
     /// Registrations made through the API before a restart come back, with their TTL
     /// checks' last status while still within their TTL.
     fn restore(&self, persisted: Persisted) {

@@ -178,20 +178,15 @@ async fn service_nodes(
     let params = Params::parse(query.as_deref());
     let opts = ReadOptions::parse(&ctx, &params)?;
     let list = ListFilter::parse(&params)?;
-    let index_topic = if connect {
-        topic::connect(&name)
-    } else {
-        topic::service(&name)
+    let instances = Instances {
+        name: &name,
+        connect,
     };
+    let index_topic = instances.topic();
     let (meta, nodes) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let instances = if connect {
-            state.catalog.connect_nodes(&name)
-        } else {
-            state.catalog.service_nodes(&name)
-        };
         let rows = instances
+            .select(&state.catalog, &list)
             .into_iter()
-            .filter(|(node, service)| list.node_meta_matches(node) && list.tags_match(service))
             .map(|(node, service)| cw::service_node(node, service));
         (state.catalog.index(&index_topic), list.keep(rows))
     })
@@ -247,6 +242,39 @@ pub async fn node_services(
     })
     .await?;
     Ok(render::json_with_meta(&body, opts.pretty, &meta))
+}
+
+/// The instances of a service, or (for the `connect` endpoints) the proxies for it and its
+/// mesh-native instances; each kind blocks on its own index.
+pub(crate) struct Instances<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) connect: bool,
+}
+
+impl Instances<'_> {
+    pub(crate) fn topic(&self) -> String {
+        if self.connect {
+            topic::connect(self.name)
+        } else {
+            topic::service(self.name)
+        }
+    }
+
+    /// The instances that pass the `?node-meta` and `?tag` filters.
+    pub(crate) fn select<'c>(
+        &self,
+        catalog: &'c catalog::Catalog,
+        list: &ListFilter,
+    ) -> Vec<(&'c Node, &'c Service)> {
+        let all = if self.connect {
+            catalog.connect_nodes(self.name)
+        } else {
+            catalog.service_nodes(self.name)
+        };
+        all.into_iter()
+            .filter(|(node, service)| list.node_meta_matches(node) && list.tags_match(service))
+            .collect()
+    }
 }
 
 /// The list filters catalog and health reads share: `?filter`, `?node-meta` (repeatable,

@@ -7,7 +7,7 @@ use catalog::wire as cw;
 use catalog::{topic, Status};
 
 use crate::blocking::{self, Watch};
-use crate::catalog::ListFilter;
+use crate::catalog::{Instances, ListFilter};
 use crate::error::ApiError;
 use crate::params::{Params, ReadOptions};
 use crate::render;
@@ -87,24 +87,15 @@ async fn service_health(
         Some(raw) => parse_go_bool(raw)
             .ok_or_else(|| ApiError::BadRequest("Invalid value for ?passing".into()))?,
     };
-    let index_topic = if connect {
-        topic::connect(&name)
-    } else {
-        topic::service(&name)
+    let instances = Instances {
+        name: &name,
+        connect,
     };
+    let index_topic = instances.topic();
     let (meta, rows) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let instances = if connect {
-            state.catalog.connect_nodes(&name)
-        } else {
-            state.catalog.service_nodes(&name)
-        };
-        let instances = instances
-            .into_iter()
-            .filter(|(node, service)| list.node_meta_matches(node) && list.tags_match(service))
-            .collect();
         let rows = state
             .catalog
-            .health(instances)
+            .health(instances.select(&state.catalog, &list))
             .into_iter()
             .filter(|h| !passing || h.status() == Status::Passing)
             .map(|h| cw::service_health(&h));

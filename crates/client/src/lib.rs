@@ -125,26 +125,14 @@ impl ClientAgent {
                 .collect(),
         );
         let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
-        let mut agent_config = agent::AgentConfig::new(agent::identity::node_record(
-            &config.node_name,
+        let agent = agent::Agent::from_config(
+            &config,
             &node_id,
             &advertise.to_string(),
-            &config.datacenter,
-        ));
-        agent_config.data_dir = Some(data_dir.clone());
-        agent_config.ae_interval = config.ae_interval;
-        agent_config.check_update_interval = config.check_update_interval;
-        agent_config.enable_script_checks = config.enable_script_checks;
-        agent_config.enable_local_script_checks = config.enable_local_script_checks;
-        let (services, checks) = agent::definition::from_config(&config.services, &config.checks)
-            .map_err(|e| ClientError::Agent(e.to_string()))?;
-        let agent = agent::Agent::start(
-            agent_config,
+            &data_dir,
             Arc::new(RemoteCatalog {
                 servers: servers.clone(),
             }),
-            services,
-            checks,
         )
         .map_err(|e| ClientError::Agent(e.to_string()))?;
 

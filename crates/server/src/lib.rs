@@ -222,24 +222,12 @@ impl Server {
         }
 
         // This server's own agent: its node in the catalog, local services and checks.
-        let mut agent_config = agent::AgentConfig::new(agent::identity::node_record(
-            &config.node_name,
+        let local_agent = agent::Agent::from_config(
+            &config,
             &node_id,
             &advertise.to_string(),
-            &config.datacenter,
-        ));
-        agent_config.data_dir = Some(data_dir.clone());
-        agent_config.ae_interval = config.ae_interval;
-        agent_config.check_update_interval = config.check_update_interval;
-        agent_config.enable_script_checks = config.enable_script_checks;
-        agent_config.enable_local_script_checks = config.enable_local_script_checks;
-        let (services, checks) = agent::definition::from_config(&config.services, &config.checks)
-            .map_err(|e| ServerError::Agent(e.to_string()))?;
-        let local_agent = agent::Agent::start(
-            agent_config,
+            &data_dir,
             Arc::new(catalog_sync::LocalCatalog { node: node.clone() }),
-            services,
-            checks,
         )
         .map_err(|e| ServerError::Agent(e.to_string()))?;
         tasks.push(tokio::spawn(catalog_sync::reconcile_servers(
