@@ -400,6 +400,33 @@ async fn client_agents_register_discover_and_fail_over() -> anyhow::Result<()> {
     )
     .await?;
 
+    let metrics = b.get("/v1/agent/metrics").await?.json()?;
+    let services = metrics["Gauges"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["Name"] == "consul.agent.services"))
+        .map(|g| g["Value"].clone());
+    assert_eq!(services, Some(json!(1.0)), "{metrics}");
+
+    // A client that leaves is deregistered and its process exits.
+    let reply = b.put("/v1/agent/leave", "").await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_json(
+        &survivor,
+        "/v1/catalog/node/node-118",
+        "the leaving node to be deregistered",
+        Value::is_null,
+    )
+    .await?;
+    let leaver = &mut clients[1];
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !leaver.has_exited()? {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the client did not exit after leaving"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // A restarted client keeps its registrations.
     clients[0].restart().await?;
     let services = wait_json(

@@ -113,6 +113,8 @@ struct Inner {
     /// Bumped on every local change (for hash-based blocking on agent endpoints).
     changes: watch::Sender<u64>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once the agent has left (`PUT /v1/agent/leave`); the process then exits.
+    left: watch::Sender<bool>,
 }
 
 enum CheckTask {
@@ -189,6 +191,7 @@ impl Agent {
                 sync_now: Arc::new(Notify::new()),
                 changes: watch::channel(0).0,
                 background: Mutex::new(Vec::new()),
+                left: watch::channel(false).0,
             }),
         };
         for body in from_config {
@@ -661,6 +664,35 @@ impl Agent {
     /// Whether the catalog reflects every local change (tests wait on this).
     pub fn in_sync(&self) -> bool {
         self.state().in_sync()
+    }
+
+    /// Leaves the datacenter gracefully (`PUT /v1/agent/leave`): stops syncing and checking,
+    /// removes this node from the catalog, and marks the agent as left so its process exits.
+    /// The local registrations stay on disk and come back if the agent starts again.
+    pub async fn leave(&self) -> Result<(), AgentError> {
+        for task in std::mem::take(&mut *self.inner.background.lock().expect("agent poisoned")) {
+            task.abort();
+        }
+        self.tasks().clear();
+        let node = self.inner.config.node.name.clone();
+        let result = self
+            .inner
+            .client
+            .apply(CatalogOp::Deregister {
+                node,
+                service_id: None,
+                check_id: None,
+            })
+            .await
+            .map_err(AgentError::Internal);
+        self.inner.left.send_replace(true);
+        result
+    }
+
+    /// Completes once the agent has left.
+    pub async fn left(&self) {
+        let mut rx = self.inner.left.subscribe();
+        let _ = rx.wait_for(|left| *left).await;
     }
 
     /// Asks the sync loop to run now.

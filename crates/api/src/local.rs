@@ -73,6 +73,8 @@ pub fn routes(ctx: LocalContext) -> Router {
             "/v1/agent/health/service/name/{name}",
             methods(get, health_by_name),
         )
+        .route("/v1/agent/leave", methods(put, leave))
+        .route("/v1/agent/metrics", methods(get, metrics))
         .with_state(ctx)
 }
 
@@ -342,6 +344,46 @@ async fn check_update(
     })?;
     ctx.agent.ttl_update(&id, status, &update.output)?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `PUT /v1/agent/leave`: 200 once the node is out of the catalog; the process then exits.
+async fn leave(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    ctx.agent.leave().await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /v1/agent/metrics`: Consul's JSON metrics shape with the agent's gauges. Prometheus
+/// output needs `telemetry.prometheus_retention_time`, which is not configurable yet: 415.
+async fn metrics(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref());
+    if params.get("format") == Some("prometheus") {
+        return Ok(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Prometheus is not enabled since its retention time is not positive".into(),
+        ));
+    }
+    let checks = ctx.agent.checks();
+    let count = |status: Status| checks.iter().filter(|c| c.status == status).count();
+    let gauge =
+        |name: &str, value: usize| json!({"Name": name, "Value": value as f64, "Labels": {}});
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let body = json!({
+        "Timestamp": crate::wire::rfc3339_from_unix_ms(now_ms),
+        "Gauges": [
+            gauge("consul.agent.services", ctx.agent.services().len()),
+            gauge("consul.agent.checks", checks.len()),
+            gauge("consul.agent.checks.passing", count(Status::Passing)),
+            gauge("consul.agent.checks.warning", count(Status::Warning)),
+            gauge("consul.agent.checks.critical", count(Status::Critical)),
+            gauge("mesh.agent.in_sync", usize::from(ctx.agent.in_sync())),
+        ],
+        "Points": [],
+        "Counters": [],
+        "Samples": [],
+    });
+    Ok(render::json(&body, pretty(&ctx, &params)))
 }
 
 /// A service's local health: `maintenance` beats `critical` beats `warning`.

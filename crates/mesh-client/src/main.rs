@@ -98,7 +98,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
     let agent = client::ClientAgent::start(config).await?;
-    wait_for_signal().await?;
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        () = agent.agent().left() => tracing::info!("left the datacenter"),
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     agent.shutdown().await;
     Ok(())

@@ -125,7 +125,10 @@ async fn run(config: config::Config, args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let server = server::Server::start(config).await?;
-    wait_for_signal().await?;
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        () = server.left() => tracing::info!("left the datacenter"),
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
     Ok(())

@@ -58,6 +58,7 @@ pub enum ServerError {
 pub struct Server {
     http_addr: SocketAddr,
     node: RaftNode,
+    agent: agent::Agent,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Dev mode's throwaway data directory, removed when the server is dropped.
@@ -264,6 +265,7 @@ impl Server {
         Ok(Server {
             http_addr,
             node,
+            agent: local_agent,
             shutdown,
             tasks,
             _dev_dir: dev_dir,
@@ -273,6 +275,30 @@ impl Server {
     /// Where the HTTP API listens (useful when the configured port was 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Completes when this server has left the datacenter (`PUT /v1/agent/leave`): its agent
+    /// left, and the server is out of the raft configuration (unless it was the only voter)
+    /// and out of the catalog.
+    pub async fn left(&self) {
+        self.agent.left().await;
+        let me = self.node.raft().metrics().borrow().id;
+        let (servers, _) = self.node.configuration();
+        if servers.iter().any(|s| s.voter && s.raft_id != me) {
+            match self.node.remove_voter(me).await {
+                Ok(()) => tracing::info!("left the raft configuration"),
+                Err(err) => tracing::warn!(%err, "leaving the raft configuration failed"),
+            }
+            // The leader may have registered this server again before it left raft.
+            let op = catalog::CatalogOp::Deregister {
+                node: self.agent.node().name,
+                service_id: None,
+                check_id: None,
+            };
+            if let Err(err) = catalog_sync::apply(&self.node, op).await {
+                tracing::warn!(%err, "removing this server from the catalog failed");
+            }
+        }
     }
 
     pub fn node(&self) -> &RaftNode {

@@ -285,6 +285,14 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the process has exited on its own (it is then reaped).
+    pub fn has_exited(&mut self) -> anyhow::Result<bool> {
+        match self.child.as_mut() {
+            Some(child) => Ok(child.try_wait()?.is_some()),
+            None => Ok(false),
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
