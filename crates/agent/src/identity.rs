@@ -2,9 +2,25 @@
 //! does) and the node record it registers.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use catalog::Node;
+
+/// Where an agent keeps its state: the configured `data_dir`, or in `-dev` mode a throwaway
+/// directory removed with the returned guard. `None` when neither applies.
+pub fn data_dir(
+    config: &config::Config,
+    dev_prefix: &str,
+) -> std::io::Result<Option<(PathBuf, Option<tempfile::TempDir>)>> {
+    match &config.data_dir {
+        Some(dir) => Ok(Some((dir.clone(), None))),
+        None if config.dev => {
+            let tmp = tempfile::Builder::new().prefix(dev_prefix).tempdir()?;
+            Ok(Some((tmp.path().to_path_buf(), Some(tmp))))
+        }
+        None => Ok(None),
+    }
+}
 
 /// The node's UUID: `configured`, else the one saved in `<data_dir>/node-id`, else a new one
 /// saved there.

@@ -437,11 +437,7 @@ impl LocalState {
                     if local.service.enable_tag_override {
                         local.service.tags = theirs.tags.clone();
                     }
-                    local.in_sync = theirs.same_as(&Service {
-                        create_index: theirs.create_index,
-                        modify_index: theirs.modify_index,
-                        ..local.service.clone()
-                    });
+                    local.in_sync = theirs.same_as(&local.service);
                 }
                 None => local.in_sync = false,
             }
@@ -460,17 +456,11 @@ impl LocalState {
             local.in_sync = match remote_checks.get(id.as_str()) {
                 Some(theirs) => {
                     local.synced_status = Some(theirs.status);
-                    let ours = HealthCheck {
-                        create_index: theirs.create_index,
-                        modify_index: theirs.modify_index,
-                        ..local.check.clone()
-                    };
                     // An output-only difference is not worth a write outside its window.
-                    let ours_with_their_output = HealthCheck {
+                    theirs.same_as(&HealthCheck {
                         output: theirs.output.clone(),
-                        ..ours.clone()
-                    };
-                    theirs.same_as(&ours) || theirs.same_as(&ours_with_their_output)
+                        ..local.check.clone()
+                    })
                 }
                 None => {
                     local.synced_status = None;

@@ -746,16 +746,14 @@ fn probe_for(kind: &CheckKind) -> Option<Probe> {
     })
 }
 
+/// The definition with its sidecar's port as assigned (the same as given, when one was).
 fn with_sidecar_port(mut raw: Value, port: u16) -> Value {
     if let Some(sidecar) = raw
         .get_mut("Connect")
         .and_then(|c| c.get_mut("SidecarService"))
         .and_then(Value::as_object_mut)
     {
-        sidecar.entry("Port").or_insert(Value::from(port));
-        if sidecar.get("Port") == Some(&Value::from(0)) {
-            sidecar.insert("Port".into(), Value::from(port));
-        }
+        sidecar.insert("Port".into(), Value::from(port));
     }
     raw
 }

@@ -99,18 +99,16 @@ pub async fn nodes(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
-    let (meta, nodes) = blocking::read(&ctx, &opts, Watch::Catalog(topic::NODES), |state| {
-        let nodes = state
-            .catalog
-            .nodes()
-            .filter(|n| list.node_meta_matches(n))
-            .map(cw::node);
-        (state.catalog.index(topic::NODES), list.keep(nodes))
+    let read = CatalogRead::parse(&ctx, &params)?;
+    read.run(&ctx, topic::NODES, |catalog, list| {
+        list.keep(
+            catalog
+                .nodes()
+                .filter(|n| list.node_meta_matches(n))
+                .map(cw::node),
+        )
     })
-    .await?;
-    Ok(render::json_with_meta(&nodes, opts.pretty, &meta))
+    .await
 }
 
 pub async fn services(
@@ -118,17 +116,15 @@ pub async fn services(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
-    let (meta, services) = blocking::read(&ctx, &opts, Watch::Catalog(topic::SERVICES), |state| {
+    let read = CatalogRead::parse(&ctx, &params)?;
+    read.run(&ctx, topic::SERVICES, |catalog, list| {
         let mut out: Map<String, Value> = Map::new();
-        let mut instances: Vec<(&Node, &Service)> = state.catalog.service_instances().collect();
+        let mut instances: Vec<(&Node, &Service)> = catalog.service_instances().collect();
         instances.sort_by(|a, b| a.1.service.cmp(&b.1.service));
         for (node, service) in instances {
-            if !list.node_meta_matches(node) {
-                continue;
-            }
-            if !list.filter_matches(&cw::service_node(node, service)) {
+            if !list.node_meta_matches(node)
+                || !list.filter_matches(&cw::service_node(node, service))
+            {
                 continue;
             }
             let tags = out
@@ -142,10 +138,9 @@ pub async fn services(
                 }
             }
         }
-        (state.catalog.index(topic::SERVICES), Value::Object(out))
+        Value::Object(out)
     })
-    .await?;
-    Ok(render::json_with_meta(&services, opts.pretty, &meta))
+    .await
 }
 
 /// `/v1/catalog/service/` with no name.
@@ -176,22 +171,19 @@ async fn service_nodes(
     connect: bool,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
+    let read = CatalogRead::parse(&ctx, &params)?;
     let instances = Instances {
         name: &name,
         connect,
     };
-    let index_topic = instances.topic();
-    let (meta, nodes) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
+    read.run(&ctx, &instances.topic(), |catalog, list| {
         let rows = instances
-            .select(&state.catalog, &list)
+            .select(catalog, list)
             .into_iter()
             .map(|(node, service)| cw::service_node(node, service));
-        (state.catalog.index(&index_topic), list.keep(rows))
+        list.keep(rows)
     })
-    .await?;
-    Ok(render::json_with_meta(&nodes, opts.pretty, &meta))
+    .await
 }
 
 pub async fn node(
@@ -200,25 +192,19 @@ pub async fn node(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
-    let index_topic = topic::node(&name);
-    let (meta, body) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let body = match state.catalog.node_services(&name) {
-            None => Value::Null,
-            Some((node, services)) => {
-                let services: Map<String, Value> = services
-                    .into_iter()
-                    .map(|s| (s.id.clone(), cw::node_service(s)))
-                    .filter(|(_, v)| list.filter_matches(v))
-                    .collect();
-                json!({"Node": cw::node(node), "Services": services})
-            }
+    let read = CatalogRead::parse(&ctx, &params)?;
+    read.run(&ctx, &topic::node(&name), |catalog, list| {
+        let Some((node, services)) = catalog.node_services(&name) else {
+            return Value::Null;
         };
-        (state.catalog.index(&index_topic), body)
+        let services: Map<String, Value> = services
+            .into_iter()
+            .map(|s| (s.id.clone(), cw::node_service(s)))
+            .filter(|(_, v)| list.filter_matches(v))
+            .collect();
+        json!({"Node": cw::node(node), "Services": services})
     })
-    .await?;
-    Ok(render::json_with_meta(&body, opts.pretty, &meta))
+    .await
 }
 
 pub async fn node_services(
@@ -227,21 +213,46 @@ pub async fn node_services(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
-    let index_topic = topic::node(&name);
-    let (meta, body) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let body = match state.catalog.node_services(&name) {
-            None => Value::Null,
-            Some((node, services)) => {
-                let services = list.keep(services.into_iter().map(cw::node_service));
-                json!({"Node": cw::node(node), "Services": services})
-            }
+    let read = CatalogRead::parse(&ctx, &params)?;
+    read.run(&ctx, &topic::node(&name), |catalog, list| {
+        let Some((node, services)) = catalog.node_services(&name) else {
+            return Value::Null;
         };
-        (state.catalog.index(&index_topic), body)
+        let services = list.keep(services.into_iter().map(cw::node_service));
+        json!({"Node": cw::node(node), "Services": services})
     })
-    .await?;
-    Ok(render::json_with_meta(&body, opts.pretty, &meta))
+    .await
+}
+
+/// A catalog or health read: Consul's read options and list filters, parsed up front (so bad
+/// input is refused before anything else), then one blocking evaluation on a catalog topic.
+pub(crate) struct CatalogRead {
+    opts: ReadOptions,
+    pub(crate) list: ListFilter,
+}
+
+impl CatalogRead {
+    pub(crate) fn parse(ctx: &Ctx, params: &Params) -> Result<Self, ApiError> {
+        let opts = ReadOptions::parse(ctx, params)?;
+        let list = ListFilter::parse(params)?;
+        Ok(CatalogRead { opts, list })
+    }
+
+    /// Evaluates `body` against the catalog, blocking on `topic` when asked, and answers with
+    /// the topic's index.
+    pub(crate) async fn run(
+        self,
+        ctx: &Ctx,
+        topic: &str,
+        body: impl Fn(&catalog::Catalog, &ListFilter) -> Value,
+    ) -> Result<Response, ApiError> {
+        let list = &self.list;
+        let (meta, value) = blocking::read(ctx, &self.opts, Watch::Catalog(topic), |state| {
+            (state.catalog.index(topic), body(&state.catalog, list))
+        })
+        .await?;
+        Ok(render::json_with_meta(&value, self.opts.pretty, &meta))
+    }
 }
 
 /// The instances of a service, or (for the `connect` endpoints) the proxies for it and its
@@ -314,6 +325,17 @@ impl ListFilter {
         self.node_meta
             .iter()
             .all(|(k, v)| node.meta.get(k).is_some_and(|have| have == v))
+    }
+
+    /// Whether the node a check is on passes `?node-meta`.
+    pub(crate) fn check_node_matches(
+        &self,
+        catalog: &catalog::Catalog,
+        check: &catalog::HealthCheck,
+    ) -> bool {
+        catalog
+            .node(&check.node)
+            .is_some_and(|n| self.node_meta_matches(n))
     }
 
     pub(crate) fn tags_match(&self, service: &Service) -> bool {

@@ -6,11 +6,9 @@ use axum::response::Response;
 use catalog::wire as cw;
 use catalog::{topic, Status};
 
-use crate::blocking::{self, Watch};
-use crate::catalog::{Instances, ListFilter};
+use crate::catalog::{CatalogRead, Instances};
 use crate::error::ApiError;
-use crate::params::{Params, ReadOptions};
-use crate::render;
+use crate::params::Params;
 use crate::Ctx;
 
 pub async fn node(
@@ -19,15 +17,11 @@ pub async fn node(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
-    let index_topic = topic::node(&name);
-    let (meta, checks) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let rows = state.catalog.node_checks(&name).into_iter().map(cw::check);
-        (state.catalog.index(&index_topic), list.keep(rows))
+    let read = CatalogRead::parse(&ctx, &params)?;
+    read.run(&ctx, &topic::node(&name), |catalog, list| {
+        list.keep(catalog.node_checks(&name).into_iter().map(cw::check))
     })
-    .await?;
-    Ok(render::json_with_meta(&checks, opts.pretty, &meta))
+    .await
 }
 
 pub async fn checks(
@@ -36,25 +30,16 @@ pub async fn checks(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
-    let index_topic = topic::service(&name);
-    let (meta, checks) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let rows = state
-            .catalog
+    let read = CatalogRead::parse(&ctx, &params)?;
+    read.run(&ctx, &topic::service(&name), |catalog, list| {
+        let rows = catalog
             .service_checks(&name)
             .into_iter()
-            .filter(|c| {
-                state
-                    .catalog
-                    .node(&c.node)
-                    .is_some_and(|n| list.node_meta_matches(n))
-            })
+            .filter(|c| list.check_node_matches(catalog, c))
             .map(cw::check);
-        (state.catalog.index(&index_topic), list.keep(rows))
+        list.keep(rows)
     })
-    .await?;
-    Ok(render::json_with_meta(&checks, opts.pretty, &meta))
+    .await
 }
 
 pub async fn service(
@@ -80,8 +65,7 @@ async fn service_health(
     connect: bool,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
+    let read = CatalogRead::parse(&ctx, &params)?;
     let passing = match params.get("passing") {
         None => false,
         Some(raw) => parse_go_bool(raw)
@@ -91,18 +75,15 @@ async fn service_health(
         name: &name,
         connect,
     };
-    let index_topic = instances.topic();
-    let (meta, rows) = blocking::read(&ctx, &opts, Watch::Catalog(&index_topic), |state| {
-        let rows = state
-            .catalog
-            .health(instances.select(&state.catalog, &list))
+    read.run(&ctx, &instances.topic(), |catalog, list| {
+        let rows = catalog
+            .health(instances.select(catalog, list))
             .into_iter()
             .filter(|h| !passing || h.status() == Status::Passing)
             .map(|h| cw::service_health(&h));
-        (state.catalog.index(&index_topic), list.keep(rows))
+        list.keep(rows)
     })
-    .await?;
-    Ok(render::json_with_meta(&rows, opts.pretty, &meta))
+    .await
 }
 
 pub async fn state(
@@ -111,8 +92,7 @@ pub async fn state(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let opts = ReadOptions::parse(&ctx, &params)?;
-    let list = ListFilter::parse(&params)?;
+    let read = CatalogRead::parse(&ctx, &params)?;
     let wanted = match state_name.as_str() {
         "any" => None,
         other => Some(
@@ -120,22 +100,15 @@ pub async fn state(
                 .ok_or_else(|| ApiError::BadRequest("Invalid check state".into()))?,
         ),
     };
-    let (meta, checks) = blocking::read(&ctx, &opts, Watch::Catalog(topic::CHECKS), |state| {
-        let rows = state
-            .catalog
+    read.run(&ctx, topic::CHECKS, |catalog, list| {
+        let rows = catalog
             .checks_in_state(wanted)
             .into_iter()
-            .filter(|c| {
-                state
-                    .catalog
-                    .node(&c.node)
-                    .is_some_and(|n| list.node_meta_matches(n))
-            })
+            .filter(|c| list.check_node_matches(catalog, c))
             .map(cw::check);
-        (state.catalog.index(topic::CHECKS), list.keep(rows))
+        list.keep(rows)
     })
-    .await?;
-    Ok(render::json_with_meta(&checks, opts.pretty, &meta))
+    .await
 }
 
 /// Go's `strconv.ParseBool`, with a bare flag meaning true.

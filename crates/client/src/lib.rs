@@ -93,20 +93,12 @@ impl ClientAgent {
     /// Starts the agent and serves HTTP. The servers are `retry_join`'s addresses (server
     /// RPC, port 8300 by default); the agent fails over between them.
     pub async fn start(config: config::Config) -> Result<ClientAgent, ClientError> {
-        let (data_dir, dev_dir) = match &config.data_dir {
-            Some(dir) => (dir.clone(), None),
-            None if config.dev => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("mesh-client-dev-")
-                    .tempdir()
-                    .map_err(|source| ClientError::DataDir {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                (tmp.path().to_path_buf(), Some(tmp))
-            }
-            None => return Err(ClientError::NoDataDir),
-        };
+        let (data_dir, dev_dir) = agent::identity::data_dir(&config, "mesh-client-dev-")
+            .map_err(|source| ClientError::DataDir {
+                path: std::env::temp_dir(),
+                source,
+            })?
+            .ok_or(ClientError::NoDataDir)?;
         let node_id =
             agent::identity::node_id(config.node_id.as_deref(), &data_dir).map_err(|source| {
                 ClientError::DataDir {

@@ -74,17 +74,7 @@ async fn connection(
         let Some(request) = request else {
             return Ok(());
         };
-        let response = match request {
-            Request::Http(req) => Response::Http(match http {
-                Some(handler) => handler(req).await,
-                None => HttpResponse {
-                    status: 404,
-                    headers: Vec::new(),
-                    body: b"this server does not serve forwarded HTTP requests".to_vec(),
-                },
-            }),
-            other => answer(other, node, autopilot, identity).await,
-        };
+        let response = answer(request, node, autopilot, identity, http).await;
         frame::write(&mut stream, &response).await?;
     }
 }
@@ -94,6 +84,7 @@ async fn answer(
     node: &RaftNode,
     autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
+    http: Option<&HttpHandler>,
 ) -> Response {
     let raft: &Raft = node.raft();
     match request {
@@ -126,7 +117,14 @@ async fn answer(
         Request::Elect => Response::Elect(node.elect_now().await),
         Request::ClientWrite(op) => Response::ClientWrite(node.write(op).await),
         Request::NodeState(name) => Response::NodeState(node_state(node, &name).await),
-        Request::Http(_) => unreachable!("answered by the connection loop"),
+        Request::Http(req) => Response::Http(match http {
+            Some(handler) => handler(req).await,
+            None => HttpResponse {
+                status: 404,
+                headers: Vec::new(),
+                body: b"this server does not serve forwarded HTTP requests".to_vec(),
+            },
+        }),
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
             let config = node.reader().state().autopilot.clone();
             Ok(autopilot.health(node, &config))

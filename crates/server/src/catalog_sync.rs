@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agent::local::{CONSUL_SERVICE, SERF_HEALTH};
-use catalog::{CatalogOp, HealthCheck, Node, NodeState, Registration, Service, Status};
+use catalog::{CatalogOp, HealthCheck, NodeState, Registration, Service, Status};
 use futures::future::BoxFuture;
 use raft_store::{Op, RaftNode, Response};
 use tokio::sync::watch;
@@ -88,20 +88,11 @@ fn registered(catalog: &catalog::Catalog, reg: &Registration) -> bool {
     let Some((node, services)) = catalog.node_services(&reg.node.name) else {
         return false;
     };
-    let node_same = node.same_as(&Node {
-        create_index: node.create_index,
-        modify_index: node.modify_index,
-        ..reg.node.clone()
-    });
-    let service_same = reg.service.as_ref().is_none_or(|want| {
-        services.iter().any(|s| {
-            s.same_as(&Service {
-                create_index: s.create_index,
-                modify_index: s.modify_index,
-                ..want.clone()
-            })
-        })
-    });
+    let node_same = node.same_as(&reg.node);
+    let service_same = reg
+        .service
+        .as_ref()
+        .is_none_or(|want| services.iter().any(|s| s.same_as(want)));
     let checks_same = reg.checks.iter().all(|want| {
         catalog
             .check(&reg.node.name, &want.check_id)

@@ -68,24 +68,14 @@ pub struct Server {
 impl Server {
     /// Opens the store, joins or bootstraps raft, waits for a leader and serves HTTP.
     pub async fn start(config: config::Config) -> Result<Server, ServerError> {
-        let (data_dir, dev_dir) = match &config.data_dir {
-            Some(dir) => (dir.clone(), None),
-            None if config.dev => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("mesh-dev-")
-                    .tempdir()
-                    .map_err(|source| ServerError::DataDir {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                (tmp.path().to_path_buf(), Some(tmp))
-            }
-            None => {
-                return Err(ServerError::Unsupported(
-                    "data_dir is required outside -dev mode".into(),
-                ))
-            }
-        };
+        let (data_dir, dev_dir) = agent::identity::data_dir(&config, "mesh-dev-")
+            .map_err(|source| ServerError::DataDir {
+                path: std::env::temp_dir(),
+                source,
+            })?
+            .ok_or_else(|| {
+                ServerError::Unsupported("data_dir is required outside -dev mode".into())
+            })?;
         let node_id =
             agent::identity::node_id(config.node_id.as_deref(), &data_dir).map_err(|source| {
                 ServerError::DataDir {
