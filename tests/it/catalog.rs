@@ -253,6 +253,50 @@ async fn http_checks_restart_and_anti_entropy() -> anyhow::Result<()> {
         |v| instances(v) == 1,
     )
     .await?;
+
+    // A reload picks up services added to the config files, over HTTP and on SIGHUP, and a
+    // broken file is refused with Consul's 500 and changes nothing.
+    std::fs::write(
+        &config,
+        "ae_interval = \"1s\"\nservice {\n  name = \"cache\"\n  port = 6379\n}\n",
+    )?;
+    let reply = http.put("/v1/agent/reload", "").await?;
+    assert_eq!((reply.status, reply.body.as_str()), (200, ""));
+    wait_json(
+        &http,
+        "/v1/catalog/service/cache",
+        "the reloaded service",
+        |v| instances(v) == 1,
+    )
+    .await?;
+    std::fs::write(
+        &config,
+        "ae_interval = \"1s\"\nservice {\n  port = 6379\n}\n",
+    )?;
+    let reply = http.put("/v1/agent/reload", "").await?;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(
+        reply.body.starts_with("Failed to reload configs: "),
+        "{}",
+        reply.body
+    );
+    std::fs::write(&config, "ae_interval = \"1s\"\n")?;
+    let pid = server
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("the server is running"))?;
+    test_support::faults::signal(pid, "HUP")?;
+    wait_json(
+        &http,
+        "/v1/catalog/service/cache",
+        "SIGHUP to remove the service",
+        |v| instances(v) == 0,
+    )
+    .await?;
+    let services = http.get("/v1/agent/services").await?.json()?;
+    assert!(
+        services.get("api").is_some(),
+        "API registrations stay: {services}"
+    );
     Ok(())
 }
 

@@ -12,5 +12,6 @@ pub mod identity;
 pub mod local;
 mod persist;
 mod runtime;
+pub mod signals;
 
 pub use runtime::{scale_factor, Agent, AgentConfig, AgentError, CatalogClient, Source};

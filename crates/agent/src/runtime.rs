@@ -2,7 +2,7 @@
 //! critical-service reaper, persistence, and the anti-entropy loop that keeps the catalog in
 //! line with the local state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub sync_retry: Duration,
     pub enable_script_checks: bool,
     pub enable_local_script_checks: bool,
+    /// Where the agent's configuration was read from, for [`Agent::reload`].
+    pub config_sources: Option<config::Sources>,
 }
 
 impl AgentConfig {
@@ -56,6 +58,7 @@ impl AgentConfig {
             sync_retry: Duration::from_secs(15),
             enable_script_checks: false,
             enable_local_script_checks: false,
+            config_sources: None,
         }
     }
 }
@@ -115,6 +118,15 @@ struct Inner {
     background: Mutex<Vec<JoinHandle<()>>>,
     /// Set once the agent has left (`PUT /v1/agent/leave`); the process then exits.
     left: watch::Sender<bool>,
+    /// The registrations that came from config files, which a reload replaces.
+    from_config: Mutex<FromConfig>,
+}
+
+/// IDs of the services and checks defined in config files (not taken over by the API since).
+#[derive(Debug, Default)]
+struct FromConfig {
+    services: BTreeSet<String>,
+    checks: BTreeSet<String>,
 }
 
 enum CheckTask {
@@ -192,6 +204,7 @@ impl Agent {
                 changes: watch::channel(0).0,
                 background: Mutex::new(Vec::new()),
                 left: watch::channel(false).0,
+                from_config: Mutex::default(),
             }),
         };
         for body in from_config {
@@ -229,6 +242,7 @@ impl Agent {
             check_update_interval: config.check_update_interval,
             enable_script_checks: config.enable_script_checks,
             enable_local_script_checks: config.enable_local_script_checks,
+            config_sources: Some(config.sources.clone()),
             ..AgentConfig::new(node)
         };
         let (services, checks) = crate::definition::from_config(&config.services, &config.checks)?;
@@ -337,6 +351,7 @@ impl Agent {
             .add_service(def, &token, replace_existing_checks);
         self.restart_checks(&started);
         self.prune_tasks();
+        self.note_source(|f| &mut f.services, &id, source);
         if let Some(raw) = raw {
             self.persist(|p| {
                 p.services.insert(id.clone(), raw);
@@ -348,6 +363,7 @@ impl Agent {
 
     /// `PUT /v1/agent/service/deregister/:id`: unknown IDs are a no-op.
     pub fn deregister_service(&self, id: &str) {
+        self.config_sourced().services.remove(id);
         let removed = self.state().remove_service(id);
         if let Some(checks) = removed {
             self.stop_checks(&checks);
@@ -371,6 +387,103 @@ impl Agent {
         self.state().service(id).map(|s| s.service.clone())
     }
 
+    // ---- configuration -----------------------------------------------------------------
+
+    /// `PUT /v1/agent/reload` and SIGHUP: reads the config files again and makes the services
+    /// and checks they define the agent's config-sourced ones. Those no longer defined are
+    /// removed, new ones added, changed ones replaced; checks that stay keep their status.
+    /// Registrations made through the API are left alone. A configuration that does not load
+    /// or validate changes nothing.
+    pub fn reload(&self) -> Result<(), AgentError> {
+        let Some(sources) = &self.inner.config.config_sources else {
+            return Ok(());
+        };
+        let failed = |err: String| AgentError::Internal(format!("Failed to reload configs: {err}"));
+        let config = sources.load().map_err(|err| failed(err.to_string()))?;
+        let (services, checks) = crate::definition::from_config(&config.services, &config.checks)
+            .map_err(|err| failed(err.to_string()))?;
+        self.replace_config_definitions(services, checks)
+            .map_err(|err| failed(err.to_string()))
+    }
+
+    fn replace_config_definitions(
+        &self,
+        services: Vec<ServiceBody>,
+        checks: Vec<CheckBody>,
+    ) -> Result<(), AgentError> {
+        // Everything is checked before anything changes.
+        let mut service_ids = BTreeSet::new();
+        for body in &services {
+            let def = body.clone().validate(&|_| false)?;
+            for check in def
+                .checks
+                .iter()
+                .chain(def.sidecar.iter().flat_map(|s| &s.checks))
+            {
+                self.check_allowed(check, Source::Config)?;
+            }
+            service_ids.insert(def.service.id);
+        }
+        let mut check_ids = BTreeSet::new();
+        for body in &checks {
+            let def = body.clone().validate("", "")?;
+            self.check_allowed(&def, Source::Config)?;
+            let service_known = def.service_id.is_empty()
+                || service_ids.contains(&def.service_id)
+                || self.state().service(&def.service_id).is_some();
+            if !service_known {
+                return Err(AgentError::NotFound(format!(
+                    "ServiceID {:?} does not exist",
+                    def.service_id
+                )));
+            }
+            check_ids.insert(def.id);
+        }
+        let (gone_services, gone_checks) = {
+            let from_config = self.config_sourced();
+            let gone = |old: &BTreeSet<String>, new: &BTreeSet<String>| -> Vec<String> {
+                old.difference(new).cloned().collect()
+            };
+            (
+                gone(&from_config.services, &service_ids),
+                gone(&from_config.checks, &check_ids),
+            )
+        };
+        for id in gone_checks {
+            self.deregister_check(&id);
+        }
+        for id in gone_services {
+            self.deregister_service(&id);
+        }
+        for body in services {
+            self.register_service(body, false, Source::Config)?;
+        }
+        for body in checks {
+            self.register_check(body, Source::Config)?;
+        }
+        Ok(())
+    }
+
+    fn config_sourced(&self) -> MutexGuard<'_, FromConfig> {
+        self.inner.from_config.lock().expect("agent poisoned")
+    }
+
+    /// Records where the registration `id` last came from: an API registration takes a
+    /// config-defined one over, so a reload no longer touches it.
+    fn note_source(
+        &self,
+        set: impl FnOnce(&mut FromConfig) -> &mut BTreeSet<String>,
+        id: &str,
+        source: Source,
+    ) {
+        let mut from_config = self.config_sourced();
+        let ids = set(&mut from_config);
+        match source {
+            Source::Config => ids.insert(id.to_owned()),
+            Source::Api => ids.remove(id),
+        };
+    }
+
     // ---- checks ------------------------------------------------------------------------
 
     /// `PUT /v1/agent/check/register`.
@@ -387,6 +500,7 @@ impl Agent {
         let id = def.id.clone();
         self.state().add_check(def);
         self.restart_checks(std::slice::from_ref(&id));
+        self.note_source(|f| &mut f.checks, &id, source);
         if let Some(raw) = raw {
             self.persist(|p| {
                 p.checks.insert(id.clone(), raw);
@@ -410,6 +524,7 @@ impl Agent {
 
     /// `PUT /v1/agent/check/deregister/:id`.
     pub fn deregister_check(&self, id: &str) {
+        self.config_sourced().checks.remove(id);
         if self.state().remove_check(id) {
             self.stop_checks(&[id.to_owned()]);
             self.persist(|p| {
@@ -833,3 +948,6 @@ async fn reap_loop(inner: std::sync::Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

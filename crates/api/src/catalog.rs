@@ -99,7 +99,7 @@ pub async fn nodes(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/nodes")?;
     read.run(&ctx, topic::NODES, |catalog, list| {
         list.keep(
             catalog
@@ -116,7 +116,7 @@ pub async fn services(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/services")?;
     read.run(&ctx, topic::SERVICES, |catalog, list| {
         let mut out: Map<String, Value> = Map::new();
         let mut instances: Vec<(&Node, &Service)> = catalog.service_instances().collect();
@@ -171,7 +171,7 @@ async fn service_nodes(
     connect: bool,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/service")?;
     let instances = Instances {
         name: &name,
         connect,
@@ -192,7 +192,7 @@ pub async fn node(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/node")?;
     read.run(&ctx, &topic::node(&name), |catalog, list| {
         let Some((node, services)) = catalog.node_services(&name) else {
             return Value::Null;
@@ -213,7 +213,7 @@ pub async fn node_services(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/node-services")?;
     read.run(&ctx, &topic::node(&name), |catalog, list| {
         let Some((node, services)) = catalog.node_services(&name) else {
             return Value::Null;
@@ -226,16 +226,26 @@ pub async fn node_services(
 
 /// A catalog or health read: Consul's read options and list filters, parsed up front (so bad
 /// input is refused before anything else), then one blocking evaluation on a catalog topic.
+///
+/// Bodies are rendered once per index and shared (see [`crate::renders`]), so a body must be a
+/// function of the endpoint, the topic, the topic's index and the query parameters alone.
 pub(crate) struct CatalogRead {
     opts: ReadOptions,
     pub(crate) list: ListFilter,
+    /// The endpoint and the parameters that shape its body: the render cache's key.
+    question: String,
 }
 
 impl CatalogRead {
-    pub(crate) fn parse(ctx: &Ctx, params: &Params) -> Result<Self, ApiError> {
+    pub(crate) fn parse(ctx: &Ctx, params: &Params, endpoint: &str) -> Result<Self, ApiError> {
         let opts = ReadOptions::parse(ctx, params)?;
         let list = ListFilter::parse(params)?;
-        Ok(CatalogRead { opts, list })
+        let question = format!("{endpoint}?{}", params.shape());
+        Ok(CatalogRead {
+            opts,
+            list,
+            question,
+        })
     }
 
     /// Evaluates `body` against the catalog, blocking on `topic` when asked, and answers with
@@ -247,11 +257,29 @@ impl CatalogRead {
         body: impl Fn(&catalog::Catalog, &ListFilter) -> Value,
     ) -> Result<Response, ApiError> {
         let list = &self.list;
-        let (meta, value) = blocking::read(ctx, &self.opts, Watch::Catalog(topic), |state| {
-            (state.catalog.index(topic), body(&state.catalog, list))
+        let question = format!("{topic} {}", self.question);
+        let notifier = ctx.node.reader().notifier();
+        let (meta, body) = blocking::read(ctx, &self.opts, Watch::Catalog(topic), |state| {
+            let index = state.catalog.index(topic);
+            let render = || {
+                render::to_json(&body(&state.catalog, list), self.opts.pretty)
+                    .expect("a JSON value always serializes")
+            };
+            // Shared only while no restore is under way (see `Notifier::generation`); `state`
+            // holds the read lock, so no replacement can begin while it is held.
+            let generation = notifier.generation();
+            let body = if generation.is_multiple_of(2) {
+                ctx.renders
+                    .get_or_render(&question, index, generation, render)
+            } else {
+                render()
+            };
+            (index, body)
         })
         .await?;
-        Ok(render::json_with_meta(&value, self.opts.pretty, &meta))
+        let mut resp = render::json_bytes(body);
+        meta.apply(&mut resp);
+        Ok(resp)
     }
 }
 

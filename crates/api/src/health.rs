@@ -17,7 +17,7 @@ pub async fn node(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "health/node")?;
     read.run(&ctx, &topic::node(&name), |catalog, list| {
         list.keep(catalog.node_checks(&name).into_iter().map(cw::check))
     })
@@ -30,7 +30,7 @@ pub async fn checks(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "health/checks")?;
     read.run(&ctx, &topic::service(&name), |catalog, list| {
         let rows = catalog
             .service_checks(&name)
@@ -65,7 +65,7 @@ async fn service_health(
     connect: bool,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, "health/service")?;
     let passing = match params.get("passing") {
         None => false,
         Some(raw) => parse_go_bool(raw)
@@ -92,7 +92,7 @@ pub async fn state(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params)?;
+    let read = CatalogRead::parse(&ctx, &params, &format!("health/state/{state_name}"))?;
     let wanted = match state_name.as_str() {
         "any" => None,
         other => Some(

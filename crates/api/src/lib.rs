@@ -2,7 +2,8 @@
 //!
 //! Everything a Consul client observes is decided here: paths, methods, JSON field casing,
 //! `true` bodies, plain-text errors, the `X-Consul-*` headers, blocking queries and consistency
-//! modes. The router is socket-free; the binary binds it. This crate never touches RocksDB or
+//! modes. The router is socket-free; the binary binds it, with [`listener`] sized for thousands of
+//! blocking queries. This crate never touches RocksDB or
 //! raft internals directly: it goes through [`raft_store::RaftNode`].
 
 mod agent;
@@ -17,6 +18,7 @@ mod local;
 mod operator;
 mod params;
 mod render;
+mod renders;
 mod session;
 mod snapshot;
 mod status;
@@ -69,11 +71,43 @@ pub struct ApiContext {
     pub autopilot: rpc::Autopilot,
 }
 
-pub(crate) type Ctx = Arc<ApiContext>;
+/// What the server routes share: the context the binary built, and state of the API's own.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    ctx: ApiContext,
+    pub(crate) renders: renders::RenderCache,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = ApiContext;
+
+    fn deref(&self) -> &ApiContext {
+        &self.ctx
+    }
+}
+
+pub(crate) type Ctx = Arc<Shared>;
 
 /// The whole `/v1` API of a server, with its own agent's endpoints.
 pub fn router(ctx: ApiContext, local: LocalContext) -> Router {
     finish(server_routes(ctx).merge(agent_routes(local)))
+}
+
+/// How many connections may wait to be accepted. Thousands of blocking queries reconnect at
+/// once after a restart or a long poll's end; the kernel's usual 128 drops most of them into
+/// SYN retries a second later.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// A TCP listener for the HTTP API on `addr`.
+pub fn listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Consul's answers for what no route takes, and the headers on every response.
@@ -85,7 +119,10 @@ pub fn finish(routes: Router) -> Router {
 
 /// The endpoints a server answers from its replicated state.
 pub fn server_routes(ctx: ApiContext) -> Router {
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(Shared {
+        ctx,
+        renders: renders::RenderCache::default(),
+    });
     Router::new()
         .route(
             "/v1/kv/",

@@ -74,6 +74,7 @@ pub fn routes(ctx: LocalContext) -> Router {
             methods(get, health_by_name),
         )
         .route("/v1/agent/leave", methods(put, leave))
+        .route("/v1/agent/reload", methods(put, reload))
         .route("/v1/agent/metrics", methods(get, metrics))
         .with_state(ctx)
 }
@@ -347,6 +348,12 @@ async fn check_update(
 }
 
 /// `PUT /v1/agent/leave`: 200 once the node is out of the catalog; the process then exits.
+/// `PUT /v1/agent/reload`: 200 with an empty body, or a 500 naming what failed to load.
+async fn reload(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    ctx.agent.reload()?;
+    Ok(StatusCode::OK.into_response())
+}
+
 async fn leave(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
     ctx.agent.leave().await?;
     Ok(StatusCode::OK.into_response())

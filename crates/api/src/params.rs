@@ -75,6 +75,15 @@ impl Params {
     pub fn pretty(&self) -> bool {
         self.has("pretty")
     }
+
+    /// The parameters that shape a read's body, in order: everything but the blocking and
+    /// consistency options, which change when a body is sent, never what it says.
+    pub fn shape(&self) -> String {
+        const TIMING: [&str; 6] = ["index", "wait", "stale", "consistent", "cached", "dc"];
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.0.iter().filter(|(k, _)| !TIMING.contains(&k.as_str())))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

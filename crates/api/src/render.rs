@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::params::Consistency;
@@ -38,25 +39,32 @@ impl QueryMeta {
 
 /// A JSON body: compact, or Consul's `?pretty` form (4-space indent and a trailing newline).
 pub fn json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
-    let body = if pretty {
-        let mut out = Vec::new();
-        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-        value.serialize(&mut ser).map(|()| {
-            out.push(b'\n');
-            out
-        })
-    } else {
-        serde_json::to_vec(value)
-    };
-    match body {
-        Ok(bytes) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from(bytes),
-        )
-            .into_response(),
+    match to_json(value, pretty) {
+        Ok(bytes) => json_bytes(bytes),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
+}
+
+/// The bytes of [`json`]'s body.
+pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> serde_json::Result<Bytes> {
+    if !pretty {
+        return serde_json::to_vec(value).map(Bytes::from);
+    }
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut ser)?;
+    out.push(b'\n');
+    Ok(Bytes::from(out))
+}
+
+/// A response with an already rendered JSON body.
+pub fn json_bytes(body: Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 /// A JSON body with read metadata.

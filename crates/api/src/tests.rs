@@ -1248,3 +1248,87 @@ async fn autopilot_configuration_defaults_update_and_cas() {
 }
 
 mod catalog;
+
+// ---------------------------------------------------------------------------------------------
+// Catalog
+
+/// Registers `id` of service `name` on node `n1` with `tags`; returns the index it landed at.
+async fn register_web(fx: &Fixture, id: &str, tags: &[&str]) -> u64 {
+    let body = serde_json::json!({
+        "Node": "n1",
+        "Address": "10.0.0.1",
+        "Service": {"ID": id, "Service": "web", "Tags": tags, "Port": 80},
+    });
+    let (status, _, text) = fx
+        .send("PUT", "/v1/catalog/register", body.to_string())
+        .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "true"));
+    fx.applied()
+}
+
+#[tokio::test]
+async fn shared_renders_answer_only_their_own_question() {
+    let fx = Fixture::new().await;
+    register_web(&fx, "web-a", &["a"]).await;
+    let at = register_web(&fx, "web-b", &["b"]).await;
+    // The same topic at the same index, asked five ways: each gets its own answer, however
+    // often and in whatever order it is asked.
+    let ids = |text: &str| -> Vec<String> {
+        let rows: Vec<Value> = serde_json::from_str(text).expect("JSON array");
+        rows.iter()
+            .map(|r| r["ServiceID"].as_str().expect("ServiceID").to_owned())
+            .collect()
+    };
+    for _ in 0..2 {
+        for (query, want) in [
+            ("?tag=a", vec!["web-a"]),
+            ("?tag=b", vec!["web-b"]),
+            ("", vec!["web-a", "web-b"]),
+            ("?filter=ServiceID%20%3D%3D%20%22web-b%22", vec!["web-b"]),
+        ] {
+            let (status, headers, text) = fx
+                .send("GET", &format!("/v1/catalog/service/web{query}"), "")
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {text}");
+            assert_eq!(index(&headers), at, "{query}");
+            assert_eq!(ids(&text), want, "{query}");
+        }
+        let (_, _, pretty) = fx.send("GET", "/v1/catalog/service/web?pretty", "").await;
+        assert!(
+            pretty.ends_with("]\n") && pretty.contains("\n    {"),
+            "{pretty}"
+        );
+        // The health endpoint asks about the same topic, and must not get the catalog's body.
+        let (_, _, health) = fx.send("GET", "/v1/health/service/web?tag=a", "").await;
+        let rows: Vec<Value> = serde_json::from_str(&health).expect("JSON array");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["Service"]["ID"], "web-a");
+    }
+}
+
+#[tokio::test]
+async fn blocking_watchers_of_one_service_share_the_woken_answer() {
+    let fx = Fixture::new().await;
+    let at = register_web(&fx, "web-a", &[]).await;
+    let watchers: Vec<_> = (0..20)
+        .map(|_| {
+            fx.spawn(
+                "GET",
+                &format!("/v1/health/service/web?index={at}&wait=30s"),
+            )
+        })
+        .collect();
+    // Parked or not yet, every watcher answers with the write: one that subscribes late sees
+    // the new index at once.
+    let next = register_web(&fx, "web-b", &[]).await;
+    for watcher in watchers {
+        let (status, headers, text) = tokio::time::timeout(MUST_HAPPEN, watcher)
+            .await
+            .expect("the write wakes every watcher")
+            .expect("watcher task");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(index(&headers), next);
+        let rows: Vec<Value> = serde_json::from_str(&text).expect("JSON array");
+        assert_eq!(rows.len(), 2, "{text}");
+    }
+}

@@ -196,11 +196,11 @@ impl Catalog {
         };
         node.modify_index = index;
         entry.node = node;
-        let services: Vec<String> = entry.services.values().map(|s| s.service.clone()).collect();
+        let topics: Vec<String> = entry.services.values().flat_map(read_topics).collect();
         self.touch(topic::NODES, index);
         self.touch(&topic::node(&name), index);
-        for service in services {
-            self.touch(&topic::service(&service), index);
+        for topic in topics {
+            self.touch(&topic, index);
         }
     }
 
@@ -276,12 +276,12 @@ impl Catalog {
                 .checks_failed
                 .push((node.to_owned(), check.check_id.clone()));
         }
-        let affected = Self::services_affected_by(entry, &check);
+        let affected = Self::topics_affected_by(entry, &check);
         entry.checks.insert(check.check_id.clone(), check);
         self.touch(topic::CHECKS, index);
         self.touch(&topic::node(node), index);
-        for service in affected {
-            self.touch(&topic::service(&service), index);
+        for topic in affected {
+            self.touch(&topic, index);
         }
     }
 
@@ -344,29 +344,29 @@ impl Catalog {
         let Some(check) = entry.checks.remove(check_id) else {
             return effects;
         };
-        let affected = Self::services_affected_by(entry, &check);
+        let affected = Self::topics_affected_by(entry, &check);
         effects
             .checks_failed
             .push((node.to_owned(), check.check_id));
         self.touch(topic::CHECKS, index);
         self.touch(&topic::node(node), index);
-        for service in affected {
-            self.touch(&topic::service(&service), index);
+        for topic in affected {
+            self.touch(&topic, index);
         }
         effects
     }
 
-    /// Names of the services whose health a check bears on: its own service, or every service
-    /// on the node for a node-level check.
-    fn services_affected_by(entry: &NodeEntry, check: &HealthCheck) -> Vec<String> {
+    /// The read topics of the services whose health a check bears on: its own service, or
+    /// every service on the node for a node-level check.
+    fn topics_affected_by(entry: &NodeEntry, check: &HealthCheck) -> Vec<String> {
         if check.service_id.is_empty() {
-            entry.services.values().map(|s| s.service.clone()).collect()
+            entry.services.values().flat_map(read_topics).collect()
         } else {
             entry
                 .services
                 .get(&check.service_id)
-                .map(|s| s.service.clone())
                 .into_iter()
+                .flat_map(read_topics)
                 .collect()
         }
     }
@@ -549,6 +549,13 @@ impl Catalog {
     pub fn check(&self, node: &str, check_id: &str) -> Option<&HealthCheck> {
         self.nodes.get(node)?.checks.get(check_id)
     }
+}
+
+/// The topics whose reads show `service`: its own service index, and for a proxy or a
+/// mesh-native instance the connect index of the service it fronts.
+fn read_topics(service: &Service) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(topic::service(&service.service))
+        .chain(service.connect_target().map(topic::connect))
 }
 
 fn remove_from(

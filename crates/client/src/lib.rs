@@ -151,9 +151,7 @@ impl ClientAgent {
         };
         let app = api::client_router(local, info, servers);
         let addr = SocketAddr::new(config.client_addr, http_port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ClientError::Bind { addr, source })?;
+        let listener = api::listener(addr).map_err(|source| ClientError::Bind { addr, source })?;
         let http_addr = listener
             .local_addr()
             .map_err(|source| ClientError::Bind { addr, source })?;

@@ -49,6 +49,8 @@ pub struct Config {
     /// Default 10240.
     pub raft_trailing_logs: u64,
     pub performance: Performance,
+    /// Where this configuration was read from (empty for one built in code).
+    pub sources: crate::Sources,
 }
 
 /// Listener ports. `-1` disables a listener, like Consul.

@@ -62,7 +62,29 @@ fn load_with_hostname(
     }
     layers.apply_flags(overrides);
     layers.values.dev = overrides.dev;
-    resolve::resolve(layers, hostname)
+    let mut config = resolve::resolve(layers, hostname)?;
+    config.sources = Sources {
+        files: files.to_vec(),
+        dirs: dirs.to_vec(),
+        overrides: overrides.clone(),
+    };
+    Ok(config)
+}
+
+/// Where a configuration was read from, so that it can be read again (`/v1/agent/reload`,
+/// SIGHUP).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    pub files: Vec<PathBuf>,
+    pub dirs: Vec<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl Sources {
+    /// Reads the configuration again, as [`load`] did the first time.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        load(&self.files, &self.dirs, &self.overrides)
+    }
 }
 
 /// The machine's hostname, the default node name like in Consul.

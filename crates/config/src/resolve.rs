@@ -94,6 +94,7 @@ pub(crate) fn resolve(
                 .raft_multiplier
                 .unwrap_or(Performance::default().raft_multiplier),
         },
+        sources: crate::Sources::default(),
     };
     validate(&config, &layers)?;
     Ok(config)

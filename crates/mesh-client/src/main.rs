@@ -10,6 +10,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than the system allocator, as in `mesh-server`.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "mesh-client", version)]
 struct Cli {
@@ -99,21 +104,12 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: config::Config) -> anyhow::Result<()> {
     let agent = client::ClientAgent::start(config).await?;
     tokio::select! {
-        signal = wait_for_signal() => signal?,
+        signal = agent::signals::until_stopped(agent.agent()) => {
+            signal.context("installing the signal handlers")?;
+        }
         () = agent.agent().left() => tracing::info!("left the datacenter"),
     }
     tracing::info!("shutting down: finishing in-flight requests");
     agent.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }

@@ -9,6 +9,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
+/// jemalloc rather than the system allocator: a write that wakes thousands of blocking queries
+/// allocates and frees their responses all at once, where glibc's malloc spent ~40% of the
+/// fan-out's CPU time (see docs/benchmarks.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A mesh server agent (Consul-compatible HTTP API). Flags may be written with one dash, as
 /// Consul's are (`-dev`), or two.
 #[derive(Debug, Parser)]
@@ -126,21 +133,12 @@ async fn run(config: config::Config, args: &Args) -> anyhow::Result<()> {
     }
     let server = server::Server::start(config).await?;
     tokio::select! {
-        signal = wait_for_signal() => signal?,
+        signal = agent::signals::until_stopped(server.agent()) => {
+            signal.context("installing the signal handlers")?;
+        }
         () = server.left() => tracing::info!("left the datacenter"),
     }
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }

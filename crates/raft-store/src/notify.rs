@@ -6,6 +6,7 @@
 //! `db/`. Topics nobody watches cost nothing: the registry holds only live subscriptions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -51,6 +52,10 @@ impl Registry {
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
     registry: Arc<Mutex<Registry>>,
+    /// A sequence count of whole-state replacements: odd while one is under way, even between
+    /// them. A cache keyed by index uses it to tell a restored state from the one it saw at
+    /// the same index.
+    generation: Arc<AtomicU64>,
 }
 
 /// A live interest in one topic. Dropping it unregisters the topic when nobody else watches it.
@@ -160,12 +165,25 @@ impl Notifier {
         }
     }
 
+    /// Marks the start of a whole-state replacement; call it while holding the state's write
+    /// lock, and [`Notifier::publish_all`] once the lock is released.
+    pub fn begin_replace(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Wakes every subscriber: the whole state was replaced (snapshot install or restore).
     pub fn publish_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let reg = self.registry.lock().expect("notifier registry poisoned");
         for tx in reg.by_kind.iter().flat_map(HashMap::values) {
             tx.send_replace(());
         }
+    }
+
+    /// The replacement sequence count: a read of the state is known to come from one stable
+    /// state when this is even and the same before and after it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Number of distinct topics with live subscribers (for metrics and tests).

@@ -209,7 +209,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 responses.push(response);
             }
-            applied.state.drain_topics(&mut topics)
+            let restored = applied.state.drain_topics(&mut topics);
+            if restored {
+                self.shared.notifier.begin_replace();
+            }
+            restored
         };
         // Published after the lock is released: a blocking query that subscribed before reading
         // either saw this write or is woken by it.
@@ -245,7 +249,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })?;
         // Everything may have changed: discard pending change records and wake every query.
         let _ = applied.state.drain_topics(&mut Vec::new());
-        *self.shared.applied.write().expect("state lock poisoned") = applied;
+        {
+            let mut current = self.shared.applied.write().expect("state lock poisoned");
+            self.shared.notifier.begin_replace();
+            *current = applied;
+        }
         self.shared.notifier.publish_all();
         Ok(())
     }

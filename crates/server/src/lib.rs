@@ -232,9 +232,7 @@ impl Server {
             dev: config.dev,
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = api::listener(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let http_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
@@ -293,6 +291,11 @@ impl Server {
 
     pub fn node(&self) -> &RaftNode {
         &self.node
+    }
+
+    /// The server's own agent (its local services and checks).
+    pub fn agent(&self) -> &agent::Agent {
+        &self.agent
     }
 
     /// Stops accepting requests, lets in-flight ones finish, then stops raft so the log is

@@ -307,6 +307,38 @@ fn proxies_are_indexed_under_their_destination() {
 }
 
 #[test]
+fn proxy_health_and_node_changes_wake_readers_of_the_destination() {
+    let mut cat = Catalog::new();
+    let proxy = Service {
+        kind: "connect-proxy".into(),
+        proxy: Some(Proxy {
+            destination_service_name: "web".into(),
+            ..Proxy::default()
+        }),
+        ..service("web-sidecar-proxy", "web-sidecar-proxy", &[])
+    };
+    register(&mut cat, 5, node("n1", "a"), Some(proxy), vec![]);
+    let proxy_check = svc_check("n1", "proxy-alive", "web-sidecar-proxy", Status::Critical);
+    register(&mut cat, 6, node("n1", "a"), None, vec![proxy_check]);
+    assert_eq!(cat.index("connect.web"), 6);
+    let serf = HealthCheck::new("n1", "serfHealth", "Serf Health Status", Status::Critical);
+    register(&mut cat, 7, node("n1", "a"), None, vec![serf]);
+    assert_eq!(cat.index("connect.web"), 7);
+    register(&mut cat, 8, node("n1", "moved"), None, vec![]);
+    assert_eq!(cat.index("connect.web"), 8);
+    cat.apply(
+        CatalogOp::Deregister {
+            node: "n1".into(),
+            service_id: None,
+            check_id: Some("serfHealth".into()),
+        },
+        9,
+    )
+    .expect("valid");
+    assert_eq!(cat.index("connect.web"), 9);
+}
+
+#[test]
 fn service_tag_changes_reach_its_checks() {
     let mut cat = Catalog::new();
     register(
