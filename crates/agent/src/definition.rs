@@ -111,6 +111,8 @@ pub enum CheckKind {
     H2Ping {
         addr: String,
         use_tls: bool,
+        tls_server_name: String,
+        tls_skip_verify: bool,
     },
     Script {
         args: Vec<String>,
@@ -276,6 +278,8 @@ impl CheckBody {
             CheckKind::H2Ping {
                 addr: self.h2ping.clone(),
                 use_tls: self.h2ping_use_tls.unwrap_or(true),
+                tls_server_name: self.tls_server_name.clone(),
+                tls_skip_verify: self.tls_skip_verify,
             }
         } else if alias {
             CheckKind::Alias {

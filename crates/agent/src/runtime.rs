@@ -519,6 +519,16 @@ impl Agent {
                 "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
             ));
         }
+        // Aliases follow this node's own services; following another node's health would
+        // need a blocking query on the servers per check, which is not built yet. Refused
+        // rather than reported critical for a reason that is not the aliased node's health.
+        if let CheckKind::Alias { node, .. } = &def.kind {
+            if !node.is_empty() && *node != config.node.name {
+                return Err(AgentError::Invalid(format!(
+                    "AliasNode {node:?} is another node; alias checks on other nodes are not supported yet"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -849,9 +859,16 @@ fn probe_for(kind: &CheckKind) -> Option<Probe> {
             tls_server_name: tls_server_name.clone(),
             tls_skip_verify: *tls_skip_verify,
         }),
-        CheckKind::H2Ping { addr, use_tls } => Probe::H2Ping {
+        CheckKind::H2Ping {
+            addr,
+            use_tls,
+            tls_server_name,
+            tls_skip_verify,
+        } => Probe::H2Ping {
             addr: addr.clone(),
             use_tls: *use_tls,
+            tls_server_name: tls_server_name.clone(),
+            tls_skip_verify: *tls_skip_verify,
         },
         CheckKind::Script { args } => Probe::Script {
             args: args.clone(),

@@ -1,9 +1,8 @@
 //! H2PING checks: open an HTTP/2 connection (TLS with ALPN `h2` by default, cleartext h2c
 //! when TLS is off) and send a PING; an acknowledgement within the timeout is passing.
 //! Output texts follow Consul's (`HTTP2 ping was successful`, `Failed to dial to ...`).
-//!
-//! The probe carries no TLS server name or skip-verify setting, so the server's certificate
-//! must be valid for the dialed host under the system's trust roots.
+//! Over TLS the certificate is checked against the system's trust roots for the dialed host,
+//! or for `TLSServerName`; `TLSSkipVerify` turns the check off.
 
 use std::time::Duration;
 
@@ -13,12 +12,20 @@ use super::io::error_chain;
 use super::tls::{self, Stream, TlsOptions};
 use super::Outcome;
 
-/// Runs an H2PING check against `host:port`.
-pub(crate) async fn check(addr: &str, use_tls: bool, timeout: Duration) -> Outcome {
+/// How an H2PING check over TLS checks the server's certificate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tls<'a> {
+    /// The name the certificate must be valid for; empty means the dialed host.
+    pub(crate) server_name: &'a str,
+    pub(crate) skip_verify: bool,
+}
+
+/// Runs an H2PING check against `host:port`, over TLS when `tls` is given, h2c otherwise.
+pub(crate) async fn check(addr: &str, tls: Option<Tls<'_>>, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
-    let options = use_tls.then_some(TlsOptions {
-        server_name: "",
-        skip_verify: false,
+    let options = tls.map(|tls| TlsOptions {
+        server_name: tls.server_name,
+        skip_verify: tls.skip_verify,
         alpn: &[b"h2"],
     });
     let stream = match tokio::time::timeout_at(deadline, tls::open(addr, options)).await {
@@ -64,17 +71,33 @@ mod tests {
     };
     use catalog::Status;
 
+    const VERIFY: Tls<'static> = Tls {
+        server_name: "",
+        skip_verify: false,
+    };
+
+    #[tokio::test]
+    async fn tls_ping_with_skip_verify_is_passing() {
+        let addr = https_server().await.to_string();
+        let tls = Tls {
+            server_name: "",
+            skip_verify: true,
+        };
+        let out = within(check(&addr, Some(tls), Duration::from_secs(5))).await;
+        assert_eq!(out, Outcome::passing("HTTP2 ping was successful"));
+    }
+
     #[tokio::test]
     async fn h2c_ping_is_passing() {
         let addr = h2c_server().await.to_string();
-        let out = within(check(&addr, false, Duration::from_secs(5))).await;
+        let out = within(check(&addr, None, Duration::from_secs(5))).await;
         assert_eq!(out, Outcome::passing("HTTP2 ping was successful"));
     }
 
     #[tokio::test]
     async fn http1_server_is_critical() {
         let addr = http_server().await.to_string();
-        let out = within(check(&addr, false, Duration::from_secs(5))).await;
+        let out = within(check(&addr, None, Duration::from_secs(5))).await;
         assert_eq!(out.status, Status::Critical);
         assert!(
             out.output.starts_with("HTTP2 ping failed"),
@@ -86,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn untrusted_certificate_is_critical() {
         let addr = https_server().await.to_string();
-        let out = within(check(&addr, true, Duration::from_secs(5))).await;
+        let out = within(check(&addr, Some(VERIFY), Duration::from_secs(5))).await;
         assert_eq!(out.status, Status::Critical);
         assert!(
             out.output
@@ -99,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn refused_is_critical() {
         let addr = closed_tcp_port().await;
-        let out = within(check(&addr, false, Duration::from_secs(5))).await;
+        let out = within(check(&addr, None, Duration::from_secs(5))).await;
         assert_eq!(
             out,
             Outcome::critical(format!(

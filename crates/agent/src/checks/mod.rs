@@ -47,7 +47,14 @@ pub enum Probe {
     /// The standard `grpc.health.v1.Health/Check` call.
     Grpc(GrpcProbe),
     /// An HTTP/2 PING to `host:port`, over TLS (ALPN `h2`) unless `use_tls` is false (h2c).
-    H2Ping { addr: String, use_tls: bool },
+    /// `tls_server_name` overrides the name the certificate is checked against;
+    /// `tls_skip_verify` accepts any certificate.
+    H2Ping {
+        addr: String,
+        use_tls: bool,
+        tls_server_name: String,
+        tls_skip_verify: bool,
+    },
     /// A command. `args` run directly when non-empty; otherwise `shell` is a command line run
     /// with `$SHELL -c` (falling back to `/bin/sh`), like Consul's legacy `Script` field.
     /// Exit 0 is passing, 1 warning, anything else critical.
@@ -139,7 +146,18 @@ pub async fn probe(probe: &Probe, timeout: Duration, output_max: usize) -> Outco
         Probe::Tcp { addr } => tcp::check(addr, timeout).await,
         Probe::Udp { addr } => udp::check(addr, timeout).await,
         Probe::Grpc(p) => grpc::check(p, timeout).await,
-        Probe::H2Ping { addr, use_tls } => h2ping::check(addr, *use_tls, timeout).await,
+        Probe::H2Ping {
+            addr,
+            use_tls,
+            tls_server_name,
+            tls_skip_verify,
+        } => {
+            let tls = use_tls.then_some(h2ping::Tls {
+                server_name: tls_server_name,
+                skip_verify: *tls_skip_verify,
+            });
+            h2ping::check(addr, tls, timeout).await
+        }
         Probe::Script { args, shell } => {
             script::check(args, shell.as_deref(), timeout, output_max).await
         }

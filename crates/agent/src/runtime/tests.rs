@@ -121,3 +121,18 @@ async fn an_api_registration_takes_a_config_service_over() {
     agent.reload().unwrap();
     assert_eq!(agent.service("web").map(|s| s.port), Some(81));
 }
+
+#[tokio::test]
+async fn aliases_of_other_nodes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_with_config(dir.path(), "{}");
+    let remote = serde_json::from_str(r#"{"Name": "a", "AliasNode": "elsewhere"}"#).unwrap();
+    let err = agent.register_check(remote, Source::Api).unwrap_err();
+    assert!(matches!(err, AgentError::Invalid(_)), "{err}");
+    assert!(agent.checks().is_empty());
+    let web = serde_json::from_str(r#"{"Name": "web", "Port": 80}"#).unwrap();
+    agent.register_service(web, false, Source::Api).unwrap();
+    let local =
+        serde_json::from_str(r#"{"Name": "b", "AliasNode": "n1", "AliasService": "web"}"#).unwrap();
+    agent.register_check(local, Source::Api).unwrap();
+}
