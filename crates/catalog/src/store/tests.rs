@@ -37,6 +37,18 @@ fn register(
         .expect("valid")
 }
 
+/// The proxy `web-sidecar-proxy`, fronting `destination`.
+fn sidecar_for(destination: &str) -> Service {
+    Service {
+        kind: "connect-proxy".into(),
+        proxy: Some(Proxy {
+            destination_service_name: destination.into(),
+            ..Proxy::default()
+        }),
+        ..service("web-sidecar-proxy", "web-sidecar-proxy", &[])
+    }
+}
+
 fn svc_check(node: &str, id: &str, service_id: &str, status: Status) -> HealthCheck {
     let mut c = HealthCheck::new(node, id, id, status);
     c.service_id = service_id.into();
@@ -269,14 +281,7 @@ fn bad_registrations_are_refused_and_change_nothing() {
 #[test]
 fn proxies_are_indexed_under_their_destination() {
     let mut cat = Catalog::new();
-    let proxy = Service {
-        kind: "connect-proxy".into(),
-        proxy: Some(Proxy {
-            destination_service_name: "web".into(),
-            ..Proxy::default()
-        }),
-        ..service("web-sidecar-proxy", "web-sidecar-proxy", &[])
-    };
+    let proxy = sidecar_for("web");
     register(&mut cat, 5, node("n1", "a"), Some(proxy), vec![]);
     register(
         &mut cat,
@@ -292,14 +297,7 @@ fn proxies_are_indexed_under_their_destination() {
     assert_eq!(cat.connect_nodes("api").len(), 1);
     assert_eq!(cat.index("connect.web"), 5);
     // Renaming the destination moves the proxy.
-    let moved = Service {
-        kind: "connect-proxy".into(),
-        proxy: Some(Proxy {
-            destination_service_name: "db".into(),
-            ..Proxy::default()
-        }),
-        ..service("web-sidecar-proxy", "web-sidecar-proxy", &[])
-    };
+    let moved = sidecar_for("db");
     register(&mut cat, 7, node("n1", "a"), Some(moved), vec![]);
     assert!(cat.connect_nodes("web").is_empty());
     assert_eq!(cat.connect_nodes("db").len(), 1);
@@ -309,14 +307,7 @@ fn proxies_are_indexed_under_their_destination() {
 #[test]
 fn proxy_health_and_node_changes_wake_readers_of_the_destination() {
     let mut cat = Catalog::new();
-    let proxy = Service {
-        kind: "connect-proxy".into(),
-        proxy: Some(Proxy {
-            destination_service_name: "web".into(),
-            ..Proxy::default()
-        }),
-        ..service("web-sidecar-proxy", "web-sidecar-proxy", &[])
-    };
+    let proxy = sidecar_for("web");
     register(&mut cat, 5, node("n1", "a"), Some(proxy), vec![]);
     let proxy_check = svc_check("n1", "proxy-alive", "web-sidecar-proxy", Status::Critical);
     register(&mut cat, 6, node("n1", "a"), None, vec![proxy_check]);
