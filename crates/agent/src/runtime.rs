@@ -331,13 +331,7 @@ impl Agent {
             let state = self.state();
             body.validate(&|port| state.port_taken(port))?
         };
-        for check in def
-            .checks
-            .iter()
-            .chain(def.sidecar.iter().flat_map(|s| s.checks.iter()))
-        {
-            self.check_allowed(check, source)?;
-        }
+        self.service_checks_allowed(&def, source)?;
         // Persist the sidecar's port as assigned, so a restart gives it the same one.
         let raw = raw.map(|mut raw| {
             if let Some(sidecar) = &def.sidecar {
@@ -415,13 +409,7 @@ impl Agent {
         let mut service_ids = BTreeSet::new();
         for body in &services {
             let def = body.clone().validate(&|_| false)?;
-            for check in def
-                .checks
-                .iter()
-                .chain(def.sidecar.iter().flat_map(|s| &s.checks))
-            {
-                self.check_allowed(check, Source::Config)?;
-            }
+            self.service_checks_allowed(&def, Source::Config)?;
             service_ids.insert(def.service.id);
         }
         let mut check_ids = BTreeSet::new();
@@ -508,6 +496,19 @@ impl Agent {
         }
         self.changed();
         Ok(())
+    }
+
+    /// [`Self::check_allowed`] for every check a service definition brings, its sidecar's
+    /// included.
+    fn service_checks_allowed(
+        &self,
+        def: &crate::definition::ServiceDefinition,
+        source: Source,
+    ) -> Result<(), AgentError> {
+        def.checks
+            .iter()
+            .chain(def.sidecar.iter().flat_map(|s| &s.checks))
+            .try_for_each(|check| self.check_allowed(check, source))
     }
 
     fn check_allowed(&self, def: &CheckDefinition, source: Source) -> Result<(), AgentError> {

@@ -12,21 +12,13 @@ use super::io::error_chain;
 use super::tls::{self, Stream, TlsOptions};
 use super::Outcome;
 
-/// How an H2PING check over TLS checks the server's certificate.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Tls<'a> {
-    /// The name the certificate must be valid for; empty means the dialed host.
-    pub(crate) server_name: &'a str,
-    pub(crate) skip_verify: bool,
-}
-
-/// Runs an H2PING check against `host:port`, over TLS when `tls` is given, h2c otherwise.
-pub(crate) async fn check(addr: &str, tls: Option<Tls<'_>>, timeout: Duration) -> Outcome {
+/// Runs an H2PING check against `host:port`, over TLS when `tls` is given (offering ALPN
+/// `h2` whatever `tls.alpn` says), h2c otherwise.
+pub(crate) async fn check(addr: &str, tls: Option<TlsOptions<'_>>, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
     let options = tls.map(|tls| TlsOptions {
-        server_name: tls.server_name,
-        skip_verify: tls.skip_verify,
         alpn: &[b"h2"],
+        ..tls
     });
     let stream = match tokio::time::timeout_at(deadline, tls::open(addr, options)).await {
         Ok(Ok(stream)) => stream,
@@ -71,17 +63,18 @@ mod tests {
     };
     use catalog::Status;
 
-    const VERIFY: Tls<'static> = Tls {
+    const VERIFY: TlsOptions<'static> = TlsOptions {
         server_name: "",
         skip_verify: false,
+        alpn: &[],
     };
 
     #[tokio::test]
     async fn tls_ping_with_skip_verify_is_passing() {
         let addr = https_server().await.to_string();
-        let tls = Tls {
-            server_name: "",
+        let tls = TlsOptions {
             skip_verify: true,
+            ..VERIFY
         };
         let out = within(check(&addr, Some(tls), Duration::from_secs(5))).await;
         assert_eq!(out, Outcome::passing("HTTP2 ping was successful"));

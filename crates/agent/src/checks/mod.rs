@@ -152,9 +152,10 @@ pub async fn probe(probe: &Probe, timeout: Duration, output_max: usize) -> Outco
             tls_server_name,
             tls_skip_verify,
         } => {
-            let tls = use_tls.then_some(h2ping::Tls {
+            let tls = use_tls.then_some(tls::TlsOptions {
                 server_name: tls_server_name,
                 skip_verify: *tls_skip_verify,
+                alpn: &[],
             });
             h2ping::check(addr, tls, timeout).await
         }
