@@ -49,6 +49,11 @@ pub struct Config {
     /// Default 10240.
     pub raft_trailing_logs: u64,
     pub performance: Performance,
+    /// The gossip encryption key (base64 of 32 bytes); gossip is plaintext without one.
+    pub encrypt: Option<String>,
+    /// How long a failed member stays in the member list before it is reaped (72h; at least
+    /// 8h, like Consul).
+    pub reconnect_timeout: Duration,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
 }

@@ -162,6 +162,8 @@ pub(crate) static KEYS: &[Key] = &[
         performance.raft_multiplier,
         raft_multiplier
     ),
+    key!("encrypt", "-encrypt", encrypt, gossip_key),
+    key!("reconnect_timeout", "", reconnect_timeout, duration),
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
@@ -177,7 +179,6 @@ static UNSUPPORTED: &[&str] = &[
     "check",
     "checks",
     "connect",
-    "encrypt",
     "ports.serf_wan",
     "service",
     "services",
@@ -363,6 +364,17 @@ fn duration(value: &Value) -> Result<std::time::Duration, &'static str> {
         .as_str()
         .and_then(|text| parse_go_duration(text).ok())
         .ok_or("a duration such as \"10s\" or \"1m30s\"")
+}
+
+/// `encrypt`: the base64 of a 32-byte AES-256 key (what `keygen` prints).
+fn gossip_key(value: &Value) -> Result<String, &'static str> {
+    use base64::Engine as _;
+    const EXPECTED: &str = "the base64 of 32 random bytes, as `mesh-client keygen` prints";
+    let text = value.as_str().ok_or(EXPECTED)?;
+    match base64::engine::general_purpose::STANDARD.decode(text) {
+        Ok(key) if key.len() == 32 => Ok(text.to_owned()),
+        _ => Err(EXPECTED),
+    }
 }
 
 fn strings(value: &Value) -> Result<Vec<String>, &'static str> {

@@ -57,6 +57,10 @@ pub struct Overrides {
     /// `-raft-trailing-logs` (no Consul flag)
     pub raft_trailing_logs: Option<u64>,
     pub performance: PerformanceOverrides,
+    /// `-encrypt`
+    pub encrypt: Option<String>,
+    /// `reconnect_timeout` (no flag)
+    pub reconnect_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -12,6 +12,9 @@ use crate::config::{
 use crate::error::{ConfigError, ConfigSource};
 use crate::keys::{Layers, PORT_EXPECTED, RAFT_MULTIPLIER_EXPECTED};
 
+/// Consul's `reconnect_timeout` default and floor.
+const DEFAULT_RECONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+const MIN_RECONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
 const DEV_NODE_NAME: &str = "dev";
 const DEV_GRPC_PORT: i32 = 8502;
 const LOOPBACK: IpAddr = DEFAULT_CLIENT_ADDR;
@@ -94,6 +97,10 @@ pub(crate) fn resolve(
                 .raft_multiplier
                 .unwrap_or(Performance::default().raft_multiplier),
         },
+        encrypt: values.encrypt.clone(),
+        reconnect_timeout: values
+            .reconnect_timeout
+            .unwrap_or(DEFAULT_RECONNECT_TIMEOUT),
         sources: crate::Sources::default(),
     };
     validate(&config, &layers)?;
@@ -188,6 +195,14 @@ fn validate(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
             "performance.raft_multiplier",
             RAFT_MULTIPLIER_EXPECTED,
             config.performance.raft_multiplier.into(),
+        );
+    }
+
+    if config.reconnect_timeout < MIN_RECONNECT_TIMEOUT {
+        return invalid(
+            "reconnect_timeout",
+            "a duration of at least 8h",
+            crate::format_go_duration(config.reconnect_timeout).into(),
         );
     }
 

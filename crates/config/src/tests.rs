@@ -103,6 +103,8 @@ fn defaults() -> Config {
         raft_snapshot_threshold: 16384,
         raft_trailing_logs: 10240,
         performance: Performance { raft_multiplier: 5 },
+        encrypt: None,
+        reconnect_timeout: Duration::from_secs(72 * 3600),
         sources: Sources::default(),
     }
 }
@@ -321,6 +323,16 @@ fn every_key_from_json_and_hcl() {
             "performance = { raft_multiplier = 10 }",
             |c| c.performance.raft_multiplier = 10,
         ),
+        (
+            r#"{"encrypt": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="}"#,
+            r#"encrypt = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=""#,
+            |c| c.encrypt = Some("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=".into()),
+        ),
+        (
+            r#"{"reconnect_timeout": "24h"}"#,
+            r#"reconnect_timeout = "24h""#,
+            |c| c.reconnect_timeout = Duration::from_secs(24 * 3600),
+        ),
     ];
     for (json, hcl, change) in cases {
         let mut expected = defaults();
@@ -372,6 +384,8 @@ fn every_file_key_is_covered_by_a_test_case() {
         "raft_snapshot_threshold",
         "raft_trailing_logs",
         "performance.raft_multiplier",
+        "encrypt",
+        "reconnect_timeout",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
@@ -453,11 +467,6 @@ fn unknown_keys_are_errors_with_full_path() {
 #[test]
 fn consul_keys_not_supported_yet_are_distinct_errors() {
     check_errors(&[
-        (
-            "config.hcl",
-            r#"encrypt = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=""#,
-            r#"config.hcl: key "encrypt" is not supported yet"#,
-        ),
         (
             "config.hcl",
             "acl { enabled = true }",
@@ -774,6 +783,7 @@ fn flags_win_over_files_for_every_key() {
         performance {
           raft_multiplier = 1
         }
+        encrypt = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
         "#,
     );
     let flags = Overrides {
@@ -816,6 +826,8 @@ fn flags_win_over_files_for_every_key() {
         performance: PerformanceOverrides {
             raft_multiplier: Some(2),
         },
+        encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
+        reconnect_timeout: None,
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -855,6 +867,8 @@ fn flags_win_over_files_for_every_key() {
         raft_snapshot_threshold: 2,
         raft_trailing_logs: 2,
         performance: Performance { raft_multiplier: 2 },
+        encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
+        reconnect_timeout: Duration::from_secs(72 * 3600),
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));
@@ -1093,4 +1107,26 @@ fn a_configuration_can_be_read_again_from_its_sources() {
     );
     assert!(again.log_json, "flags apply again too");
     assert_eq!(again.sources, config.sources);
+}
+
+#[test]
+fn gossip_settings() {
+    let config = load_one(
+        "a.json",
+        r#"{"encrypt": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "reconnect_timeout": "8h"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.encrypt.as_deref(),
+        Some("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+    );
+    assert_eq!(config.reconnect_timeout, Duration::from_secs(8 * 3600));
+    for (body, key) in [
+        (r#"{"encrypt": "c2hvcnQ="}"#, "encrypt"),
+        (r#"{"encrypt": "not base64!"}"#, "encrypt"),
+        (r#"{"reconnect_timeout": "1h"}"#, "reconnect_timeout"),
+    ] {
+        let err = load_one("a.json", body).unwrap_err();
+        assert!(err.contains(key), "{body}: {err}");
+    }
 }
