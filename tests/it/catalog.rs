@@ -337,7 +337,7 @@ async fn client_agents_register_discover_and_fail_over() -> anyhow::Result<()> {
     let servers: Vec<String> = cluster
         .servers
         .iter()
-        .map(ServerProcess::rpc_addr)
+        .map(ServerProcess::gossip_addr)
         .collect();
     let mut clients = Vec::new();
     for (i, octet) in [117u8, 118].into_iter().enumerate() {

@@ -157,13 +157,7 @@ async fn a_new_server_joins_a_running_datacenter() -> anyhow::Result<()> {
     // One bootstrapped server, then a second that is brought in with /v1/agent/join.
     let first = test_support::ServerProcess::start(&dir.path().join("first"), &[]).await?;
     first.http().put("/v1/kv/before-join", "1").await?;
-    let second = start_and_join(
-        30,
-        &dir.path().join("second"),
-        Vec::new(),
-        &first.rpc_addr(),
-    )
-    .await?;
+    let second = start_and_join(30, &dir.path().join("second"), Vec::new(), &first).await?;
     second.wait_for_leader().await?;
     let config = first
         .http()
@@ -291,23 +285,27 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() -> anyhow::R
         45,
         &dir.path().join("newcomer"),
         Vec::new(),
-        &cluster.servers[leader].rpc_addr(),
+        &cluster.servers[leader],
     )
     .await?;
     let newcomer_http = newcomer.http();
+    // The gossip join returns at once; the newcomer then asks the leader to add it to raft.
+    wait_until(
+        "the newcomer to be a raft voter",
+        Duration::from_secs(30),
+        || {
+            let http = stable.clone();
+            async move {
+                matches!(http.get("/v1/operator/raft/configuration").await,
+                Ok(r) if r.json().ok().and_then(|v| v["Servers"].as_array().map(Vec::len)) == Some(3))
+            }
+        },
+    )
+    .await?;
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acknowledged = tokio::time::timeout(Duration::from_secs(60), writer).await??;
     assert!(!acknowledged.is_empty());
-    let config = stable
-        .get("/v1/operator/raft/configuration")
-        .await?
-        .json()?;
-    assert_eq!(
-        config["Servers"].as_array().map(Vec::len),
-        Some(3),
-        "{config}"
-    );
     // Every acknowledged write is readable, linearizably, on the newcomer.
     let keys = newcomer_http.get("/v1/kv/load/?keys").await?.json()?;
     let keys: std::collections::HashSet<String> = keys
@@ -353,7 +351,7 @@ async fn a_lagging_server_catches_up_by_snapshot_install() -> anyhow::Result<()>
         48,
         &dir.path().join("second"),
         vec!["-config-file".into(), config.clone()],
-        &first.rpc_addr(),
+        &first,
     )
     .await?;
     let second_http = second.http();
@@ -440,13 +438,13 @@ async fn leadership_moves_to_the_server_asked_for() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a fresh server on 127.0.0.`octet` and joins it to the datacenter of the server at
-/// `via_rpc` with `PUT /v1/agent/join`.
+/// Starts a fresh server on 127.0.0.`octet` and joins it to the datacenter of `via` with
+/// `PUT /v1/agent/join` (gossip); the new server then finds the servers and joins raft.
 async fn start_and_join(
     octet: u8,
     data_dir: &std::path::Path,
     args: Vec<String>,
-    via_rpc: &str,
+    via: &test_support::ServerProcess,
 ) -> anyhow::Result<test_support::ServerProcess> {
     let mut server = test_support::ServerProcess::new(
         std::net::Ipv4Addr::new(127, 0, 0, octet),
@@ -461,7 +459,11 @@ async fn start_and_join(
     })
     .await?;
     let reply = http
-        .request(Method::PUT, &format!("/v1/agent/join/{via_rpc}"), "")
+        .request(
+            Method::PUT,
+            &format!("/v1/agent/join/{}", via.gossip_addr()),
+            "",
+        )
         .await?;
     anyhow::ensure!(reply.status == 200, "join failed: {reply:?}");
     Ok(server)

@@ -10,6 +10,7 @@ pub mod checks;
 pub mod definition;
 pub mod identity;
 pub mod local;
+pub mod membership;
 mod persist;
 mod runtime;
 pub mod signals;

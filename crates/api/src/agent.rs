@@ -1,9 +1,8 @@
 //! `/v1/agent/self`: the agent's configuration, gossip member record and stats, in Consul's
 //! shape. Values in `Stats` are strings, as Consul's are.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -116,22 +115,4 @@ pub async fn self_(
         "Meta": {},
     });
     Ok(render::json(&body, params.pretty() || agent.dev))
-}
-
-/// `PUT /v1/agent/join/:address`: bring this server and the one at `address` (server RPC,
-/// port 8300 by default) into one datacenter. 200 with an empty body, or 500 with the reason.
-pub async fn join(
-    State(ctx): State<Ctx>,
-    Path(address): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let params = Params::parse(query.as_deref());
-    if params.has("wan") {
-        return Err(ApiError::Internal("WAN federation is not supported".into()));
-    }
-    let addr = rpc::with_default_port(&address);
-    rpc::join(&ctx.node, &ctx.identity, &addr)
-        .await
-        .map_err(ApiError::Internal)?;
-    Ok(StatusCode::OK.into_response())
 }

@@ -15,6 +15,7 @@ mod forward;
 mod health;
 mod kv;
 mod local;
+mod members;
 mod operator;
 mod params;
 mod render;
@@ -214,10 +215,6 @@ pub fn server_routes(ctx: ApiContext) -> Router {
         .route("/v1/status/leader", methods(&[Method::GET], status::leader))
         .route("/v1/status/peers", methods(&[Method::GET], status::peers))
         .route("/v1/agent/self", methods(&[Method::GET], agent::self_))
-        .route(
-            "/v1/agent/join/{address}",
-            methods(&[Method::PUT], agent::join),
-        )
         .route(
             "/v1/operator/raft/configuration",
             methods(&[Method::GET], operator::configuration),

@@ -30,6 +30,8 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct LocalContext {
     pub agent: Agent,
+    /// The agent's gossip membership.
+    pub membership: agent::membership::Membership,
     pub datacenter: String,
     /// Always pretty-print (`-dev`).
     pub dev: bool,
@@ -39,6 +41,7 @@ type Ctx = Arc<LocalContext>;
 
 /// The agent endpoints, with their state applied.
 pub fn routes(ctx: LocalContext) -> Router {
+    let members = crate::members::routes(ctx.membership.clone(), ctx.dev);
     let ctx = Arc::new(ctx);
     let put = &[Method::PUT];
     let get = &[Method::GET];
@@ -77,6 +80,7 @@ pub fn routes(ctx: LocalContext) -> Router {
         .route("/v1/agent/reload", methods(put, reload))
         .route("/v1/agent/metrics", methods(get, metrics))
         .with_state(ctx)
+        .merge(members)
 }
 
 impl From<AgentError> for ApiError {
@@ -355,6 +359,8 @@ async fn reload(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
 }
 
 async fn leave(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    // Gossip first, so the pool records this agent as left rather than failed once it exits.
+    ctx.membership.leave().await;
     ctx.agent.leave().await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -154,8 +154,9 @@ fn mesh_args(me: &NodeSpec, all: &[NodeSpec]) -> Vec<String> {
         args.push("--bootstrap".to_owned());
     } else {
         args.extend(["--bootstrap-expect".to_owned(), all.len().to_string()]);
+        // Gossip on each node's own loopback address, on the default port.
         for peer in all.iter().filter(|p| p.name != me.name) {
-            args.extend(["--retry-join".to_owned(), peer.peer_addr()]);
+            args.extend(["--retry-join".to_owned(), peer.ip.to_string()]);
         }
     }
     args

@@ -36,6 +36,8 @@ pub enum ClientError {
     NoDataDir,
     #[error("starting the agent: {0}")]
     Agent(String),
+    #[error("{0}")]
+    Gossip(String),
     #[error("binding the HTTP API on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -86,7 +88,20 @@ pub struct ClientAgent {
     agent: agent::Agent,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Tasks that run until aborted (following gossip's server list).
+    background: Vec<JoinHandle<()>>,
     _dev_dir: Option<tempfile::TempDir>,
+}
+
+/// Keeps the client's server list what gossip shows: live members tagged as servers.
+async fn follow_servers(membership: agent::membership::Membership, servers: rpc::Servers) {
+    let mut changes = membership.changes();
+    loop {
+        servers.set(membership.servers());
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 impl ClientAgent {
@@ -107,16 +122,20 @@ impl ClientAgent {
                 }
             })?;
         if config.retry_join.is_empty() {
-            tracing::warn!("no retry_join servers configured: the catalog is unreachable");
+            tracing::warn!(
+                "no retry_join address configured: the servers are unknown until /v1/agent/join"
+            );
         }
-        let servers = rpc::Servers::new(
-            config
-                .retry_join
-                .iter()
-                .map(|addr| rpc::with_default_port(addr))
-                .collect(),
-        );
         let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
+        let membership =
+            agent::membership::Membership::start(agent::membership::Settings::from_config(
+                &config, &node_id, advertise, None, &data_dir, VERSION,
+            ))
+            .await
+            .map_err(|e| ClientError::Gossip(e.to_string()))?;
+        // The servers are whoever gossip says they are.
+        let servers = rpc::Servers::new(membership.servers());
+        let follow_servers = tokio::spawn(follow_servers(membership.clone(), servers.clone()));
         let agent = agent::Agent::from_config(
             &config,
             &node_id,
@@ -146,6 +165,7 @@ impl ClientAgent {
         };
         let local = api::LocalContext {
             agent: agent.clone(),
+            membership,
             datacenter: config.datacenter.clone(),
             dev: config.dev,
         };
@@ -173,6 +193,7 @@ impl ClientAgent {
             agent,
             shutdown,
             tasks: vec![task],
+            background: vec![follow_servers],
             _dev_dir: dev_dir,
         })
     }
@@ -188,6 +209,9 @@ impl ClientAgent {
     /// Stops accepting requests and lets in-flight ones finish.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        for task in self.background.drain(..) {
+            task.abort();
+        }
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
@@ -196,7 +220,7 @@ impl ClientAgent {
 
 impl Drop for ClientAgent {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.background) {
             task.abort();
         }
     }

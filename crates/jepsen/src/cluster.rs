@@ -132,10 +132,11 @@ impl Cluster {
                 paused: false,
             });
         }
-        let rpc: Vec<String> = servers.iter().map(Server::rpc_addr).collect();
+        // Each server gossips on its own loopback address, on the default port.
+        let gossip: Vec<String> = servers.iter().map(|s| s.ip.to_string()).collect();
         for (i, server) in servers.iter_mut().enumerate() {
             server.args = vec!["-bootstrap-expect".into(), n.to_string()];
-            for (j, addr) in rpc.iter().enumerate() {
+            for (j, addr) in gossip.iter().enumerate() {
                 if i != j {
                     server.args.extend(["-retry-join".to_owned(), addr.clone()]);
                 }

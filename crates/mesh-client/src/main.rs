@@ -55,7 +55,14 @@ struct AgentArgs {
     http_port: Option<i32>,
     #[arg(long = "dns-port")]
     dns_port: Option<i32>,
-    /// A server's RPC address (port 8300 by default); repeatable.
+    /// The gossip (LAN) port, UDP; 8301 by default.
+    #[arg(long = "serf-lan-port")]
+    serf_lan_port: Option<i32>,
+    /// The gossip encryption key: the base64 of 32 bytes (`mesh-client keygen`).
+    #[arg(long)]
+    encrypt: Option<String>,
+    /// Another agent's gossip address (port 8301 by default); repeatable. One reachable
+    /// agent is enough: the servers are found through gossip.
     #[arg(long = "retry-join")]
     retry_join: Vec<String>,
     #[arg(long = "log-level")]
@@ -83,6 +90,8 @@ impl AgentArgs {
         };
         o.ports.http = self.http_port;
         o.ports.dns = self.dns_port;
+        o.ports.serf_lan = self.serf_lan_port;
+        o.encrypt = self.encrypt.clone();
         o
     }
 }

@@ -50,8 +50,12 @@ struct Args {
     dns_port: Option<i32>,
     #[arg(long = "server-port")]
     server_port: Option<i32>,
+    /// The gossip (LAN) port, UDP; 8301 by default.
     #[arg(long = "serf-lan-port")]
     serf_lan_port: Option<i32>,
+    /// The gossip encryption key: the base64 of 32 bytes (`mesh-client keygen`).
+    #[arg(long)]
+    encrypt: Option<String>,
     /// Accepted for Consul compatibility; mesh-server always runs as a server.
     #[arg(long)]
     server: bool,
@@ -60,6 +64,8 @@ struct Args {
     bootstrap: bool,
     #[arg(long = "bootstrap-expect")]
     bootstrap_expect: Option<u32>,
+    /// Another agent's gossip address (port 8301 by default); repeatable. Servers find each
+    /// other through gossip and form the datacenter once `bootstrap_expect` of them meet.
     #[arg(long = "retry-join")]
     retry_join: Vec<String>,
     /// trace, debug, info, warn or err.
@@ -105,6 +111,7 @@ impl Args {
         o.ports.dns = self.dns_port;
         o.ports.server = self.server_port;
         o.ports.serf_lan = self.serf_lan_port;
+        o.encrypt = self.encrypt.clone();
         o.performance.raft_multiplier = self.raft_multiplier;
         o
     }

@@ -64,6 +64,20 @@ impl Servers {
         self.addrs.read().expect("servers poisoned").clone()
     }
 
+    /// Replaces the known servers (as gossip finds them come and go). The preferred one stays
+    /// preferred if it is still listed.
+    pub fn set(&self, mut addrs: Vec<String>) {
+        addrs.sort();
+        let mut current = self.addrs.write().expect("servers poisoned");
+        if *current == addrs {
+            return;
+        }
+        let preferred = current.get(self.current.load(Ordering::Relaxed)).cloned();
+        let keep = preferred.and_then(|p| addrs.iter().position(|a| *a == p));
+        self.current.store(keep.unwrap_or(0), Ordering::Relaxed);
+        *current = addrs;
+    }
+
     /// One request, to the preferred server or, when it cannot be reached, the next ones in
     /// turn. A request that may have reached a server before failing is retried elsewhere only
     /// when `idempotent` (a write must not be applied twice).

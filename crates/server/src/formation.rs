@@ -1,6 +1,8 @@
-//! Forming a datacenter from `bootstrap_expect` and `retry_join`, and joining an existing one.
+//! Forming a datacenter from `bootstrap_expect` and the servers gossip shows, and joining an
+//! existing one.
 //!
-//! Every server dials the `retry_join` addresses over server RPC and asks who is there. When a
+//! Servers find each other through gossip (their `role` and `port` tags); every server dials the
+//! others it sees there over server RPC and asks who they are. When a
 //! server knows `bootstrap_expect` servers (itself included), none of them already belongs to a
 //! raft configuration, and it has the lowest raft id among them, it bootstraps raft with exactly
 //! those servers; the others are brought in by that configuration. A server that finds an
@@ -19,17 +21,24 @@ pub(crate) async fn form_or_join(
     node: RaftNode,
     me: rpc::Identity,
     bootstrap_expect: u32,
-    peers: Vec<String>,
+    membership: agent::membership::Membership,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempts = 0u64;
+    let mut changes = membership.changes();
     loop {
+        changes.borrow_and_update();
         if *shutdown.borrow() || node.is_initialized() {
             return;
         }
         attempts += 1;
         let mut seen = BTreeMap::from([(me.raft_id, me.clone())]);
         let mut initialized_peer = None;
+        let peers: Vec<String> = membership
+            .servers()
+            .into_iter()
+            .filter(|addr| *addr != me.rpc_addr)
+            .collect();
         for addr in &peers {
             match rpc::identify(addr).await {
                 Ok(peer) => {
@@ -39,7 +48,7 @@ pub(crate) async fn form_or_join(
                     seen.insert(peer.raft_id, peer);
                 }
                 Err(err) if attempts % 10 == 1 => {
-                    tracing::info!(%addr, %err, "retry_join: not reachable yet")
+                    tracing::info!(%addr, %err, "a server gossip shows is not reachable yet")
                 }
                 Err(_) => {}
             }
@@ -72,8 +81,10 @@ pub(crate) async fn form_or_join(
                 Err(err) => tracing::warn!(%err, "bootstrap failed; retrying"),
             }
         }
+        // Retry on the interval, or at once when gossip shows a server come or go.
         tokio::select! {
             _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+            Ok(()) = changes.changed() => {}
             _ = shutdown.changed() => return,
         }
     }

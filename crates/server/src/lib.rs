@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 mod catalog_sync;
 mod formation;
+mod membership_sync;
 mod recover;
 
 pub use recover::recover;
@@ -49,6 +50,8 @@ pub enum ServerError {
     NoLeader(Duration),
     #[error("starting the agent: {0}")]
     Agent(String),
+    #[error("{0}")]
+    Gossip(String),
     #[error("recovery refused: {0}")]
     RecoveryRefused(String),
 }
@@ -197,17 +200,28 @@ impl Server {
                 .await
                 .map_err(|_| ServerError::NoLeader(election_wait))?;
             tracing::info!(node = %config.node_name, "raft leader elected");
-        } else if !config.retry_join.is_empty() {
-            let peers = config
-                .retry_join
-                .iter()
-                .map(|addr| rpc::with_default_port(addr))
-                .collect();
+        }
+
+        // Gossip: the pool every agent of the datacenter is in. Servers find each other here.
+        let membership =
+            agent::membership::Membership::start(agent::membership::Settings::from_config(
+                &config,
+                &node_id,
+                advertise,
+                Some(server_port),
+                &data_dir,
+                VERSION,
+            ))
+            .await
+            .map_err(|e| ServerError::Gossip(e.to_string()))?;
+        if !bootstrap {
+            // Until raft is initialized: bootstrap with the servers gossip shows (once
+            // `bootstrap_expect` of them meet), or join the datacenter one of them is in.
             tasks.push(tokio::spawn(formation::form_or_join(
                 node.clone(),
                 me,
                 config.bootstrap_expect,
-                peers,
+                membership.clone(),
                 shutdown_rx.clone(),
             )));
         }
@@ -221,13 +235,16 @@ impl Server {
             Arc::new(catalog_sync::LocalCatalog { node: node.clone() }),
         )
         .map_err(|e| ServerError::Agent(e.to_string()))?;
-        tasks.push(tokio::spawn(catalog_sync::reconcile_servers(
+        tasks.push(tokio::spawn(membership_sync::run(
             node.clone(),
+            membership.clone(),
             config.datacenter.clone(),
+            config.node_name.clone(),
             shutdown_rx.clone(),
         )));
         let local = api::LocalContext {
             agent: local_agent.clone(),
+            membership: membership.clone(),
             datacenter: config.datacenter.clone(),
             dev: config.dev,
         };

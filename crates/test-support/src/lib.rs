@@ -160,6 +160,8 @@ pub struct ServerProcess {
     data_dir: PathBuf,
     http_port: u16,
     rpc_port: u16,
+    /// The gossip port (UDP).
+    serf_port: u16,
     log: PathBuf,
     args: Vec<String>,
 }
@@ -185,18 +187,20 @@ impl ServerProcess {
             data_dir: data_dir.to_path_buf(),
             http_port: free_port_on(ip)?,
             rpc_port: free_port_on(ip)?,
+            serf_port: free_udp_port_on(ip)?,
             log: data_dir.with_extension("log"),
             args,
         })
     }
 
-    /// A client agent on `ip` that joins `servers` (their RPC addresses), not started yet.
+    /// A client agent on `ip` that joins the pool through `join` (gossip addresses), not
+    /// started yet.
     pub fn client(
         ip: std::net::Ipv4Addr,
         data_dir: &Path,
-        servers: &[String],
+        join: &[String],
     ) -> anyhow::Result<Self> {
-        let args = servers
+        let args = join
             .iter()
             .flat_map(|s| ["-retry-join".to_owned(), s.clone()])
             .collect();
@@ -210,10 +214,20 @@ impl ServerProcess {
         format!("{}:{}", self.ip, self.rpc_port)
     }
 
+    /// The gossip address other agents join it at (`-retry-join`, `/v1/agent/join`).
+    pub fn gossip_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.serf_port)
+    }
+
+    /// The node name it runs as.
+    pub fn node_name(&self) -> String {
+        format!("node-{}", self.ip.octets()[3])
+    }
+
     /// `mesh-server` with this server's identity, addresses and data directory.
     pub fn command(&self) -> anyhow::Result<Command> {
         let ip = self.ip.to_string();
-        let node = format!("node-{}", self.ip.octets()[3]);
+        let node = self.node_name();
         let mut cmd = if self.client {
             let mut cmd = Command::new(binary("mesh-client")?);
             cmd.arg("agent");
@@ -224,7 +238,8 @@ impl ServerProcess {
         cmd.args(["-node", &node, "-bind", &ip, "-client", &ip])
             .arg("-data-dir")
             .arg(&self.data_dir)
-            .args(["-http-port", &self.http_port.to_string()]);
+            .args(["-http-port", &self.http_port.to_string()])
+            .args(["-serf-lan-port", &self.serf_port.to_string()]);
         if !self.client {
             cmd.args(["-server-port", &self.rpc_port.to_string()])
                 .args(["-raft-multiplier", "1"]);
@@ -353,6 +368,13 @@ pub fn free_port_on(ip: std::net::Ipv4Addr) -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A loopback UDP port free on `ip` a moment ago.
+pub fn free_udp_port_on(ip: std::net::Ipv4Addr) -> anyhow::Result<u16> {
+    let socket = std::net::UdpSocket::bind((ip, 0))
+        .with_context(|| format!("binding an ephemeral UDP port on {ip}"))?;
+    Ok(socket.local_addr()?.port())
+}
+
 /// N servers on 127.0.0.x forming one datacenter through `bootstrap_expect` and `retry_join`.
 #[derive(Debug)]
 pub struct Cluster {
@@ -371,7 +393,7 @@ impl Cluster {
                 Vec::new(),
             )?);
         }
-        let addrs: Vec<String> = servers.iter().map(ServerProcess::rpc_addr).collect();
+        let addrs: Vec<String> = servers.iter().map(ServerProcess::gossip_addr).collect();
         for (i, server) in servers.iter_mut().enumerate() {
             server.args = vec!["-bootstrap-expect".into(), n.to_string()];
             for (j, addr) in addrs.iter().enumerate() {

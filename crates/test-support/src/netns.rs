@@ -372,9 +372,8 @@ impl NsCluster {
             servers: Vec::new(),
             lab,
         };
-        let addrs: Vec<String> = (0..n)
-            .map(|i| format!("{}:{RPC_PORT}", Lab::host_ip(i)))
-            .collect();
+        // Gossip addresses (port 8301 by default): servers find each other in the pool.
+        let addrs: Vec<String> = (0..n).map(|i| Lab::host_ip(i).to_string()).collect();
         for i in 0..n {
             let mut args = vec!["-bootstrap-expect".to_owned(), n.to_string()];
             for (j, addr) in addrs.iter().enumerate() {
