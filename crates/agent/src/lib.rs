@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod definition;
+pub mod events;
 pub mod identity;
 pub mod local;
 pub mod membership;

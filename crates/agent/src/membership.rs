@@ -5,13 +5,15 @@
 //! Gossip itself (SWIM, encryption, events) lives in the `gossip` crate; this module maps the
 //! agent's configuration onto it and keeps the keyring in the data directory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gossip::driver::GossipHandle;
-use gossip::{Keyring, Member, MemberStatus, Tags};
-use tokio::sync::watch;
+use gossip::{Event, Keyring, Member, MemberStatus, QueryRequest, Tags, UserEvent};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
 
 /// Tag naming an agent's role: [`ROLE_SERVER`] or [`ROLE_CLIENT`] (serf's `role`).
 pub const TAG_ROLE: &str = "role";
@@ -157,6 +159,10 @@ impl Membership {
         if let Some(keyring) = membership.handle.keyring() {
             membership.save_keyring(&keyring);
         }
+        tokio::spawn(answer_keyring_queries(
+            membership.clone(),
+            membership.subscribe(),
+        ));
         if !settings.retry_join.is_empty() {
             tokio::spawn(retry_join(membership.clone(), settings.retry_join));
         }
@@ -171,6 +177,19 @@ impl Membership {
     /// Bumped whenever the member list changes.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.handle.changes()
+    }
+
+    /// Everything gossip reports from now on: member changes, user events, queries.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.handle.subscribe()
+    }
+
+    /// Gossips a user event to the pool; returns it with its Lamport time.
+    pub async fn fire_event(&self, event: UserEvent) -> Result<UserEvent, MembershipError> {
+        self.handle
+            .fire_event(event)
+            .await
+            .map_err(|err| MembershipError::Refused(err.to_string()))
     }
 
     /// The RPC addresses of the live servers, as their gossip tags advertise them.
@@ -226,6 +245,58 @@ impl Membership {
             .map_err(|err| MembershipError::Refused(err.to_string()))
     }
 
+    /// Lists or changes the gossip keyring on every live member (each persists its own),
+    /// and reports what they answered, like Consul's `/v1/operator/keyring`.
+    pub async fn keyring(&self, request: KeyringRequest) -> Result<KeyringReport, MembershipError> {
+        let live = self
+            .members()
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .count()
+            .max(1);
+        let payload = serde_json::to_vec(&request).expect("a keyring request serializes");
+        let answers = self
+            .handle
+            .query_until(KEYRING_QUERY, payload, keyring_query_timeout(live), live)
+            .await
+            .map_err(|err| MembershipError::Refused(err.to_string()))?;
+        let answers = answers.into_iter().map(|response| {
+            let answer = serde_json::from_slice(&response.payload).unwrap_or_else(|err| {
+                KeyringAnswer::failed(format!("unreadable keyring answer: {err}"))
+            });
+            (response.from, answer)
+        });
+        Ok(KeyringReport::summarize(answers, live))
+    }
+
+    /// This agent's keys alone (`?local-only`), as a report of one member.
+    pub async fn keyring_local(&self) -> KeyringReport {
+        let answer = self.apply_keyring(KeyringRequest::List).await;
+        KeyringReport::summarize([(self.handle.name().to_owned(), answer)], 1)
+    }
+
+    /// Applies a keyring request from the pool to this agent's keyring, and saves a change.
+    async fn apply_keyring(&self, request: KeyringRequest) -> KeyringAnswer {
+        let result = match &request {
+            KeyringRequest::List => self.handle.keyring_list().await,
+            KeyringRequest::Install(key) => self.handle.keyring_install(key).await,
+            KeyringRequest::Use(key) => self.handle.keyring_use(key).await,
+            KeyringRequest::Remove(key) => self.handle.keyring_remove(key).await,
+        };
+        match result {
+            Ok(keys) => {
+                if request != KeyringRequest::List {
+                    if let Some(keyring) = self.handle.keyring() {
+                        self.save_keyring(&keyring);
+                    }
+                    tracing::info!(?request, "gossip keyring changed");
+                }
+                KeyringAnswer { keys, error: None }
+            }
+            Err(err) => KeyringAnswer::failed(err.to_string()),
+        }
+    }
+
     fn save_keyring(&self, keyring: &Keyring) {
         let write = || -> std::io::Result<()> {
             if let Some(dir) = self.keyring_path.parent() {
@@ -237,6 +308,126 @@ impl Membership {
         };
         if let Err(err) = write() {
             tracing::error!(path = %self.keyring_path.display(), %err, "saving the gossip keyring failed");
+        }
+    }
+}
+
+/// The internal query that carries keyring requests (serf's are `_serf_install-key` etc.).
+const KEYRING_QUERY: &str = "_mesh_keyring";
+
+/// How long a keyring request waits for members that do not answer: serf's query timeout
+/// (gossip interval x 16 x log10 of the pool size).
+fn keyring_query_timeout(members: usize) -> Duration {
+    let scale = ((members + 1) as f64).log10().ceil().max(1.0);
+    Duration::from_millis((3_200.0 * scale) as u64)
+}
+
+/// A keyring operation, carried to every member as a gossip query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyringRequest {
+    List,
+    Install(String),
+    Use(String),
+    Remove(String),
+}
+
+/// One member's answer: its keys (primary first), or why it could not comply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KeyringAnswer {
+    keys: Vec<String>,
+    error: Option<String>,
+}
+
+impl KeyringAnswer {
+    fn failed(error: String) -> Self {
+        KeyringAnswer {
+            keys: Vec::new(),
+            error: Some(error),
+        }
+    }
+}
+
+/// What the pool answered a keyring request: how many members hold each key, and as primary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyringReport {
+    pub keys: BTreeMap<String, usize>,
+    pub primary_keys: BTreeMap<String, usize>,
+    /// Live members asked.
+    pub num_nodes: usize,
+    /// Members that answered.
+    pub responses: usize,
+    /// Why members failed, by node name.
+    pub messages: BTreeMap<String, String>,
+}
+
+impl KeyringReport {
+    fn summarize(
+        answers: impl IntoIterator<Item = (String, KeyringAnswer)>,
+        num_nodes: usize,
+    ) -> Self {
+        let mut report = KeyringReport {
+            num_nodes,
+            ..KeyringReport::default()
+        };
+        for (node, answer) in answers {
+            report.responses += 1;
+            if let Some(error) = answer.error {
+                report.messages.insert(node, error);
+                continue;
+            }
+            if let Some(primary) = answer.keys.first() {
+                *report.primary_keys.entry(primary.clone()).or_default() += 1;
+            }
+            for key in answer.keys {
+                *report.keys.entry(key).or_default() += 1;
+            }
+        }
+        report
+    }
+
+    /// Consul's error when a member failed or did not answer; `None` when all complied.
+    pub fn error(&self) -> Option<String> {
+        let failed = self.messages.len();
+        if failed > 0 {
+            let details: Vec<String> = self
+                .messages
+                .iter()
+                .map(|(node, message)| format!("{node}: {message}"))
+                .collect();
+            return Some(format!(
+                "{failed}/{} nodes reported failure ({})",
+                self.num_nodes,
+                details.join("; ")
+            ));
+        }
+        (self.responses < self.num_nodes).then(|| {
+            format!(
+                "{}/{} nodes reported success",
+                self.responses, self.num_nodes
+            )
+        })
+    }
+}
+
+/// Answers the pool's keyring requests for this agent.
+async fn answer_keyring_queries(membership: Membership, mut incoming: broadcast::Receiver<Event>) {
+    loop {
+        let query: QueryRequest = match incoming.recv().await {
+            Ok(Event::Query(query)) if query.name == KEYRING_QUERY => query,
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "keyring: fell behind the gossip event stream");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let answer = match serde_json::from_slice(&query.payload) {
+            Ok(request) => membership.apply_keyring(request).await,
+            Err(err) => KeyringAnswer::failed(format!("unreadable keyring request: {err}")),
+        };
+        let payload = serde_json::to_vec(&answer).expect("a keyring answer serializes");
+        if let Err(err) = membership.handle.respond(query.id, payload).await {
+            tracing::warn!(from = %query.from, %err, "answering a keyring request failed");
         }
     }
 }
@@ -334,6 +525,64 @@ mod tests {
         assert!(local
             .iter()
             .all(|a| a.port() == 8301 && a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn keyring_reports_count_keys_and_failures() {
+        let answer = |keys: &[&str]| KeyringAnswer {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            error: None,
+        };
+        let report = KeyringReport::summarize(
+            [
+                ("a".to_owned(), answer(&["k1", "k2"])),
+                ("b".to_owned(), answer(&["k2", "k1"])),
+                ("c".to_owned(), answer(&["k1"])),
+            ],
+            3,
+        );
+        assert_eq!(
+            report.keys,
+            BTreeMap::from([("k1".into(), 3), ("k2".into(), 2)])
+        );
+        assert_eq!(
+            report.primary_keys,
+            BTreeMap::from([("k1".into(), 2), ("k2".into(), 1)])
+        );
+        assert_eq!(report.error(), None);
+
+        let silent = KeyringReport::summarize([("a".to_owned(), answer(&["k1"]))], 2);
+        assert_eq!(
+            silent.error().as_deref(),
+            Some("1/2 nodes reported success")
+        );
+
+        let failed = KeyringReport::summarize(
+            [
+                ("a".to_owned(), answer(&["k1"])),
+                (
+                    "b".to_owned(),
+                    KeyringAnswer::failed("key is not installed".into()),
+                ),
+            ],
+            2,
+        );
+        assert_eq!(
+            failed.error().as_deref(),
+            Some("1/2 nodes reported failure (b: key is not installed)")
+        );
+        assert_eq!(
+            failed.keys.len(),
+            1,
+            "a failed member's keys are not counted"
+        );
+    }
+
+    #[test]
+    fn keyring_queries_wait_longer_in_larger_pools() {
+        assert_eq!(keyring_query_timeout(1), Duration::from_millis(3_200));
+        assert_eq!(keyring_query_timeout(9), Duration::from_millis(3_200));
+        assert_eq!(keyring_query_timeout(50), Duration::from_millis(6_400));
     }
 
     #[test]

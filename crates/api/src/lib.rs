@@ -11,6 +11,7 @@ mod autopilot;
 mod blocking;
 mod catalog;
 mod error;
+mod events;
 mod forward;
 mod health;
 mod kv;

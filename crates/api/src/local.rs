@@ -32,6 +32,8 @@ pub struct LocalContext {
     pub agent: Agent,
     /// The agent's gossip membership.
     pub membership: agent::membership::Membership,
+    /// User events fired and kept by this agent.
+    pub events: agent::events::UserEvents,
     pub datacenter: String,
     /// Always pretty-print (`-dev`).
     pub dev: bool,
@@ -41,7 +43,10 @@ type Ctx = Arc<LocalContext>;
 
 /// The agent endpoints, with their state applied.
 pub fn routes(ctx: LocalContext) -> Router {
-    let members = crate::members::routes(ctx.membership.clone(), ctx.dev);
+    let members =
+        crate::members::routes(ctx.membership.clone(), ctx.datacenter.clone(), ctx.dev).merge(
+            crate::events::routes(ctx.events.clone(), ctx.datacenter.clone(), ctx.dev),
+        );
     let ctx = Arc::new(ctx);
     let put = &[Method::PUT];
     let get = &[Method::GET];

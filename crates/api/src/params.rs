@@ -143,7 +143,18 @@ impl ReadOptions {
             (_, true) => Consistency::Consistent,
             _ => Consistency::Default,
         };
-        // Like Consul's `parseWait`, an empty `?wait=` or `?index=` counts as absent.
+        Ok(ReadOptions {
+            consistency,
+            blocking: Blocking::parse(params)?,
+            pretty: params.pretty() || ctx.agent.dev,
+        })
+    }
+}
+
+impl Blocking {
+    /// `?index` and `?wait`, Consul's `parseWait`: `None` unless an index above 0 is given;
+    /// an empty `?wait=` or `?index=` counts as absent.
+    pub fn parse(params: &Params) -> Result<Option<Blocking>, ApiError> {
         let wait = match params.get("wait") {
             None | Some("") => None,
             Some(raw) => Some(
@@ -157,18 +168,13 @@ impl ReadOptions {
                 .parse::<u64>()
                 .map_err(|_| ApiError::BadRequest("Invalid index".into()))?,
         };
-        let blocking = (index > 0).then(|| Blocking {
+        Ok((index > 0).then(|| Blocking {
             index,
             wait: match wait {
                 Some(w) if !w.is_zero() => w.min(MAX_WAIT),
                 _ => DEFAULT_WAIT,
             },
-        });
-        Ok(ReadOptions {
-            consistency,
-            blocking,
-            pretty: params.pretty() || ctx.agent.dev,
-        })
+        }))
     }
 }
 

@@ -164,6 +164,7 @@ impl ClientAgent {
             server_port: 0,
         };
         let local = api::LocalContext {
+            events: agent::events::UserEvents::start(&membership, &agent),
             agent: agent.clone(),
             membership,
             datacenter: config.datacenter.clone(),

@@ -211,12 +211,25 @@ impl GossipHandle {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<QueryResponse>, Error> {
+        self.query_until(name, payload, timeout, usize::MAX).await
+    }
+
+    /// Like [`GossipHandle::query`], but returns as soon as `expected` answers have arrived
+    /// (for instance one from every live member), without waiting out the timeout.
+    pub async fn query_until(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+        expected: usize,
+    ) -> Result<Vec<QueryResponse>, Error> {
         let (reply, answers) = oneshot::channel();
         let name = name.to_owned();
         self.send(Command::Query {
             name,
             payload,
             timeout,
+            expected,
             reply,
         })
         .await?;

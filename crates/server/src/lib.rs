@@ -243,6 +243,7 @@ impl Server {
             shutdown_rx.clone(),
         )));
         let local = api::LocalContext {
+            events: agent::events::UserEvents::start(&membership, &local_agent),
             agent: local_agent.clone(),
             membership: membership.clone(),
             datacenter: config.datacenter.clone(),

@@ -50,6 +50,8 @@ pub(super) enum Command {
         name: String,
         payload: Vec<u8>,
         timeout: Duration,
+        /// Answer as soon as this many responses are in.
+        expected: usize,
         reply: oneshot::Sender<Result<oneshot::Receiver<Vec<QueryResponse>>, Error>>,
     },
     Respond {
@@ -111,6 +113,7 @@ struct PendingLeave {
 
 struct PendingQuery {
     responses: Vec<QueryResponse>,
+    expected: usize,
     reply: oneshot::Sender<Vec<QueryResponse>>,
 }
 
@@ -271,6 +274,7 @@ impl Task {
                 name,
                 payload,
                 timeout,
+                expected,
                 reply,
             } => match gossip.query(&name, payload, timeout, std_now) {
                 Ok(id) => {
@@ -279,6 +283,7 @@ impl Task {
                         id,
                         PendingQuery {
                             responses: Vec::new(),
+                            expected,
                             reply: done,
                         },
                     );
@@ -357,6 +362,11 @@ impl Task {
                         from: from.clone(),
                         payload: payload.clone(),
                     });
+                    if query.responses.len() >= query.expected {
+                        if let Some(query) = self.queries.remove(id) {
+                            answer(query.reply, query.responses);
+                        }
+                    }
                 }
             }
             Event::QueryDone { id } => {

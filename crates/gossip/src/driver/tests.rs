@@ -111,6 +111,15 @@ async fn three_nodes_join_leave_and_fail_over_udp() {
             payload: b"pong".to_vec()
         }]
     );
+    // Waiting for the answers expected returns without sitting out a long timeout.
+    let responses = tokio::time::timeout(
+        Duration::from_secs(10),
+        a.query_until("ping", b"?".to_vec(), Duration::from_secs(600), 1),
+    )
+    .await
+    .expect("the query returns once b answered")
+    .unwrap();
+    assert_eq!(responses.len(), 1);
     responder.abort();
 
     // Graceful leave: left, not failed.
