@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 /// jemalloc rather than the system allocator, as in `mesh-server`.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
@@ -26,6 +28,20 @@ struct Cli {
 enum Command {
     /// Runs the client agent.
     Agent(AgentArgs),
+    /// Lists the members of the gossip pool as this agent sees them.
+    Members(cli::MembersArgs),
+    /// Joins the agent to the pool through other agents' gossip addresses.
+    Join(cli::JoinArgs),
+    /// Makes the agent leave the pool gracefully and exit.
+    Leave(cli::LeaveArgs),
+    /// Marks a failed member as left (with `-prune`, forgets it).
+    ForceLeave(cli::ForceLeaveArgs),
+    /// Lists, installs, uses or removes gossip encryption keys on every member.
+    Keyring(cli::KeyringArgs),
+    /// Fires a user event.
+    Event(cli::EventArgs),
+    /// Prints a new gossip encryption key.
+    Keygen,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,7 +114,14 @@ impl AgentArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(config::cli::consul_style_args(std::env::args()));
-    let Command::Agent(args) = cli.command;
+    let args = match cli.command {
+        Command::Agent(args) => args,
+        Command::Keygen => {
+            cli::keygen();
+            return Ok(());
+        }
+        command => return operator(command),
+    };
     let mut config = config::load(&args.config_files, &args.config_dirs, &args.overrides())?;
     // `-dev` for a client means a throwaway data dir, not a dev server.
     config.dev = args.dev;
@@ -108,6 +131,31 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(run(config))
+}
+
+/// Runs an operator command against the local agent; an error is one line on stderr and
+/// exit status 1, as with Consul's commands.
+fn operator(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(async {
+        match command {
+            Command::Members(args) => cli::members(args).await,
+            Command::Join(args) => cli::join(args).await,
+            Command::Leave(args) => cli::leave(args).await,
+            Command::ForceLeave(args) => cli::force_leave(args).await,
+            Command::Keyring(args) => cli::keyring(args).await,
+            Command::Event(args) => cli::event(args).await,
+            Command::Agent(_) | Command::Keygen => unreachable!("handled by main"),
+        }
+    });
+    if let Err(err) = result {
+        eprintln!("Error: {err:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
