@@ -367,7 +367,7 @@ fn duration(value: &Value) -> Result<std::time::Duration, &'static str> {
 }
 
 /// `encrypt`: the base64 of a 32-byte AES-256 key (what `keygen` prints).
-fn gossip_key(value: &Value) -> Result<String, &'static str> {
+pub(crate) fn gossip_key(value: &Value) -> Result<String, &'static str> {
     use base64::Engine as _;
     const EXPECTED: &str = "the base64 of 32 random bytes, as `mesh-client keygen` prints";
     let text = value.as_str().ok_or(EXPECTED)?;

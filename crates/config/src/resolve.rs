@@ -176,6 +176,18 @@ fn validate(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
         }
     }
 
+    if let Some(key) = &config.encrypt {
+        // Files are checked as they are read; the `-encrypt` flag is checked here. The key
+        // itself is a secret and stays out of the message.
+        if let Err(expected) = crate::keys::gossip_key(&key.clone().into()) {
+            return invalid(
+                "encrypt",
+                expected,
+                format!("{} characters", key.len()).into(),
+            );
+        }
+    }
+
     let ports = [
         ("ports.http", config.ports.http),
         ("ports.https", config.ports.https),

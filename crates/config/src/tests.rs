@@ -733,6 +733,18 @@ fn files_then_dirs_in_lexical_order_then_flags() {
 }
 
 #[test]
+fn a_bad_encrypt_flag_is_refused_without_echoing_the_key() {
+    let flags = Overrides {
+        encrypt: Some("QUFBQUFBQUFBQUFBQUFBQQ==".into()),
+        ..Overrides::default()
+    };
+    let err = Files::new().load(&[], &[], &flags).unwrap_err();
+    assert!(err.contains("-encrypt"), "{err}");
+    assert!(err.contains("32 random bytes"), "{err}");
+    assert!(!err.contains("QUFB"), "{err}");
+}
+
+#[test]
 fn errors_in_dir_files_name_the_file_in_the_dir() {
     let files = Files::new();
     files
