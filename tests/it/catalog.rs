@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SOON: Duration = Duration::from_secs(20);
 
 /// Waits until `path` on `http` answers JSON for which `holds` is true, and returns it.
-async fn wait_json(
+pub(crate) async fn wait_json(
     http: &Http,
     path: &str,
     what: &str,
@@ -45,7 +45,7 @@ fn check_status(v: &Value, id: &str) -> Value {
         .map_or(Value::Null, |c| c["Status"].clone())
 }
 
-fn instances(v: &Value) -> usize {
+pub(crate) fn instances(v: &Value) -> usize {
     v.as_array().map_or(0, Vec::len)
 }
 

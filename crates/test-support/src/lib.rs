@@ -164,6 +164,8 @@ pub struct ServerProcess {
     serf_port: u16,
     log: PathBuf,
     args: Vec<String>,
+    /// Overrides the default `node-<last octet>` name.
+    node: Option<String>,
 }
 
 impl ServerProcess {
@@ -190,6 +192,7 @@ impl ServerProcess {
             serf_port: free_udp_port_on(ip)?,
             log: data_dir.with_extension("log"),
             args,
+            node: None,
         })
     }
 
@@ -209,6 +212,15 @@ impl ServerProcess {
         Ok(process)
     }
 
+    /// Appends flags (e.g. `-encrypt KEY`) to those it starts with, from the next start on.
+    pub fn push_args<I, S>(&mut self, extra: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(extra.into_iter().map(Into::into));
+    }
+
     /// The server RPC address other servers reach it at.
     pub fn rpc_addr(&self) -> String {
         format!("{}:{}", self.ip, self.rpc_port)
@@ -221,7 +233,16 @@ impl ServerProcess {
 
     /// The node name it runs as.
     pub fn node_name(&self) -> String {
-        format!("node-{}", self.ip.octets()[3])
+        match &self.node {
+            Some(name) => name.clone(),
+            None => format!("node-{}", self.ip.octets()[3]),
+        }
+    }
+
+    /// Runs as `name` instead of `node-<last octet>` from the next start on, so that several
+    /// agents (each on its own ports) can share one loopback address.
+    pub fn set_node_name(&mut self, name: &str) {
+        self.node = Some(name.to_owned());
     }
 
     /// `mesh-server` with this server's identity, addresses and data directory.
@@ -290,6 +311,11 @@ impl ServerProcess {
     /// The server's log so far, for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The HTTP API's `ip:port`, for `-http-addr`.
+    pub fn http_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.http_port)
     }
 
     pub fn http(&self) -> Http {
@@ -429,7 +455,8 @@ pub fn run_server_to_exit(args: &[&str], timeout: Duration) -> anyhow::Result<(i
     run_command_to_exit(cmd, timeout)
 }
 
-fn run_command_to_exit(mut cmd: Command, timeout: Duration) -> anyhow::Result<(i32, String)> {
+/// Runs `cmd` to completion (killed after `timeout`); its exit code and stderr then stdout.
+pub fn run_command_to_exit(mut cmd: Command, timeout: Duration) -> anyhow::Result<(i32, String)> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
