@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use test_support::{wait_until, Cluster, Method};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +176,7 @@ async fn a_new_server_joins_a_running_datacenter() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autopilot_health_sees_a_dead_server() -> anyhow::Result<()> {
+async fn autopilot_removes_a_dead_server_and_takes_it_back() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut cluster = Cluster::start(dir.path(), 3, 33).await?;
     let leader = cluster.leader().await?;
@@ -223,6 +224,47 @@ async fn autopilot_health_sees_a_dead_server() -> anyhow::Result<()> {
             }
         },
     )
+    .await?;
+
+    // Failed in gossip for longer than ServerStabilizationTime (10 s): out of raft, so the two
+    // left form a healthy datacenter again.
+    let voters = |http: test_support::Http| async move {
+        let config = http.get("/v1/operator/raft/configuration").await.ok()?;
+        config.json().ok()?["Servers"].as_array().map(Vec::len)
+    };
+    wait_until(
+        "autopilot to remove the dead server",
+        Duration::from_secs(60),
+        || voters(http.clone()).map(|n| n == Some(2)),
+    )
+    .await?;
+    wait_until(
+        "the two left to be healthy",
+        Duration::from_secs(20),
+        || {
+            let http = http.clone();
+            async move {
+                matches!(http.get("/v1/operator/autopilot/health").await, Ok(r) if r.status == 200)
+            }
+        },
+    )
+    .await?;
+
+    // Back alive for ServerStabilizationTime: in raft again, with the writes it missed.
+    let reply = http.put("/v1/kv/while-away", "x").await?;
+    assert_eq!(reply.body, "true");
+    cluster.servers[victim].restart().await?;
+    wait_until(
+        "autopilot to take the server back",
+        Duration::from_secs(60),
+        || voters(http.clone()).map(|n| n == Some(3)),
+    )
+    .await?;
+    let back = cluster.servers[victim].http();
+    wait_until("the returned server to have the write", Duration::from_secs(30), || {
+        let back = back.clone();
+        async move { matches!(back.get("/v1/kv/while-away?stale").await, Ok(r) if r.status == 200) }
+    })
     .await?;
     Ok(())
 }

@@ -1,11 +1,9 @@
-//! Bringing two servers into one raft configuration, for `retry_join` and `/v1/agent/join`.
+//! Bringing a server into a datacenter's raft configuration: asking who answers at an address,
+//! and asking the leader to add this server.
 
 use std::time::Duration;
 
-use raft_store::RaftNode;
-
 use crate::message::{Identity, Request, Response};
-use crate::server::add_voter;
 use crate::{call, RpcError};
 
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,27 +26,6 @@ pub async fn request_join(me: &Identity, via: &str) -> Result<(), String> {
         Ok(Response::Join(result)) => result,
         Ok(_) => Err(format!("{via} answered a join with an unexpected message")),
         Err(err) => Err(err.to_string()),
-    }
-}
-
-/// Joins this server and the one at `addr` into one raft configuration, whichever side is
-/// already initialized: an uninitialized server is added to the other's datacenter.
-pub async fn join(node: &RaftNode, me: &Identity, addr: &str) -> Result<(), String> {
-    let peer = identify(addr).await.map_err(|e| e.to_string())?;
-    if peer.raft_id == me.raft_id {
-        return Ok(());
-    }
-    let (servers, _) = node.configuration();
-    match (node.is_initialized(), peer.initialized) {
-        (true, _) if servers.iter().any(|s| s.raft_id == peer.raft_id) => Ok(()),
-        (false, true) => request_join(me, &peer.rpc_addr).await,
-        (true, false) => add_voter(node, peer).await,
-        (true, true) => Err(format!(
-            "{addr} belongs to another raft configuration; a server can only join an uninitialized one"
-        )),
-        (false, false) => Err(format!(
-            "neither this server nor {addr} belongs to a datacenter yet; start the servers with bootstrap_expect"
-        )),
     }
 }
 

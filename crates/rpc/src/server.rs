@@ -144,8 +144,9 @@ pub async fn node_state(
     Ok(state.catalog.node_state(name))
 }
 
-/// Adds a server as a learner, lets it catch up, then makes it a voter. Only the leader can.
-pub(crate) async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> {
+/// Adds `joiner` to the raft configuration (as a learner until it has caught up, then as a
+/// voter), or asks the leader to; nothing to do if it already votes.
+pub async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> {
     let view = node.leader_view();
     if !view.is_leader {
         let leader = view

@@ -16,6 +16,7 @@ use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod autopilot;
 mod catalog_sync;
 mod formation;
 mod membership_sync;
@@ -240,6 +241,13 @@ impl Server {
             membership.clone(),
             config.datacenter.clone(),
             config.node_name.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(autopilot::run(
+            node.clone(),
+            membership.clone(),
+            raft_id,
+            config.datacenter.clone(),
             shutdown_rx.clone(),
         )));
         let local = api::LocalContext {
