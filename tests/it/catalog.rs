@@ -424,10 +424,38 @@ async fn client_agents_register_discover_and_fail_over() -> anyhow::Result<()> {
         woke.body
     );
 
+    // An alias on b of web on a's node follows it through a blocking read on the servers.
+    let reply = b
+        .put(
+            "/v1/agent/check/register",
+            json!({"ID": "web-alias", "Name": "web alias", "AliasNode": "node-117", "AliasService": "web"}).to_string(),
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let alias = |want: &'static str| move |v: &Value| v["web-alias"]["Status"] == want;
+    wait_json(
+        &b,
+        "/v1/agent/checks",
+        "the alias to see web's warning",
+        alias("warning"),
+    )
+    .await?;
+
     // Lose the leader: the clients fail over and keep the catalog current.
     let leader = cluster.leader().await?;
     cluster.servers[leader].kill9()?;
     a.put("/v1/agent/check/fail/web-ttl", "").await?;
+    let checks = wait_json(
+        &b,
+        "/v1/agent/checks",
+        "the alias to follow web down",
+        alias("critical"),
+    )
+    .await?;
+    assert_eq!(
+        checks["web-alias"]["Output"], r#"Aliased check "Service 'web' check" failing: "#,
+        "{checks}"
+    );
     let survivor = cluster.servers[(leader + 1) % 3].http();
     wait_json(
         &survivor,

@@ -38,7 +38,13 @@ async fn all_alive(agents: &[&Http], n: usize) -> anyhow::Result<()> {
 async fn events_reach_their_agents_and_keys_rotate_everywhere() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let encrypt = ["-encrypt".to_owned(), KEY_1.to_owned()];
-    let mut args = vec!["-bootstrap".to_owned()];
+    let telemetry = dir.path().join("telemetry.json");
+    std::fs::write(
+        &telemetry,
+        r#"{"telemetry": {"prometheus_retention_time": "60s"}}"#,
+    )?;
+    let mut args = vec!["-bootstrap".to_owned(), "-config-file".to_owned()];
+    args.push(telemetry.display().to_string());
     args.extend(encrypt.clone());
     let mut server = ServerProcess::new(Ipv4Addr::new(127, 0, 0, 80), &dir.path().join("s"), args)?;
     server.spawn()?;
@@ -65,6 +71,19 @@ async fn events_reach_their_agents_and_keys_rotate_everywhere() -> anyhow::Resul
         )
         .await?;
     assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Prometheus output where telemetry asks for it, Consul's 415 elsewhere.
+    let scrape = s.get("/v1/agent/metrics?format=prometheus").await?;
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    assert!(
+        scrape.body.contains("\nmesh_gossip_members_alive 3\n"),
+        "{}",
+        scrape.body
+    );
+    assert_eq!(
+        a.get("/v1/agent/metrics?format=prometheus").await?.status,
+        415
+    );
 
     // Filtered: only the agent running a blue web keeps it.
     let reply = b

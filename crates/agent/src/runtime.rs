@@ -19,12 +19,26 @@ use crate::definition::{CheckBody, CheckDefinition, CheckKind, Invalid, ServiceB
 use crate::local::{LocalError, LocalState};
 use crate::persist::{Persisted, TtlState};
 
+/// How long one blocking read of an aliased node waits (Consul's alias checks block a minute).
+const ALIAS_WAIT: Duration = Duration::from_secs(60);
+/// Back-off between failed reads of an aliased node.
+const ALIAS_RETRY_MIN: Duration = Duration::from_secs(1);
+const ALIAS_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// How the agent reaches the catalog: directly on a server, over server RPC on a client.
 pub trait CatalogClient: Send + Sync + 'static {
     /// Applies one registration or deregistration through raft.
     fn apply(&self, op: CatalogOp) -> BoxFuture<'_, Result<(), String>>;
     /// What the catalog holds for `node` (read linearizably).
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>>;
+    /// What the catalog holds for another `node`, once its index differs from `index` (or
+    /// after `wait`), with that index: a blocking query, possibly stale.
+    fn watch_node(
+        &self,
+        node: &str,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(NodeState, u64), String>>;
 }
 
 /// Tunables, with Consul's defaults in [`AgentConfig::new`].
@@ -131,6 +145,8 @@ struct FromConfig {
 
 enum CheckTask {
     Runner(#[allow(dead_code)] checks::RunnerHandle),
+    /// An alias of another node: a blocking query loop.
+    Alias(JoinHandle<()>),
     Ttl {
         deadline: watch::Sender<tokio::time::Instant>,
         task: JoinHandle<()>,
@@ -139,7 +155,7 @@ enum CheckTask {
 
 impl Drop for CheckTask {
     fn drop(&mut self) {
-        if let CheckTask::Ttl { task, .. } = self {
+        if let CheckTask::Ttl { task, .. } | CheckTask::Alias(task) = self {
             task.abort();
         }
     }
@@ -520,16 +536,6 @@ impl Agent {
                 "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
             ));
         }
-        // Aliases follow this node's own services; following another node's health would
-        // need a blocking query on the servers per check, which is not built yet. Refused
-        // rather than reported critical for a reason that is not the aliased node's health.
-        if let CheckKind::Alias { node, .. } = &def.kind {
-            if !node.is_empty() && *node != config.node.name {
-                return Err(AgentError::Invalid(format!(
-                    "AliasNode {node:?} is another node; alias checks on other nodes are not supported yet"
-                )));
-            }
-        }
         Ok(())
     }
 
@@ -601,6 +607,9 @@ impl Agent {
         for def in defs {
             let task = match &def.kind {
                 CheckKind::Ttl(ttl) => Some(self.spawn_ttl(&def.id, *ttl)),
+                CheckKind::Alias { node, service } if self.is_remote(node) => {
+                    Some(self.spawn_remote_alias(&def.id, node, service))
+                }
                 CheckKind::Alias { .. } => None,
                 kind => probe_for(kind).map(|probe| {
                     let weak = Arc::downgrade(&self.inner);
@@ -635,6 +644,42 @@ impl Agent {
         }
         drop(tasks);
         self.refresh_aliases();
+    }
+
+    /// Whether an alias names another node than this one.
+    fn is_remote(&self, node: &str) -> bool {
+        !node.is_empty() && node != self.inner.config.node.name
+    }
+
+    /// An alias of another node (or a service on it) follows that node's checks in the catalog
+    /// through a blocking query on the servers, as Consul's does.
+    fn spawn_remote_alias(&self, id: &str, node: &str, service: &str) -> CheckTask {
+        let weak = Arc::downgrade(&self.inner);
+        let client = self.inner.client.clone();
+        let (id, node, service) = (id.to_owned(), node.to_owned(), service.to_owned());
+        let task = tokio::spawn(async move {
+            let mut index = 0;
+            let mut backoff = ALIAS_RETRY_MIN;
+            loop {
+                match client.watch_node(&node, index, ALIAS_WAIT).await {
+                    Ok((state, new_index)) => {
+                        backoff = ALIAS_RETRY_MIN;
+                        index = new_index;
+                        let exists = state.services.iter().any(|s| s.id == service);
+                        let (status, output) =
+                            checks::alias_status(&node, &service, exists, &state.checks);
+                        let Some(inner) = weak.upgrade() else { return };
+                        Agent { inner }.on_result(&id, Outcome { status, output });
+                    }
+                    Err(err) => {
+                        tracing::warn!(check = %id, %node, %err, "alias check: reading the aliased node failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(ALIAS_RETRY_MAX);
+                    }
+                }
+            }
+        });
+        CheckTask::Alias(task)
     }
 
     fn spawn_ttl(&self, id: &str, ttl: Duration) -> CheckTask {
@@ -700,41 +745,31 @@ impl Agent {
         }
     }
 
-    /// Alias checks mirror the worst status of a local service's other checks.
+    /// Aliases of this node (or its services) mirror the local checks, at once.
     fn refresh_aliases(&self) {
         let mut state = self.state();
         let aliases: Vec<(String, String)> = state
             .checks()
             .filter_map(|c| match &c.definition.as_ref()?.kind {
-                CheckKind::Alias { service, .. } => {
+                CheckKind::Alias { node, service } if !self.is_remote(node) => {
                     Some((c.check.check_id.clone(), service.clone()))
                 }
                 _ => None,
             })
             .collect();
         let now = now_ms();
+        let node = state.node().name.clone();
         for (id, service) in aliases {
-            let (status, output) = if state.service(&service).is_none() {
-                (
-                    Status::Critical,
-                    format!(
-                        "Service {service} could not be found on node {}",
-                        state.node().name
-                    ),
-                )
-            } else {
-                let worst = catalog::aggregate(
-                    state
-                        .checks()
-                        .filter(|c| c.check.service_id == service && c.check.check_id != id)
-                        .map(|c| c.check.status),
-                );
-                let output = match worst {
-                    Status::Passing => "All checks passing.".to_owned(),
-                    other => format!("Aliased service has a {other} check."),
-                };
-                (worst, output)
-            };
+            let exists = state.service(&service).is_some();
+            let (status, output) = checks::alias_status(
+                &node,
+                &service,
+                exists,
+                state
+                    .checks()
+                    .map(|c| &c.check)
+                    .filter(|c| c.check_id != id),
+            );
             state.update_check(&id, status, &output, now);
         }
     }

@@ -68,6 +68,31 @@ impl agent::CatalogClient for RemoteCatalog {
         })
     }
 
+    fn watch_node(
+        &self,
+        node: &str,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(NodeState, u64), String>> {
+        let wait = wait.min(rpc::MAX_WATCH);
+        let req = Request::WatchNode {
+            name: node.to_owned(),
+            index,
+            wait_ms: wait.as_millis() as u64,
+        };
+        Box::pin(async move {
+            match self
+                .servers
+                .request(&req, wait + SERVER_TIMEOUT, true)
+                .await
+            {
+                Ok(Response::WatchNode(state, index)) => Ok((state, index)),
+                Ok(_) => Err("unexpected answer to a node watch".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let req = Request::NodeState(node.to_owned());
         Box::pin(async move {
@@ -169,6 +194,7 @@ impl ClientAgent {
             membership,
             datacenter: config.datacenter.clone(),
             dev: config.dev,
+            prometheus: !config.prometheus_retention_time.is_zero(),
         };
         let app = api::client_router(local, info, servers);
         let addr = SocketAddr::new(config.client_addr, http_port);

@@ -54,6 +54,9 @@ pub struct Config {
     /// How long a failed member stays in the member list before it is reaped (72h; at least
     /// 8h, like Consul).
     pub reconnect_timeout: Duration,
+    /// `telemetry.prometheus_retention_time`: above zero, `/v1/agent/metrics?format=prometheus`
+    /// answers in Prometheus' text format (0, the default, leaves it off, as in Consul).
+    pub prometheus_retention_time: Duration,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
 }

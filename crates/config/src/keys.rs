@@ -164,11 +164,20 @@ pub(crate) static KEYS: &[Key] = &[
     ),
     key!("encrypt", "-encrypt", encrypt, gossip_key),
     key!("reconnect_timeout", "", reconnect_timeout, duration),
+    key!(
+        "telemetry.prometheus_retention_time",
+        "",
+        prometheus_retention_time,
+        duration
+    ),
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
 /// block, a list of objects applied in order).
-static SECTIONS: &[&str] = &["ports", "limits", "performance"];
+static SECTIONS: &[&str] = &["ports", "limits", "performance", "telemetry"];
+
+/// Sections of which mesh implements only some keys: the others are unsupported, not unknown.
+static PARTLY_SUPPORTED: &[&str] = &["telemetry"];
 
 /// Keys Consul accepts that mesh does not implement yet. Rejected, never ignored, so that
 /// nobody believes e.g. gossip encryption is on when it is not.
@@ -182,7 +191,6 @@ static UNSUPPORTED: &[&str] = &[
     "ports.serf_wan",
     "service",
     "services",
-    "telemetry",
     "tls",
     "ui_config",
 ];
@@ -241,7 +249,7 @@ impl Layers {
                 self.set_source(key.path, ConfigSource::File(file.to_owned()));
             } else if let Some(section) = SECTIONS.iter().find(|section| **section == full) {
                 self.apply_section(file, section, value)?;
-            } else if UNSUPPORTED.contains(&full.as_str()) {
+            } else if UNSUPPORTED.contains(&full.as_str()) || PARTLY_SUPPORTED.contains(&prefix) {
                 return Err(ConfigError::UnsupportedKey {
                     path: file.to_owned(),
                     key: full,

@@ -61,6 +61,8 @@ pub struct Overrides {
     pub encrypt: Option<String>,
     /// `reconnect_timeout` (no flag)
     pub reconnect_timeout: Option<Duration>,
+    /// `telemetry.prometheus_retention_time` (no flag)
+    pub prometheus_retention_time: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

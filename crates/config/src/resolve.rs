@@ -98,6 +98,7 @@ pub(crate) fn resolve(
                 .unwrap_or(Performance::default().raft_multiplier),
         },
         encrypt: values.encrypt.clone(),
+        prometheus_retention_time: values.prometheus_retention_time.unwrap_or_default(),
         reconnect_timeout: values
             .reconnect_timeout
             .unwrap_or(DEFAULT_RECONNECT_TIMEOUT),

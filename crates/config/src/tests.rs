@@ -105,6 +105,7 @@ fn defaults() -> Config {
         performance: Performance { raft_multiplier: 5 },
         encrypt: None,
         reconnect_timeout: Duration::from_secs(72 * 3600),
+        prometheus_retention_time: Duration::ZERO,
         sources: Sources::default(),
     }
 }
@@ -329,6 +330,11 @@ fn every_key_from_json_and_hcl() {
             |c| c.encrypt = Some("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=".into()),
         ),
         (
+            r#"{"telemetry": {"prometheus_retention_time": "60s"}}"#,
+            r#"telemetry { prometheus_retention_time = "60s" }"#,
+            |c| c.prometheus_retention_time = Duration::from_secs(60),
+        ),
+        (
             r#"{"reconnect_timeout": "24h"}"#,
             r#"reconnect_timeout = "24h""#,
             |c| c.reconnect_timeout = Duration::from_secs(24 * 3600),
@@ -386,6 +392,7 @@ fn every_file_key_is_covered_by_a_test_case() {
         "performance.raft_multiplier",
         "encrypt",
         "reconnect_timeout",
+        "telemetry.prometheus_retention_time",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
@@ -484,8 +491,8 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
         ),
         (
             "config.json",
-            r#"{"telemetry": {}}"#,
-            r#"config.json: key "telemetry" is not supported yet"#,
+            r#"{"telemetry": {"statsd_address": "127.0.0.1:8125"}}"#,
+            r#"config.json: key "telemetry.statsd_address" is not supported yet"#,
         ),
         (
             "config.json",
@@ -840,6 +847,7 @@ fn flags_win_over_files_for_every_key() {
         },
         encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
         reconnect_timeout: None,
+        prometheus_retention_time: None,
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -881,6 +889,7 @@ fn flags_win_over_files_for_every_key() {
         performance: Performance { raft_multiplier: 2 },
         encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
         reconnect_timeout: Duration::from_secs(72 * 3600),
+        prometheus_retention_time: Duration::ZERO,
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));

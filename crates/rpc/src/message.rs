@@ -49,6 +49,13 @@ pub enum Request {
     ClientWrite(Op),
     /// A client agent's anti-entropy read: the catalog's view of one node, linearizable.
     NodeState(String),
+    /// A blocking read of one node's catalog state (alias checks of another node): answered
+    /// once the node's index differs from `index`, or after `wait_ms`.
+    WatchNode {
+        name: String,
+        index: u64,
+        wait_ms: u64,
+    },
     /// An HTTP API call forwarded by a client agent.
     Http(crate::client::HttpRequest),
 }
@@ -70,6 +77,8 @@ pub enum Response {
     Elect(Result<(), ConsensusError>),
     ClientWrite(Result<Written, ConsensusError>),
     NodeState(Result<crate::client::NodeState, ConsensusError>),
+    /// The node's state and its index.
+    WatchNode(crate::client::NodeState, u64),
     Http(crate::client::HttpResponse),
 }
 

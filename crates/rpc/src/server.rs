@@ -1,6 +1,7 @@
 //! The answering side: one task per connection, one request at a time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::RaftError;
 use openraft::raft::AppendEntriesResponse;
@@ -117,6 +118,15 @@ async fn answer(
         Request::Elect => Response::Elect(node.elect_now().await),
         Request::ClientWrite(op) => Response::ClientWrite(node.write(op).await),
         Request::NodeState(name) => Response::NodeState(node_state(node, &name).await),
+        Request::WatchNode {
+            name,
+            index,
+            wait_ms,
+        } => {
+            let wait = Duration::from_millis(wait_ms).min(MAX_WATCH);
+            let (state, index) = watch_node_state(node, &name, index, wait).await;
+            Response::WatchNode(state, index)
+        }
         Request::Http(req) => Response::Http(match http {
             Some(handler) => handler(req).await,
             None => HttpResponse {
@@ -142,6 +152,40 @@ pub async fn node_state(
     node.linearize().await?;
     let state = node.reader().state();
     Ok(state.catalog.node_state(name))
+}
+
+/// The longest a node watch may block (Consul's longest blocking query).
+pub const MAX_WATCH: Duration = Duration::from_secs(600);
+
+/// A blocking read of `name`'s catalog state: returns once the node's index (its services and
+/// checks) differs from `index`, or when `wait` has passed, with the state and its index. Read
+/// from this server's state without a quorum round: an alias check follows another node's
+/// health with at most replication lag, and thousands of them cost the leader nothing.
+pub async fn watch_node_state(
+    node: &RaftNode,
+    name: &str,
+    index: u64,
+    wait: Duration,
+) -> (NodeState, u64) {
+    let topic = catalog::topic::node(name);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut changed = node.reader().notifier().catalog(&topic);
+        let (state, current) = {
+            let state = node.reader().state();
+            (
+                state.catalog.node_state(name),
+                state.catalog.index(&topic).max(1),
+            )
+        };
+        if current != index || tokio::time::Instant::now() >= deadline {
+            return (state, current);
+        }
+        tokio::select! {
+            () = changed.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 /// Adds `joiner` to the raft configuration (as a learner until it has caught up, then as a

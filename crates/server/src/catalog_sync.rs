@@ -18,6 +18,16 @@ impl agent::CatalogClient for LocalCatalog {
         Box::pin(async move { apply(&self.node, op).await })
     }
 
+    fn watch_node(
+        &self,
+        node: &str,
+        index: u64,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'_, Result<(NodeState, u64), String>> {
+        let node = node.to_owned();
+        Box::pin(async move { Ok(rpc::watch_node_state(&self.node, &node, index, wait).await) })
+    }
+
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let node = node.to_owned();
         Box::pin(async move {

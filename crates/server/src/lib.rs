@@ -256,6 +256,7 @@ impl Server {
             membership: membership.clone(),
             datacenter: config.datacenter.clone(),
             dev: config.dev,
+            prometheus: !config.prometheus_retention_time.is_zero(),
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = api::listener(addr).map_err(|source| ServerError::Bind { addr, source })?;

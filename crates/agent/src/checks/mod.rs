@@ -8,6 +8,7 @@
 //!
 //! TTL and alias checks are not probes; the agent runtime handles them itself.
 
+mod alias;
 mod damping;
 mod grpc;
 mod h2ping;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use catalog::Status;
 
+pub use alias::alias_status;
 pub use damping::{Damper, Damping};
 pub use runner::{spawn, RunnerHandle};
 

@@ -5,10 +5,21 @@ use catalog::Catalog;
 use super::*;
 
 /// The catalog a server would apply the agent's writes to, held in memory.
-#[derive(Default)]
 struct MemoryCatalog {
     catalog: Mutex<Catalog>,
     index: AtomicU64,
+    /// Bumped on every write, for blocking reads.
+    writes: watch::Sender<u64>,
+}
+
+impl Default for MemoryCatalog {
+    fn default() -> Self {
+        MemoryCatalog {
+            catalog: Mutex::default(),
+            index: AtomicU64::default(),
+            writes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl CatalogClient for MemoryCatalog {
@@ -21,7 +32,38 @@ impl CatalogClient for MemoryCatalog {
             .apply(op, index)
             .map(drop)
             .map_err(|err| err.to_string());
+        self.writes.send_modify(|n| *n += 1);
         Box::pin(async move { result })
+    }
+
+    fn watch_node(
+        &self,
+        node: &str,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(NodeState, u64), String>> {
+        let node = node.to_owned();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut writes = self.writes.subscribe();
+            loop {
+                writes.borrow_and_update();
+                let (state, current) = {
+                    let catalog = self.catalog.lock().unwrap();
+                    let topic = catalog::topic::node(&node);
+                    (catalog.node_state(&node), catalog.index(&topic).max(1))
+                };
+                if current != index {
+                    return Ok((state, current));
+                }
+                if tokio::time::timeout_at(deadline, writes.changed())
+                    .await
+                    .is_err()
+                {
+                    return Ok((state, current));
+                }
+            }
+        })
     }
 
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
@@ -32,11 +74,14 @@ impl CatalogClient for MemoryCatalog {
 
 /// An agent whose configuration lives in `dir/agent.json`.
 fn agent_with_config(dir: &std::path::Path, json: &str) -> Agent {
+    agent_with_client(dir, json, Arc::new(MemoryCatalog::default()))
+}
+
+fn agent_with_client(dir: &std::path::Path, json: &str, client: Arc<MemoryCatalog>) -> Agent {
     let file = dir.join("agent.json");
     std::fs::write(&file, json).unwrap();
     let mut config = config::load(&[file], &[], &config::Overrides::default()).unwrap();
     config.node_name = "n1".into();
-    let client = Arc::new(MemoryCatalog::default());
     Agent::from_config(&config, "", "127.0.0.1", dir, client).unwrap()
 }
 
@@ -122,17 +167,102 @@ async fn an_api_registration_takes_a_config_service_over() {
     assert_eq!(agent.service("web").map(|s| s.port), Some(81));
 }
 
+/// Registers `db` on node `db-1` with one check in `status`, as its own agent would.
+async fn register_db(client: &MemoryCatalog, status: Status, output: &str) {
+    let mut check = HealthCheck::new("db-1", "db-check", "db check", status);
+    check.service_id = "db".into();
+    check.service_name = "db".into();
+    check.output = output.into();
+    let reg = catalog::Registration {
+        node: crate::identity::node_record("db-1", "", "10.0.0.9", "dc1"),
+        skip_node_update: false,
+        service: Some(Service {
+            id: "db".into(),
+            service: "db".into(),
+            ..Service::default()
+        }),
+        checks: vec![check],
+    };
+    client
+        .apply(CatalogOp::Register(Box::new(reg)))
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until the agent's check `id` has `status` and some output (a new check
+/// starts critical with none), and returns the output.
+async fn wait_for_check(agent: &Agent, id: &str, status: Status) -> String {
+    for _ in 0..200 {
+        if let Some(check) = agent.checks().into_iter().find(|c| c.check_id == id) {
+            if check.status == status && !check.output.is_empty() {
+                return check.output;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("check {id} never became {status:?}: {:?}", agent.checks());
+}
+
 #[tokio::test]
-async fn aliases_of_other_nodes_are_refused() {
+async fn aliases_of_other_nodes_follow_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Arc::new(MemoryCatalog::default());
+    let agent = agent_with_client(dir.path(), "{}", client.clone());
+    register_db(&client, Status::Passing, "ok").await;
+    let alias = serde_json::from_str(
+        r#"{"ID": "db-alias", "Name": "db alias", "AliasNode": "db-1", "AliasService": "db"}"#,
+    )
+    .unwrap();
+    agent.register_check(alias, Source::Api).unwrap();
+    let output = wait_for_check(&agent, "db-alias", Status::Passing).await;
+    assert_eq!(output, "All checks passing.");
+
+    // A change on the other node reaches the alias through the blocking read.
+    register_db(&client, Status::Critical, "connection refused").await;
+    let output = wait_for_check(&agent, "db-alias", Status::Critical).await;
+    assert_eq!(
+        output,
+        r#"Aliased check "db check" failing: connection refused"#
+    );
+
+    // An alias of a service the node does not run is critical.
+    let missing = serde_json::from_str(
+        r#"{"ID": "cache-alias", "Name": "cache", "AliasNode": "db-1", "AliasService": "cache"}"#,
+    )
+    .unwrap();
+    agent.register_check(missing, Source::Api).unwrap();
+    let output = wait_for_check(&agent, "cache-alias", Status::Critical).await;
+    assert_eq!(output, "Service cache could not be found on node db-1");
+
+    // Deregistering the alias stops its watcher.
+    agent.deregister_check("db-alias");
+    assert!(!agent.tasks().contains_key("db-alias"));
+}
+
+#[tokio::test]
+async fn local_aliases_mirror_the_service_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let agent = agent_with_config(dir.path(), "{}");
-    let remote = serde_json::from_str(r#"{"Name": "a", "AliasNode": "elsewhere"}"#).unwrap();
-    let err = agent.register_check(remote, Source::Api).unwrap_err();
-    assert!(matches!(err, AgentError::Invalid(_)), "{err}");
-    assert!(agent.checks().is_empty());
-    let web = serde_json::from_str(r#"{"Name": "web", "Port": 80}"#).unwrap();
+    let web = serde_json::from_str(
+        r#"{"Name": "web", "Port": 80, "Check": {"CheckID": "web-ttl", "TTL": "1m"}}"#,
+    )
+    .unwrap();
     agent.register_service(web, false, Source::Api).unwrap();
-    let local =
-        serde_json::from_str(r#"{"Name": "b", "AliasNode": "n1", "AliasService": "web"}"#).unwrap();
-    agent.register_check(local, Source::Api).unwrap();
+    let alias =
+        serde_json::from_str(r#"{"ID": "web-alias", "Name": "b", "AliasService": "web"}"#).unwrap();
+    agent.register_check(alias, Source::Api).unwrap();
+    agent
+        .ttl_update("web-ttl", Status::Warning, "slow")
+        .unwrap();
+    let check = agent
+        .checks()
+        .into_iter()
+        .find(|c| c.check_id == "web-alias");
+    assert_eq!(
+        check.map(|c| (c.status, c.output)),
+        Some((
+            Status::Warning,
+            r#"Aliased check "Service 'web' check" failing: slow"#.into()
+        ))
+    );
 }
