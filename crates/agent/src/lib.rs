@@ -15,5 +15,8 @@ pub mod membership;
 mod persist;
 mod runtime;
 pub mod signals;
+#[cfg(test)]
+mod testing;
+pub mod view;
 
 pub use runtime::{scale_factor, Agent, AgentConfig, AgentError, CatalogClient, Source};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use catalog::{CatalogOp, HealthCheck, Node, NodeState, Service, Status};
+use catalog::{CatalogOp, HealthCheck, Node, NodeState, Service, ServiceHealth, Status};
 use futures::future::BoxFuture;
 use rand::Rng;
 use serde_json::Value;
@@ -39,6 +39,16 @@ pub trait CatalogClient: Send + Sync + 'static {
         index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<(NodeState, u64), String>>;
+    /// The instances of service `name` with their health (its proxies and mesh-native
+    /// instances with `connect`), once their index differs from `index` (or after `wait`),
+    /// with that index: a blocking query, possibly stale.
+    fn watch_service(
+        &self,
+        name: &str,
+        connect: bool,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<ServiceHealth>, u64), String>>;
 }
 
 /// Tunables, with Consul's defaults in [`AgentConfig::new`].

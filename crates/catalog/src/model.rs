@@ -206,7 +206,7 @@ impl HealthCheck {
 
 /// One service instance with its node and every check that bears on its health (the node's
 /// checks and the instance's own): Consul's `CheckServiceNode`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceHealth {
     pub node: Node,
     pub service: Service,

@@ -93,6 +93,33 @@ impl agent::CatalogClient for RemoteCatalog {
         })
     }
 
+    fn watch_service(
+        &self,
+        name: &str,
+        connect: bool,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<catalog::ServiceHealth>, u64), String>> {
+        let wait = wait.min(rpc::MAX_WATCH);
+        let req = Request::WatchService {
+            name: name.to_owned(),
+            connect,
+            index,
+            wait_ms: wait.as_millis() as u64,
+        };
+        Box::pin(async move {
+            match self
+                .servers
+                .request(&req, wait + SERVER_TIMEOUT, true)
+                .await
+            {
+                Ok(Response::WatchService(rows, index)) => Ok((rows, index)),
+                Ok(_) => Err("unexpected answer to a service watch".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let req = Request::NodeState(node.to_owned());
         Box::pin(async move {

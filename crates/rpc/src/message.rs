@@ -56,6 +56,15 @@ pub enum Request {
         index: u64,
         wait_ms: u64,
     },
+    /// A blocking read of a service's instances with their health (the agent's DNS view):
+    /// answered once the service's index (its `connect.` index with `connect`) differs from
+    /// `index`, or after `wait_ms`.
+    WatchService {
+        name: String,
+        connect: bool,
+        index: u64,
+        wait_ms: u64,
+    },
     /// An HTTP API call forwarded by a client agent.
     Http(crate::client::HttpRequest),
 }
@@ -79,6 +88,8 @@ pub enum Response {
     NodeState(Result<crate::client::NodeState, ConsensusError>),
     /// The node's state and its index.
     WatchNode(crate::client::NodeState, u64),
+    /// The instances and their index.
+    WatchService(Vec<catalog::ServiceHealth>, u64),
     Http(crate::client::HttpResponse),
 }
 

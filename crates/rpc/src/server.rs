@@ -127,6 +127,16 @@ async fn answer(
             let (state, index) = watch_node_state(node, &name, index, wait).await;
             Response::WatchNode(state, index)
         }
+        Request::WatchService {
+            name,
+            connect,
+            index,
+            wait_ms,
+        } => {
+            let wait = Duration::from_millis(wait_ms).min(MAX_WATCH);
+            let (rows, index) = watch_service_health(node, &name, connect, index, wait).await;
+            Response::WatchService(rows, index)
+        }
         Request::Http(req) => Response::Http(match http {
             Some(handler) => handler(req).await,
             None => HttpResponse {
@@ -168,18 +178,55 @@ pub async fn watch_node_state(
     wait: Duration,
 ) -> (NodeState, u64) {
     let topic = catalog::topic::node(name);
+    watch_topic(node, &topic, index, wait, |catalog| {
+        catalog.node_state(name)
+    })
+    .await
+}
+
+/// A blocking read of a service's instances with their health (of its proxies and
+/// mesh-native instances with `connect`), like [`watch_node_state`].
+pub async fn watch_service_health(
+    node: &RaftNode,
+    name: &str,
+    connect: bool,
+    index: u64,
+    wait: Duration,
+) -> (Vec<catalog::ServiceHealth>, u64) {
+    let topic = if connect {
+        catalog::topic::connect(name)
+    } else {
+        catalog::topic::service(name)
+    };
+    watch_topic(node, &topic, index, wait, |catalog| {
+        let instances = if connect {
+            catalog.connect_nodes(name)
+        } else {
+            catalog.service_nodes(name)
+        };
+        catalog.health(instances)
+    })
+    .await
+}
+
+/// Reads `read` from this server's catalog once `topic`'s index differs from `index` (or
+/// `wait` passes); subscribes before reading, so a change in between is never missed.
+async fn watch_topic<T>(
+    node: &RaftNode,
+    topic: &str,
+    index: u64,
+    wait: Duration,
+    read: impl Fn(&catalog::Catalog) -> T,
+) -> (T, u64) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let mut changed = node.reader().notifier().catalog(&topic);
-        let (state, current) = {
+        let mut changed = node.reader().notifier().catalog(topic);
+        let (value, current) = {
             let state = node.reader().state();
-            (
-                state.catalog.node_state(name),
-                state.catalog.index(&topic).max(1),
-            )
+            (read(&state.catalog), state.catalog.index(topic).max(1))
         };
         if current != index || tokio::time::Instant::now() >= deadline {
-            return (state, current);
+            return (value, current);
         }
         tokio::select! {
             () = changed.changed() => {}

@@ -28,6 +28,19 @@ impl agent::CatalogClient for LocalCatalog {
         Box::pin(async move { Ok(rpc::watch_node_state(&self.node, &node, index, wait).await) })
     }
 
+    fn watch_service(
+        &self,
+        name: &str,
+        connect: bool,
+        index: u64,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'_, Result<(Vec<catalog::ServiceHealth>, u64), String>> {
+        let name = name.to_owned();
+        Box::pin(async move {
+            Ok(rpc::watch_service_health(&self.node, &name, connect, index, wait).await)
+        })
+    }
+
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let node = node.to_owned();
         Box::pin(async move {
