@@ -57,6 +57,8 @@ pub struct Config {
     /// `telemetry.prometheus_retention_time`: above zero, `/v1/agent/metrics?format=prometheus`
     /// answers in Prometheus' text format (0, the default, leaves it off, as in Consul).
     pub prometheus_retention_time: Duration,
+    /// The DNS interface.
+    pub dns: Dns,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
 }
@@ -104,6 +106,84 @@ impl Default for Limits {
             kv_max_value_size: 512 * 1024,
             txn_max_req_len: 512 * 1024,
             http_max_conns_per_client: 200,
+        }
+    }
+}
+
+/// The DNS interface: Consul's `domain`, `alt_domain`, `recursors` and `dns_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// Names under it are the mesh's; "mesh" by default (Consul's is "consul").
+    pub domain: String,
+    /// A second domain answered the same way.
+    pub alt_domain: Option<String>,
+    /// Where other names go: `ip` or `ip:port` (port 53 by default).
+    pub recursors: Vec<String>,
+    /// TTL of node, NS and addr answers (0 by default, as in Consul).
+    pub node_ttl: Duration,
+    /// TTL of service answers by service name; `*` entries are prefixes (`"*"` for all), an
+    /// exact name beats the longest prefix.
+    pub service_ttl: std::collections::BTreeMap<String, Duration>,
+    /// Drop instances with a warning check too, not only critical ones.
+    pub only_passing: bool,
+    /// Most answers in a UDP response without EDNS (3).
+    pub udp_answer_limit: u32,
+    /// Most A/AAAA answers (0: no limit).
+    pub a_record_limit: u32,
+    /// Set TC when a UDP answer is cut. On by default in mesh (Consul leaves it off, so stub
+    /// resolvers never retry over TCP and miss instances).
+    pub enable_truncate: bool,
+    /// How long a recursor may take (2s).
+    pub recursor_timeout: Duration,
+    pub recursor_strategy: RecursorStrategy,
+    pub soa: Soa,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            domain: "mesh".into(),
+            alt_domain: None,
+            recursors: Vec::new(),
+            node_ttl: Duration::ZERO,
+            service_ttl: std::collections::BTreeMap::new(),
+            only_passing: false,
+            udp_answer_limit: 3,
+            a_record_limit: 0,
+            enable_truncate: true,
+            recursor_timeout: Duration::from_secs(2),
+            recursor_strategy: RecursorStrategy::Sequential,
+            soa: Soa::default(),
+        }
+    }
+}
+
+/// In which order recursors are asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecursorStrategy {
+    /// In the order configured.
+    #[default]
+    Sequential,
+    /// In a random order per question.
+    Random,
+}
+
+/// The SOA record's timers, in seconds (Consul's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Soa {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub min_ttl: u32,
+}
+
+impl Default for Soa {
+    fn default() -> Self {
+        Soa {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
         }
     }
 }

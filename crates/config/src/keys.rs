@@ -164,6 +164,61 @@ pub(crate) static KEYS: &[Key] = &[
     ),
     key!("encrypt", "-encrypt", encrypt, gossip_key),
     key!("reconnect_timeout", "", reconnect_timeout, duration),
+    key!("domain", "-domain", dns.domain, dns_domain),
+    key!("alt_domain", "-alt-domain", dns.alt_domain, dns_domain),
+    Key {
+        path: "recursors",
+        flag: "-recursor",
+        // Lists append across files and flags, like Consul.
+        set: |values, value| {
+            values.dns.recursors.extend(recursors(value)?);
+            Ok(())
+        },
+        take_flag: |values, flags| {
+            values
+                .dns
+                .recursors
+                .extend(flags.dns.recursors.iter().cloned());
+            !flags.dns.recursors.is_empty()
+        },
+    },
+    key!("dns_config.node_ttl", "", dns.node_ttl, duration),
+    key!("dns_config.service_ttl", "", dns.service_ttl, duration_map),
+    key!("dns_config.only_passing", "", dns.only_passing, boolean),
+    key!(
+        "dns_config.udp_answer_limit",
+        "",
+        dns.udp_answer_limit,
+        non_negative
+    ),
+    key!(
+        "dns_config.a_record_limit",
+        "",
+        dns.a_record_limit,
+        non_negative
+    ),
+    key!(
+        "dns_config.enable_truncate",
+        "",
+        dns.enable_truncate,
+        boolean
+    ),
+    key!(
+        "dns_config.recursor_timeout",
+        "",
+        dns.recursor_timeout,
+        duration
+    ),
+    key!(
+        "dns_config.recursor_strategy",
+        "",
+        dns.recursor_strategy,
+        recursor_strategy
+    ),
+    key!("dns_config.soa.refresh", "", dns.soa_refresh, non_negative),
+    key!("dns_config.soa.retry", "", dns.soa_retry, non_negative),
+    key!("dns_config.soa.expire", "", dns.soa_expire, non_negative),
+    key!("dns_config.soa.min_ttl", "", dns.soa_min_ttl, non_negative),
     key!(
         "telemetry.prometheus_retention_time",
         "",
@@ -174,10 +229,19 @@ pub(crate) static KEYS: &[Key] = &[
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
 /// block, a list of objects applied in order).
-static SECTIONS: &[&str] = &["ports", "limits", "performance", "telemetry"];
+static SECTIONS: &[&str] = &[
+    "ports",
+    "limits",
+    "performance",
+    "telemetry",
+    "dns_config",
+    "dns_config.soa",
+];
 
 /// Sections of which mesh implements only some keys: the others are unsupported, not unknown.
-static PARTLY_SUPPORTED: &[&str] = &["telemetry"];
+/// (`dns_config.allow_stale`/`max_stale`/`use_cache` are among them: DNS always answers from
+/// the agent's own view, kept current by blocking queries.)
+static PARTLY_SUPPORTED: &[&str] = &["telemetry", "dns_config"];
 
 /// Keys Consul accepts that mesh does not implement yet. Rejected, never ignored, so that
 /// nobody believes e.g. gossip encryption is on when it is not.
@@ -382,6 +446,59 @@ pub(crate) fn gossip_key(value: &Value) -> Result<String, &'static str> {
     match base64::engine::general_purpose::STANDARD.decode(text) {
         Ok(key) if key.len() == 32 => Ok(text.to_owned()),
         _ => Err(EXPECTED),
+    }
+}
+
+/// A DNS domain: dot-separated labels of letters, digits and `-`; a trailing dot is dropped.
+pub(crate) fn dns_domain(value: &Value) -> Result<String, &'static str> {
+    const EXPECTED: &str = "a DNS domain such as \"mesh\" or \"mesh.example.com\"";
+    let text = value.as_str().ok_or(EXPECTED)?.trim_end_matches('.');
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if text.is_empty() || !text.split('.').all(label_ok) {
+        return Err(EXPECTED);
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// `recursors`: a list of `ip` or `ip:port` (a single string is accepted too).
+pub(crate) fn recursors(value: &Value) -> Result<Vec<String>, &'static str> {
+    const EXPECTED: &str = "a list of IP addresses, each with an optional port";
+    let list = match value {
+        Value::String(one) => vec![one.clone()],
+        _ => strings(value).map_err(|_| EXPECTED)?,
+    };
+    let valid = |addr: &String| {
+        addr.parse::<IpAddr>().is_ok() || addr.parse::<std::net::SocketAddr>().is_ok()
+    };
+    if list.iter().all(valid) {
+        Ok(list)
+    } else {
+        Err(EXPECTED)
+    }
+}
+
+/// `dns_config.service_ttl`: service name (or `*` prefix) to duration.
+fn duration_map(
+    value: &Value,
+) -> Result<std::collections::BTreeMap<String, std::time::Duration>, &'static str> {
+    const EXPECTED: &str = "an object of service names to durations, such as {\"*\": \"5s\"}";
+    let map = value.as_object().ok_or(EXPECTED)?;
+    map.iter()
+        .map(|(name, ttl)| Ok((name.clone(), duration(ttl).map_err(|_| EXPECTED)?)))
+        .collect()
+}
+
+fn recursor_strategy(value: &Value) -> Result<crate::RecursorStrategy, &'static str> {
+    match value.as_str() {
+        Some("sequential") => Ok(crate::RecursorStrategy::Sequential),
+        Some("random") => Ok(crate::RecursorStrategy::Random),
+        _ => Err("\"sequential\" or \"random\""),
     }
 }
 

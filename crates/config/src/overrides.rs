@@ -46,6 +46,7 @@ pub struct Overrides {
     /// `-dev`; flag only, not a file key.
     pub dev: Option<bool>,
     pub limits: LimitsOverrides,
+    pub dns: DnsOverrides,
     /// `-session-ttl-min` (no Consul flag)
     pub session_ttl_min: Option<Duration>,
     /// `check_update_interval` (no Consul flag)
@@ -79,6 +80,29 @@ pub struct PortsOverrides {
     pub serf_lan: Option<i32>,
     /// `-grpc-port`
     pub grpc: Option<i32>,
+}
+
+/// The DNS interface: `domain`, `alt_domain`, `recursors` and `dns_config.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsOverrides {
+    /// `-domain`
+    pub domain: Option<String>,
+    /// `-alt-domain`
+    pub alt_domain: Option<String>,
+    /// `-recursor`, repeatable; lists append like `retry_join`.
+    pub recursors: Vec<String>,
+    pub node_ttl: Option<Duration>,
+    pub service_ttl: Option<std::collections::BTreeMap<String, Duration>>,
+    pub only_passing: Option<bool>,
+    pub udp_answer_limit: Option<u32>,
+    pub a_record_limit: Option<u32>,
+    pub enable_truncate: Option<bool>,
+    pub recursor_timeout: Option<Duration>,
+    pub recursor_strategy: Option<crate::RecursorStrategy>,
+    pub soa_refresh: Option<u32>,
+    pub soa_retry: Option<u32>,
+    pub soa_expire: Option<u32>,
+    pub soa_min_ttl: Option<u32>,
 }
 
 /// No Consul flags exist for these; the names are ours.

@@ -99,6 +99,7 @@ pub(crate) fn resolve(
         },
         encrypt: values.encrypt.clone(),
         prometheus_retention_time: values.prometheus_retention_time.unwrap_or_default(),
+        dns: dns(&values.dns),
         reconnect_timeout: values
             .reconnect_timeout
             .unwrap_or(DEFAULT_RECONNECT_TIMEOUT),
@@ -189,6 +190,22 @@ fn validate(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
         }
     }
 
+    // Flags are checked here (files as they are read), with the same rules.
+    let domains = [
+        ("domain", Some(&config.dns.domain)),
+        ("alt_domain", config.dns.alt_domain.as_ref()),
+    ];
+    for (key, domain) in domains {
+        let Some(domain) = domain else { continue };
+        if let Err(expected) = crate::keys::dns_domain(&domain.clone().into()) {
+            return invalid(key, expected, domain.clone().into());
+        }
+    }
+    let recursors = Value::from(config.dns.recursors.clone());
+    if let Err(expected) = crate::keys::recursors(&recursors) {
+        return invalid("recursors", expected, recursors);
+    }
+
     let ports = [
         ("ports.http", config.ports.http),
         ("ports.https", config.ports.https),
@@ -251,4 +268,34 @@ fn is_uuid(text: &str) -> bool {
             8 | 13 | 18 | 23 => c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
+}
+
+/// The DNS settings: what was given over Consul's defaults (mesh's domain is `mesh`).
+fn dns(values: &crate::DnsOverrides) -> crate::Dns {
+    let defaults = crate::Dns::default();
+    let soa = crate::Soa {
+        refresh: values.soa_refresh.unwrap_or(defaults.soa.refresh),
+        retry: values.soa_retry.unwrap_or(defaults.soa.retry),
+        expire: values.soa_expire.unwrap_or(defaults.soa.expire),
+        min_ttl: values.soa_min_ttl.unwrap_or(defaults.soa.min_ttl),
+    };
+    // A domain from a flag is normalized here like one from a file (a bad one is left as it
+    // is, for `validate` to refuse).
+    let normalized = |domain: &String| {
+        crate::keys::dns_domain(&domain.clone().into()).unwrap_or_else(|_| domain.clone())
+    };
+    crate::Dns {
+        domain: values.domain.as_ref().map_or(defaults.domain, normalized),
+        alt_domain: values.alt_domain.as_ref().map(normalized),
+        recursors: values.recursors.clone(),
+        node_ttl: values.node_ttl.unwrap_or(defaults.node_ttl),
+        service_ttl: values.service_ttl.clone().unwrap_or_default(),
+        only_passing: values.only_passing.unwrap_or(defaults.only_passing),
+        udp_answer_limit: values.udp_answer_limit.unwrap_or(defaults.udp_answer_limit),
+        a_record_limit: values.a_record_limit.unwrap_or(defaults.a_record_limit),
+        enable_truncate: values.enable_truncate.unwrap_or(defaults.enable_truncate),
+        recursor_timeout: values.recursor_timeout.unwrap_or(defaults.recursor_timeout),
+        recursor_strategy: values.recursor_strategy.unwrap_or_default(),
+        soa,
+    }
 }

@@ -106,6 +106,7 @@ fn defaults() -> Config {
         encrypt: None,
         reconnect_timeout: Duration::from_secs(72 * 3600),
         prometheus_retention_time: Duration::ZERO,
+        dns: Dns::default(),
         sources: Sources::default(),
     }
 }
@@ -335,6 +336,56 @@ fn every_key_from_json_and_hcl() {
             |c| c.prometheus_retention_time = Duration::from_secs(60),
         ),
         (
+            r#"{"domain": "Consul.", "alt_domain": "mesh.example.com"}"#,
+            r#"domain = "Consul."
+alt_domain = "mesh.example.com""#,
+            |c| {
+                c.dns.domain = "consul".into();
+                c.dns.alt_domain = Some("mesh.example.com".into());
+            },
+        ),
+        (
+            r#"{"recursors": ["8.8.8.8", "[::1]:53"]}"#,
+            r#"recursors = ["8.8.8.8", "[::1]:53"]"#,
+            |c| c.dns.recursors = vec!["8.8.8.8".into(), "[::1]:53".into()],
+        ),
+        (
+            r#"{"dns_config": {"node_ttl": "10s", "service_ttl": {"*": "5s", "web": "30s"},
+                "only_passing": true, "udp_answer_limit": 10, "a_record_limit": 4,
+                "enable_truncate": false, "recursor_timeout": "1s",
+                "recursor_strategy": "random", "soa": {"min_ttl": 30, "refresh": 7200}}}"#,
+            r#"dns_config {
+  node_ttl = "10s"
+  service_ttl = { "*" = "5s", "web" = "30s" }
+  only_passing = true
+  udp_answer_limit = 10
+  a_record_limit = 4
+  enable_truncate = false
+  recursor_timeout = "1s"
+  recursor_strategy = "random"
+  soa {
+    min_ttl = 30
+    refresh = 7200
+  }
+}"#,
+            |c| {
+                c.dns.node_ttl = Duration::from_secs(10);
+                c.dns.service_ttl = [
+                    ("*".to_owned(), Duration::from_secs(5)),
+                    ("web".to_owned(), Duration::from_secs(30)),
+                ]
+                .into();
+                c.dns.only_passing = true;
+                c.dns.udp_answer_limit = 10;
+                c.dns.a_record_limit = 4;
+                c.dns.enable_truncate = false;
+                c.dns.recursor_timeout = Duration::from_secs(1);
+                c.dns.recursor_strategy = RecursorStrategy::Random;
+                c.dns.soa.min_ttl = 30;
+                c.dns.soa.refresh = 7200;
+            },
+        ),
+        (
             r#"{"reconnect_timeout": "24h"}"#,
             r#"reconnect_timeout = "24h""#,
             |c| c.reconnect_timeout = Duration::from_secs(24 * 3600),
@@ -392,6 +443,21 @@ fn every_file_key_is_covered_by_a_test_case() {
         "performance.raft_multiplier",
         "encrypt",
         "reconnect_timeout",
+        "domain",
+        "alt_domain",
+        "recursors",
+        "dns_config.node_ttl",
+        "dns_config.service_ttl",
+        "dns_config.only_passing",
+        "dns_config.udp_answer_limit",
+        "dns_config.a_record_limit",
+        "dns_config.enable_truncate",
+        "dns_config.recursor_timeout",
+        "dns_config.recursor_strategy",
+        "dns_config.soa.refresh",
+        "dns_config.soa.retry",
+        "dns_config.soa.expire",
+        "dns_config.soa.min_ttl",
         "telemetry.prometheus_retention_time",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
@@ -496,6 +562,11 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
         ),
         (
             "config.json",
+            r#"{"dns_config": {"allow_stale": false}}"#,
+            r#"config.json: key "dns_config.allow_stale" is not supported yet"#,
+        ),
+        (
+            "config.json",
             r#"{"ports": {"serf_wan": 8302}}"#,
             r#"config.json: key "ports.serf_wan" is not supported yet"#,
         ),
@@ -509,6 +580,21 @@ fn bad_values_name_file_key_and_value() {
         format!(r#"{file}: invalid value for "ports.http": expected {PORT}, got {got}"#)
     };
     check_errors(&[
+        (
+            "config.json",
+            r#"{"domain": "my_domain"}"#,
+            r#"config.json: invalid value for "domain": expected a DNS domain such as "mesh" or "mesh.example.com", got "my_domain""#,
+        ),
+        (
+            "config.json",
+            r#"{"recursors": ["dns.example.com"]}"#,
+            r#"config.json: invalid value for "recursors": expected a list of IP addresses, each with an optional port, got ["dns.example.com"]"#,
+        ),
+        (
+            "config.json",
+            r#"{"dns_config": {"recursor_strategy": "fastest"}}"#,
+            r#"config.json: invalid value for "dns_config.recursor_strategy": expected "sequential" or "random", got "fastest""#,
+        ),
         (
             "config.json",
             r#"{"bootstrap_expect": "three"}"#,
@@ -752,6 +838,40 @@ fn a_bad_encrypt_flag_is_refused_without_echoing_the_key() {
 }
 
 #[test]
+fn dns_flags_are_checked_and_normalized_like_keys() {
+    let flags = |dns: DnsOverrides| Overrides {
+        dns,
+        ..Overrides::default()
+    };
+    let bad_domain = DnsOverrides {
+        domain: Some("bad_domain".into()),
+        ..DnsOverrides::default()
+    };
+    let err = Files::new().load(&[], &[], &flags(bad_domain)).unwrap_err();
+    assert!(
+        err.contains("-domain") && err.contains("DNS domain"),
+        "{err}"
+    );
+    let bad_recursor = DnsOverrides {
+        recursors: vec!["dns.example".into()],
+        ..DnsOverrides::default()
+    };
+    let err = Files::new()
+        .load(&[], &[], &flags(bad_recursor))
+        .unwrap_err();
+    assert!(
+        err.contains("-recursor") && err.contains("IP addresses"),
+        "{err}"
+    );
+    let upper = DnsOverrides {
+        domain: Some("Mesh.Example.".into()),
+        ..DnsOverrides::default()
+    };
+    let config = Files::new().load(&[], &[], &flags(upper)).unwrap();
+    assert_eq!(config.dns.domain, "mesh.example");
+}
+
+#[test]
 fn errors_in_dir_files_name_the_file_in_the_dir() {
     let files = Files::new();
     files
@@ -803,6 +923,8 @@ fn flags_win_over_files_for_every_key() {
           raft_multiplier = 1
         }
         encrypt = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+        domain = "file.example"
+        recursors = ["10.0.0.1:5353"]
         "#,
     );
     let flags = Overrides {
@@ -848,6 +970,11 @@ fn flags_win_over_files_for_every_key() {
         encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
         reconnect_timeout: None,
         prometheus_retention_time: None,
+        dns: DnsOverrides {
+            domain: Some("flag.example".into()),
+            recursors: vec!["10.0.0.53".into()],
+            ..DnsOverrides::default()
+        },
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -890,6 +1017,11 @@ fn flags_win_over_files_for_every_key() {
         encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
         reconnect_timeout: Duration::from_secs(72 * 3600),
         prometheus_retention_time: Duration::ZERO,
+        dns: Dns {
+            domain: "flag.example".into(),
+            recursors: vec!["10.0.0.1:5353".into(), "10.0.0.53".into()],
+            ..Dns::default()
+        },
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));

@@ -81,6 +81,15 @@ struct AgentArgs {
     /// agent is enough: the servers are found through gossip.
     #[arg(long = "retry-join")]
     retry_join: Vec<String>,
+    /// The DNS domain answered (default "mesh").
+    #[arg(long)]
+    domain: Option<String>,
+    /// A second DNS domain answered the same way.
+    #[arg(long = "alt-domain")]
+    alt_domain: Option<String>,
+    /// Where DNS questions outside the mesh's domains go (`ip` or `ip:port`); repeatable.
+    #[arg(long = "recursor")]
+    recursors: Vec<String>,
     #[arg(long = "log-level")]
     log_level: Option<config::LogLevel>,
     #[arg(long = "log-json")]
@@ -108,6 +117,9 @@ impl AgentArgs {
         o.ports.dns = self.dns_port;
         o.ports.serf_lan = self.serf_lan_port;
         o.encrypt = self.encrypt.clone();
+        o.dns.domain = self.domain.clone();
+        o.dns.alt_domain = self.alt_domain.clone();
+        o.dns.recursors = self.recursors.clone();
         o
     }
 }

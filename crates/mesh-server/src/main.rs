@@ -68,6 +68,15 @@ struct Args {
     /// other through gossip and form the datacenter once `bootstrap_expect` of them meet.
     #[arg(long = "retry-join")]
     retry_join: Vec<String>,
+    /// The DNS domain answered (default "mesh").
+    #[arg(long)]
+    domain: Option<String>,
+    /// A second DNS domain answered the same way.
+    #[arg(long = "alt-domain")]
+    alt_domain: Option<String>,
+    /// Where DNS questions outside the mesh's domains go (`ip` or `ip:port`); repeatable.
+    #[arg(long = "recursor")]
+    recursors: Vec<String>,
     /// trace, debug, info, warn or err.
     #[arg(long = "log-level")]
     log_level: Option<config::LogLevel>,
@@ -112,6 +121,9 @@ impl Args {
         o.ports.server = self.server_port;
         o.ports.serf_lan = self.serf_lan_port;
         o.encrypt = self.encrypt.clone();
+        o.dns.domain = self.domain.clone();
+        o.dns.alt_domain = self.alt_domain.clone();
+        o.dns.recursors = self.recursors.clone();
         o.performance.raft_multiplier = self.raft_multiplier;
         o
     }
