@@ -3,6 +3,7 @@
 mod catalog;
 mod cluster;
 mod config_errors;
+mod dns;
 mod durability;
 mod events;
 mod faults;

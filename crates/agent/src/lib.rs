@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod definition;
+pub mod dns;
 pub mod events;
 pub mod identity;
 pub mod local;
@@ -19,4 +20,6 @@ pub mod signals;
 mod testing;
 pub mod view;
 
-pub use runtime::{scale_factor, Agent, AgentConfig, AgentError, CatalogClient, Source};
+pub use runtime::{
+    scale_factor, AddressOwner, Agent, AgentConfig, AgentError, CatalogClient, Source,
+};

@@ -49,7 +49,13 @@ pub trait CatalogClient: Send + Sync + 'static {
         index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<(Vec<ServiceHealth>, u64), String>>;
+    /// The node whose address is `addr`, else the name of a service with an instance there
+    /// (DNS PTR), possibly stale.
+    fn by_address(&self, addr: std::net::IpAddr) -> BoxFuture<'_, Result<AddressOwner, String>>;
 }
+
+/// What has an address: the node there, else the name of a service with an instance there.
+pub type AddressOwner = (Option<Node>, Option<String>);
 
 /// Tunables, with Consul's defaults in [`AgentConfig::new`].
 #[derive(Debug, Clone)]

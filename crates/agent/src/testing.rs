@@ -59,6 +59,16 @@ impl MemoryCatalog {
 }
 
 impl CatalogClient for MemoryCatalog {
+    fn by_address(
+        &self,
+        addr: std::net::IpAddr,
+    ) -> BoxFuture<'_, Result<crate::AddressOwner, String>> {
+        let catalog = self.catalog.lock().unwrap();
+        let (node, service) = catalog.by_address(addr);
+        let found = (node.cloned(), service.map(str::to_owned));
+        Box::pin(async move { Ok(found) })
+    }
+
     fn apply(&self, op: CatalogOp) -> BoxFuture<'_, Result<(), String>> {
         let index = self.index.fetch_add(1, Ordering::SeqCst) + 1;
         let result = self

@@ -1,7 +1,7 @@
 //! The agent's local, health-aware view of the catalog for the lookups it answers itself (DNS):
-//! a service asked for once is watched from then on with a blocking query on the servers, so
-//! later lookups are answered from memory, never with a server round trip each. A service
-//! nobody asks for during [`IDLE`] stops being watched.
+//! a service or node asked for once is watched from then on with a blocking query on the
+//! servers, so later lookups are answered from memory, never with a server round trip each.
+//! What nobody asks for during [`IDLE`] stops being watched.
 //!
 //! Stale by design: an answer is as fresh as the server the watch reads from (replication lag)
 //! plus the time to push the change; while no server answers, the last known instances are
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use catalog::ServiceHealth;
+use catalog::{NodeState, ServiceHealth};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -27,13 +27,29 @@ const FIRST_ANSWER: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(15);
 
-/// Instances of a service with their health, as last read, and the catalog index they had.
+/// Instances of a service with their health, as last read.
 pub type Instances = Arc<Vec<ServiceHealth>>;
 
-type Key = (String, bool);
+/// What is watched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    /// A service's instances, or with `connect` its proxies and mesh-native instances.
+    Service { name: String, connect: bool },
+    /// A node with its services and checks.
+    Node(String),
+}
+
+/// What a watch last read.
+#[derive(Debug, Clone)]
+enum Answer {
+    Instances(Instances),
+    Node(Arc<NodeState>),
+}
+
+type Latest = Option<Result<Answer, String>>;
 
 struct Watched {
-    latest: watch::Receiver<Option<Result<Instances, String>>>,
+    latest: watch::Receiver<Latest>,
     last_used: Arc<Mutex<Instant>>,
 }
 
@@ -64,8 +80,27 @@ impl HealthView {
     /// The instances of `name` (its proxies and mesh-native instances with `connect`): from
     /// memory when watched, else after starting a watch and waiting for its first answer.
     pub async fn service(&self, name: &str, connect: bool) -> Result<Instances, String> {
-        let mut latest = self.watch(name, connect);
-        let ready = |value: &Option<Result<Instances, String>>| matches!(value, Some(Ok(_)));
+        let key = Key::Service {
+            name: name.to_owned(),
+            connect,
+        };
+        match self.get(key).await? {
+            Answer::Instances(rows) => Ok(rows),
+            Answer::Node(_) => unreachable!("a service watch reads instances"),
+        }
+    }
+
+    /// A node with its services and checks (no node: unknown), like [`HealthView::service`].
+    pub async fn node(&self, name: &str) -> Result<Arc<NodeState>, String> {
+        match self.get(Key::Node(name.to_owned())).await? {
+            Answer::Node(state) => Ok(state),
+            Answer::Instances(_) => unreachable!("a node watch reads a node"),
+        }
+    }
+
+    async fn get(&self, key: Key) -> Result<Answer, String> {
+        let mut latest = self.watch(key);
+        let ready = |value: &Latest| matches!(value, Some(Ok(_)));
         let waited = tokio::time::timeout(FIRST_ANSWER, latest.wait_for(ready))
             .await
             .ok()
@@ -81,12 +116,7 @@ impl HealthView {
         self.watched.lock().expect("view poisoned").len()
     }
 
-    fn watch(
-        &self,
-        name: &str,
-        connect: bool,
-    ) -> watch::Receiver<Option<Result<Instances, String>>> {
-        let key = (name.to_owned(), connect);
+    fn watch(&self, key: Key) -> watch::Receiver<Latest> {
         let mut watched = self.watched.lock().expect("view poisoned");
         if let Some(entry) = watched.get(&key) {
             *entry.last_used.lock().expect("view poisoned") = Instant::now();
@@ -112,15 +142,14 @@ impl HealthView {
     }
 }
 
-/// Keeps one service's instances current until nobody asked for it during [`IDLE`].
+/// Keeps one watched answer current until nobody asked for it during [`IDLE`].
 async fn follow(
     client: Arc<dyn CatalogClient>,
     watched: std::sync::Weak<Mutex<HashMap<Key, Watched>>>,
     key: Key,
-    tx: watch::Sender<Option<Result<Instances, String>>>,
+    tx: watch::Sender<Latest>,
     last_used: Arc<Mutex<Instant>>,
 ) {
-    let (name, connect) = (&key.0, key.1);
     let mut index = 0;
     let mut backoff = RETRY_MIN;
     loop {
@@ -134,16 +163,26 @@ async fn follow(
             }
         }
         drop(map);
-        match client.watch_service(name, connect, index, WAIT).await {
-            Ok((rows, new_index)) => {
+        let read = match &key {
+            Key::Service { name, connect } => client
+                .watch_service(name, *connect, index, WAIT)
+                .await
+                .map(|(rows, index)| (Answer::Instances(Arc::new(rows)), index)),
+            Key::Node(name) => client
+                .watch_node(name, index, WAIT)
+                .await
+                .map(|(state, index)| (Answer::Node(Arc::new(state)), index)),
+        };
+        match read {
+            Ok((answer, new_index)) => {
                 backoff = RETRY_MIN;
                 if new_index != index {
                     index = new_index;
-                    tx.send_replace(Some(Ok(Arc::new(rows))));
+                    tx.send_replace(Some(Ok(answer)));
                 }
             }
             Err(err) => {
-                tracing::debug!(service = %name, %err, "catalog view: watch failed; retrying");
+                tracing::debug!(?key, %err, "catalog view: watch failed; retrying");
                 // Keep serving the last instances known; report the error only if there are none.
                 tx.send_if_modified(|value| match value {
                     Some(Ok(_)) => false,

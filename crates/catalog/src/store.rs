@@ -486,6 +486,20 @@ impl Catalog {
             .flat_map(|e| e.services.values().map(move |s| (&e.node, s)))
     }
 
+    /// The node whose address is `addr`, else the name of a service with an instance whose
+    /// own address it is (DNS PTR questions). A scan: such questions are rare.
+    pub fn by_address(&self, addr: std::net::IpAddr) -> (Option<&Node>, Option<&str>) {
+        let is_addr = |text: &str| text.parse::<std::net::IpAddr>().is_ok_and(|a| a == addr);
+        if let Some(node) = self.nodes().find(|n| is_addr(&n.address)) {
+            return (Some(node), None);
+        }
+        let service = self
+            .service_instances()
+            .find(|(_, s)| is_addr(&s.address))
+            .map(|(_, s)| s.service.as_str());
+        (None, service)
+    }
+
     /// The instances of a service, each with its node.
     pub fn service_nodes(&self, name: &str) -> Vec<(&Node, &Service)> {
         self.lookup(self.by_service.get(name))

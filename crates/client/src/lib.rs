@@ -38,6 +38,8 @@ pub enum ClientError {
     Agent(String),
     #[error("{0}")]
     Gossip(String),
+    #[error("starting DNS: {0}")]
+    Dns(String),
     #[error("binding the HTTP API on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -120,6 +122,23 @@ impl agent::CatalogClient for RemoteCatalog {
         })
     }
 
+    fn by_address(
+        &self,
+        addr: std::net::IpAddr,
+    ) -> BoxFuture<'_, Result<agent::AddressOwner, String>> {
+        Box::pin(async move {
+            match self
+                .servers
+                .request(&Request::ByAddress(addr), SERVER_TIMEOUT, true)
+                .await
+            {
+                Ok(Response::ByAddress(node, service)) => Ok((node, service)),
+                Ok(_) => Err("unexpected answer to an address lookup".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let req = Request::NodeState(node.to_owned());
         Box::pin(async move {
@@ -188,14 +207,15 @@ impl ClientAgent {
         // The servers are whoever gossip says they are.
         let servers = rpc::Servers::new(membership.servers());
         let follow_servers = tokio::spawn(follow_servers(membership.clone(), servers.clone()));
+        let catalog = Arc::new(RemoteCatalog {
+            servers: servers.clone(),
+        });
         let agent = agent::Agent::from_config(
             &config,
             &node_id,
             &advertise.to_string(),
             &data_dir,
-            Arc::new(RemoteCatalog {
-                servers: servers.clone(),
-            }),
+            catalog.clone(),
         )
         .map_err(|e| ClientError::Agent(e.to_string()))?;
 
@@ -230,6 +250,9 @@ impl ClientAgent {
             .local_addr()
             .map_err(|source| ClientError::Bind { addr, source })?;
         let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let dns = agent::dns::start(&config, catalog, shutdown_rx.clone())
+            .await
+            .map_err(ClientError::Dns)?;
         let task = tokio::spawn(async move {
             let graceful = async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -246,7 +269,9 @@ impl ClientAgent {
             http_addr,
             agent,
             shutdown,
-            tasks: vec![task],
+            tasks: std::iter::once(task)
+                .chain(dns.map(|(_, task)| task))
+                .collect(),
             background: vec![follow_servers],
             _dev_dir: dev_dir,
         })

@@ -23,8 +23,12 @@ pub fn consul_style_args(args: impl IntoIterator<Item = String>) -> Vec<String> 
 /// Logs to stderr at `level` (or as `RUST_LOG` says), as text or JSON lines.
 pub fn init_logging(level: crate::LogLevel, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // Our crates at the configured level; openraft's chatter one step quieter.
-        tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", level.as_str()))
+        // Our crates at the configured level; openraft's chatter and hickory's line per DNS
+        // request quieter.
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},openraft=warn,hickory_server=warn,hickory_proto=warn",
+            level.as_str()
+        ))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -18,7 +18,9 @@ pub use autopilot::{Autopilot, Health, ServerHealth};
 pub use client::{HttpHandler, HttpRequest, HttpResponse, NodeState, Servers};
 pub use join::{identify, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
-pub use server::{add_voter, node_state, serve, watch_node_state, watch_service_health, MAX_WATCH};
+pub use server::{
+    add_voter, by_address, node_state, serve, watch_node_state, watch_service_health, MAX_WATCH,
+};
 pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};
 
 /// Errors of one RPC exchange.

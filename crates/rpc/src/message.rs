@@ -65,6 +65,8 @@ pub enum Request {
         index: u64,
         wait_ms: u64,
     },
+    /// The node, and failing that a service instance, whose address is this (DNS PTR).
+    ByAddress(std::net::IpAddr),
     /// An HTTP API call forwarded by a client agent.
     Http(crate::client::HttpRequest),
 }
@@ -90,6 +92,8 @@ pub enum Response {
     WatchNode(crate::client::NodeState, u64),
     /// The instances and their index.
     WatchService(Vec<catalog::ServiceHealth>, u64),
+    /// The node with that address, else the name of a service with an instance there.
+    ByAddress(Option<catalog::Node>, Option<String>),
     Http(crate::client::HttpResponse),
 }
 

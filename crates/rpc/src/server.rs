@@ -127,6 +127,10 @@ async fn answer(
             let (state, index) = watch_node_state(node, &name, index, wait).await;
             Response::WatchNode(state, index)
         }
+        Request::ByAddress(addr) => {
+            let (node, service) = by_address(node, addr);
+            Response::ByAddress(node, service)
+        }
         Request::WatchService {
             name,
             connect,
@@ -207,6 +211,16 @@ pub async fn watch_service_health(
         catalog.health(instances)
     })
     .await
+}
+
+/// [`catalog::Catalog::by_address`] on this server's state.
+pub fn by_address(
+    node: &RaftNode,
+    addr: std::net::IpAddr,
+) -> (Option<catalog::Node>, Option<String>) {
+    let state = node.reader().state();
+    let (node, service) = state.catalog.by_address(addr);
+    (node.cloned(), service.map(str::to_owned))
 }
 
 /// Reads `read` from this server's catalog once `topic`'s index differs from `index` (or

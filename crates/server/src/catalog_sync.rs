@@ -41,6 +41,13 @@ impl agent::CatalogClient for LocalCatalog {
         })
     }
 
+    fn by_address(
+        &self,
+        addr: std::net::IpAddr,
+    ) -> BoxFuture<'_, Result<agent::AddressOwner, String>> {
+        Box::pin(async move { Ok(rpc::by_address(&self.node, addr)) })
+    }
+
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let node = node.to_owned();
         Box::pin(async move {

@@ -53,6 +53,8 @@ pub enum ServerError {
     Agent(String),
     #[error("{0}")]
     Gossip(String),
+    #[error("starting DNS: {0}")]
+    Dns(String),
     #[error("recovery refused: {0}")]
     RecoveryRefused(String),
 }
@@ -228,14 +230,21 @@ impl Server {
         }
 
         // This server's own agent: its node in the catalog, local services and checks.
+        let catalog = Arc::new(catalog_sync::LocalCatalog { node: node.clone() });
         let local_agent = agent::Agent::from_config(
             &config,
             &node_id,
             &advertise.to_string(),
             &data_dir,
-            Arc::new(catalog_sync::LocalCatalog { node: node.clone() }),
+            catalog.clone(),
         )
         .map_err(|e| ServerError::Agent(e.to_string()))?;
+        if let Some((_, task)) = agent::dns::start(&config, catalog, shutdown_rx.clone())
+            .await
+            .map_err(ServerError::Dns)?
+        {
+            tasks.push(task);
+        }
         tasks.push(tokio::spawn(membership_sync::run(
             node.clone(),
             membership.clone(),

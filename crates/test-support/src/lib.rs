@@ -4,6 +4,7 @@
 //! Test-only: no product crate depends on this. Processes are tracked by PID and killed when
 //! their handle drops, so a failing test leaves nothing running.
 
+pub mod dns;
 pub mod faults;
 pub mod netns;
 
@@ -162,6 +163,8 @@ pub struct ServerProcess {
     rpc_port: u16,
     /// The gossip port (UDP).
     serf_port: u16,
+    /// The DNS port (UDP and TCP).
+    dns_port: u16,
     log: PathBuf,
     args: Vec<String>,
     /// Overrides the default `node-<last octet>` name.
@@ -190,6 +193,7 @@ impl ServerProcess {
             http_port: free_port_on(ip)?,
             rpc_port: free_port_on(ip)?,
             serf_port: free_udp_port_on(ip)?,
+            dns_port: free_dual_port_on(ip)?,
             log: data_dir.with_extension("log"),
             args,
             node: None,
@@ -260,7 +264,8 @@ impl ServerProcess {
             .arg("-data-dir")
             .arg(&self.data_dir)
             .args(["-http-port", &self.http_port.to_string()])
-            .args(["-serf-lan-port", &self.serf_port.to_string()]);
+            .args(["-serf-lan-port", &self.serf_port.to_string()])
+            .args(["-dns-port", &self.dns_port.to_string()]);
         if !self.client {
             cmd.args(["-server-port", &self.rpc_port.to_string()])
                 .args(["-raft-multiplier", "1"]);
@@ -311,6 +316,11 @@ impl ServerProcess {
     /// The server's log so far, for failure messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where the agent answers DNS (UDP and TCP).
+    pub fn dns_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.dns_port))
     }
 
     /// The HTTP API's `ip:port`, for `-http-addr`.
@@ -385,6 +395,18 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
+}
+
+/// A port free on `ip` for both TCP and UDP a moment ago (DNS listens on both).
+pub fn free_dual_port_on(ip: std::net::Ipv4Addr) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind((ip, 0))?;
+        let port = tcp.local_addr()?.port();
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no port free for both TCP and UDP on {ip}")
 }
 
 /// A loopback port free on `ip` a moment ago.

@@ -55,6 +55,13 @@ async fn a_service_asked_for_is_watched_and_kept_current() {
     // An unknown service is an empty answer, and watched too.
     assert!(view.service("db", false).await.unwrap().is_empty());
     assert_eq!(view.watched(), 2);
+
+    // Nodes too: known with their checks, unknown without a node.
+    let a = view.node("a").await.unwrap();
+    assert_eq!(a.node.as_ref().map(|n| n.name.as_str()), Some("a"));
+    assert_eq!(a.checks.len(), 1);
+    assert!(view.node("nowhere").await.unwrap().node.is_none());
+    assert_eq!(view.watched(), 4);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,204 @@
+//! The agent's DNS interface: the `dns` crate's server, answering from the agent's own
+//! [`HealthView`] of the catalog. A name asked for once is watched with a blocking query from
+//! then on, so answers come from memory; the first question for a name waits for one server
+//! round trip. Answers are as fresh as the server the watch reads from (replication lag) plus
+//! the time to push a change, and while no server answers the last known instances are served.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use catalog::{Node, Status};
+use dns::{DnsConfig, Lookup, LookupError, LookupFuture};
+
+use crate::view::HealthView;
+use crate::CatalogClient;
+
+/// The name of the servers' service in the catalog.
+const SERVERS: &str = "consul";
+
+/// The [`dns::Lookup`] of an agent: one datacenter, its own view.
+#[derive(Clone)]
+pub struct AgentLookup {
+    view: HealthView,
+    client: Arc<dyn CatalogClient>,
+    datacenter: String,
+}
+
+impl std::fmt::Debug for AgentLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentLookup")
+            .field("view", &self.view)
+            .field("datacenter", &self.datacenter)
+            .finish()
+    }
+}
+
+impl AgentLookup {
+    pub fn new(client: Arc<dyn CatalogClient>, datacenter: &str) -> Self {
+        AgentLookup {
+            view: HealthView::new(client.clone()),
+            client,
+            datacenter: datacenter.to_owned(),
+        }
+    }
+
+    /// Only the local datacenter is known (there is no WAN federation).
+    fn local(&self, dc: &str) -> bool {
+        dc.eq_ignore_ascii_case(&self.datacenter)
+    }
+}
+
+fn unavailable(err: String) -> LookupError {
+    LookupError::Unavailable(err)
+}
+
+impl Lookup for AgentLookup {
+    fn service<'a>(
+        &'a self,
+        dc: &'a str,
+        service: &'a str,
+        connect: bool,
+    ) -> LookupFuture<'a, Option<Vec<dns::Instance>>> {
+        Box::pin(async move {
+            if !self.local(dc) {
+                return Ok(None);
+            }
+            let rows = self
+                .view
+                .service(service, connect)
+                .await
+                .map_err(unavailable)?;
+            Ok(Some(rows.to_vec()))
+        })
+    }
+
+    fn node<'a>(&'a self, dc: &'a str, node: &'a str) -> LookupFuture<'a, Option<Node>> {
+        Box::pin(async move {
+            if !self.local(dc) {
+                return Ok(None);
+            }
+            let state = self.view.node(node).await.map_err(unavailable)?;
+            Ok(state.node.clone())
+        })
+    }
+
+    fn servers<'a>(&'a self, dc: &'a str) -> LookupFuture<'a, Vec<Node>> {
+        Box::pin(async move {
+            if !self.local(dc) {
+                return Ok(Vec::new());
+            }
+            let rows = self
+                .view
+                .service(SERVERS, false)
+                .await
+                .map_err(unavailable)?;
+            Ok(rows
+                .iter()
+                .filter(|row| row.status() != Status::Critical)
+                .map(|row| row.node.clone())
+                .collect())
+        })
+    }
+
+    fn node_by_addr<'a>(&'a self, dc: &'a str, addr: IpAddr) -> LookupFuture<'a, Option<Node>> {
+        Box::pin(async move {
+            if !self.local(dc) {
+                return Ok(None);
+            }
+            let (node, _) = self.client.by_address(addr).await.map_err(unavailable)?;
+            Ok(node)
+        })
+    }
+
+    fn service_by_addr<'a>(
+        &'a self,
+        dc: &'a str,
+        addr: IpAddr,
+    ) -> LookupFuture<'a, Option<String>> {
+        Box::pin(async move {
+            if !self.local(dc) {
+                return Ok(None);
+            }
+            let (_, service) = self.client.by_address(addr).await.map_err(unavailable)?;
+            Ok(service)
+        })
+    }
+}
+
+/// The DNS server's settings from the agent's configuration: `client_addr:ports.dns`, the
+/// domains, TTLs, limits and recursors. `None` when DNS is disabled (`ports.dns = -1`).
+pub fn settings(config: &config::Config) -> Result<Option<DnsConfig>, String> {
+    let Ok(port) = u16::try_from(config.ports.dns) else {
+        return Ok(None);
+    };
+    let dns = &config.dns;
+    let recursors = dns
+        .recursors
+        .iter()
+        .map(|r| dns::parse_recursor(r).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<SocketAddr>, String>>()?;
+    Ok(Some(DnsConfig {
+        bind: SocketAddr::new(config.client_addr, port),
+        datacenter: config.datacenter.clone(),
+        domain: dns.domain.clone(),
+        alt_domain: dns.alt_domain.clone(),
+        node_ttl: dns.node_ttl,
+        service_ttl: dns.service_ttl.clone(),
+        only_passing: dns.only_passing,
+        udp_answer_limit: dns.udp_answer_limit as usize,
+        a_record_limit: dns.a_record_limit as usize,
+        enable_truncate: dns.enable_truncate,
+        recursors,
+        recursor_timeout: dns.recursor_timeout,
+        recursor_random: dns.recursor_strategy == config::RecursorStrategy::Random,
+        soa: dns::SoaConfig {
+            refresh: dns.soa.refresh,
+            retry: dns.soa.retry,
+            expire: dns.soa.expire,
+            min_ttl: dns.soa.min_ttl,
+        },
+        ..DnsConfig::default()
+    }))
+}
+
+/// Binds the DNS server (UDP and TCP on `client_addr:ports.dns`) when the configuration
+/// enables it, and serves until `shutdown` turns true. Where it listens, and the task.
+pub async fn start(
+    config: &config::Config,
+    client: Arc<dyn CatalogClient>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>, String> {
+    let Some(server) = bind(config, client).await? else {
+        return Ok(None);
+    };
+    let addr = server.local_addr();
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(err) = server.run(stopped).await {
+            tracing::error!(%err, "DNS server failed");
+        }
+    });
+    tracing::info!(%addr, "DNS interface ready");
+    Ok(Some((addr, task)))
+}
+
+/// Binds the DNS server (UDP and TCP) when the configuration enables it; the returned server
+/// is run by the caller until shutdown.
+pub async fn bind(
+    config: &config::Config,
+    client: Arc<dyn CatalogClient>,
+) -> Result<Option<dns::DnsServer>, String> {
+    let Some(settings) = settings(config)? else {
+        return Ok(None);
+    };
+    let lookup = Arc::new(AgentLookup::new(client, &config.datacenter));
+    dns::DnsServer::bind(settings, lookup)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;
