@@ -8,6 +8,17 @@
 //! checked for linearizability and the run prints operations by outcome, the faults injected,
 //! and any anomaly.
 //!
+//! With `--partitions`, the servers run instead in their own Linux network namespaces, joined
+//! by a bridge (`test_support::netns::Lab`), and the nemesis also partitions the cluster: it
+//! cuts one server (often the leader) off from the other two for a few seconds, both ways,
+//! raft RPC and gossip alike, then heals. Clients keep talking to every server, the cut-off one
+//! included (their sockets are opened inside its namespace, to its 127.0.0.1), so whatever the
+//! minority side answers is in the history: it must not acknowledge writes or serve default or
+//! `?consistent` reads. This needs root and iproute2's `ip` (and `curl`, which the lab checks
+//! for); without them the run fails at once and says so (exit status 4). Every partition is
+//! healed before the final reads; the namespaces are deleted and the servers killed by PID at
+//! the end, on failure, and on SIGINT/SIGTERM.
+//!
 //! Never used by the product; talks to `mesh-server` over HTTP only and depends on no mesh
 //! crate, so building it never rebuilds RocksDB.
 
@@ -25,8 +36,8 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 use linearizability::{Call, Limits, Operation, Outcome, Verdict};
 
-use crate::client::KvClient;
-use crate::cluster::{wait_for_leaders, Cluster};
+use crate::client::{Endpoint, KvClient};
+use crate::cluster::{wait_for_leaders, Cluster, Net};
 use crate::workload::{ClientPlan, Recorded};
 
 /// Read consistency mode, as Consul's query parameters.
@@ -82,9 +93,19 @@ pub struct RunArgs {
     /// Run without faults.
     #[arg(long)]
     pub no_nemesis: bool,
-    /// Last octet of the first server's loopback address (127.0.0.N, N+1, N+2).
+    /// Last octet of the first server's loopback address (127.0.0.N, N+1, N+2); unused with
+    /// --partitions.
     #[arg(long, default_value_t = 61)]
     pub first_octet: u8,
+    /// Run the servers in network namespaces and let the nemesis partition them too (needs
+    /// root and `ip`).
+    #[arg(long)]
+    pub partitions: bool,
+    /// Longest partition, in seconds (each lasts 2 s up to this, uniformly). Above autopilot's
+    /// 10 s `ServerStabilizationTime` plus gossip's failure detection, the leader removes the
+    /// cut-off server from raft and adds it back after the heal.
+    #[arg(long, default_value_t = 6.0)]
+    pub max_partition_secs: f64,
     /// Search steps per key before the checker gives up with "unknown".
     #[arg(long, default_value_t = 20_000_000)]
     pub check_budget: u64,
@@ -92,6 +113,24 @@ pub struct RunArgs {
     #[arg(long)]
     pub history_out: Option<PathBuf>,
 }
+
+/// `--partitions` was asked for, but network namespaces cannot be used here.
+#[derive(Debug)]
+pub struct NamespacesUnavailable(pub String);
+
+impl std::fmt::Display for NamespacesUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--partitions runs the servers in Linux network namespaces, which cannot be used \
+             here: {}. Run mesh-jepsen as root with iproute2 (`ip`) and curl installed, or \
+             without --partitions",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NamespacesUnavailable {}
 
 /// What the run found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +143,20 @@ pub enum Finding {
 
 const SERVERS: usize = 3;
 
+/// Records and checks one history. Interrupted by SIGINT or SIGTERM, it stops the clients and
+/// the nemesis and fails; the servers and namespaces go when the runtime drops the tasks.
 pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        finding = record_and_check(args) => finding,
+        _ = interrupt.recv() => bail!("interrupted (SIGINT)"),
+        _ = terminate.recv() => bail!("terminated (SIGTERM)"),
+    }
+}
+
+async fn record_and_check(args: RunArgs) -> anyhow::Result<Finding> {
     if !args.mesh_server.exists() {
         bail!(
             "mesh-server binary {} does not exist",
@@ -121,20 +173,46 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
     });
     let timeout = Duration::from_millis(args.request_timeout_ms);
     println!(
-        "mesh-jepsen: {SERVERS} servers, {} clients, {} keys, consistency {:?}, {} s, seed {seed}{}",
+        "mesh-jepsen: {SERVERS} servers{}, {} clients, {} keys, consistency {:?}, {} s, seed {seed}{}",
+        if args.partitions {
+            " in network namespaces"
+        } else {
+            ""
+        },
         args.clients,
         args.keys,
         args.consistency,
         args.duration_secs,
-        if args.no_nemesis { ", no faults" } else { "" }
+        match (args.no_nemesis, args.partitions) {
+            (true, _) => ", no faults",
+            (false, true) => ", faults: kill, pause, partition",
+            (false, false) => "",
+        }
     );
 
     let dir = tempfile::Builder::new()
         .prefix("mesh-jepsen-")
         .tempdir()
         .context("creating a temporary directory")?;
-    let cluster = Cluster::start(&args.mesh_server, dir.path(), SERVERS, args.first_octet)?;
-    let http_addrs: Vec<_> = cluster.servers.iter().map(|s| s.http_addr()).collect();
+    let net = if args.partitions {
+        Net::Namespaces
+    } else {
+        Net::Loopback {
+            first_octet: args.first_octet,
+        }
+    };
+    let cluster = match Cluster::start(&args.mesh_server, dir.path(), SERVERS, net) {
+        Ok(cluster) => cluster,
+        Err(err) => {
+            return Err(
+                match err.downcast_ref::<test_support::netns::Unavailable>() {
+                    Some(why) => NamespacesUnavailable(why.0.clone()).into(),
+                    None => err,
+                },
+            )
+        }
+    };
+    let endpoints: Vec<Endpoint> = cluster.servers.iter().map(|s| s.endpoint()).collect();
     let rpc_addrs: Vec<_> = cluster.servers.iter().map(|s| s.rpc_addr()).collect();
     let logs: Vec<PathBuf> = cluster
         .servers
@@ -142,7 +220,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
         .map(|s| s.log_path().to_path_buf())
         .collect();
     let cluster = Arc::new(Mutex::new(cluster));
-    if let Err(err) = wait_for_leaders(&http_addrs, Duration::from_secs(30)).await {
+    if let Err(err) = wait_for_leaders(&endpoints, Duration::from_secs(30)).await {
         let tails: String = logs.iter().map(|l| log_tail(l, 20)).collect();
         bail!("{err}; server logs:\n{tails}");
     }
@@ -153,7 +231,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
     let faults_until = deadline
         .checked_sub(Duration::from_secs(2))
         .unwrap_or(deadline);
-    let clients: Vec<KvClient> = http_addrs.iter().map(|a| KvClient::new(*a)).collect();
+    let clients: Vec<KvClient> = endpoints.iter().map(KvClient::new).collect();
     let values = Arc::new(AtomicU64::new(1));
     let mut tasks = tokio::task::JoinSet::new();
     for id in 0..args.clients {
@@ -166,7 +244,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
             seed: seed ^ (id + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
         // Each client gets its own connection pool to its server.
-        let client = KvClient::new(http_addrs[id as usize % SERVERS]);
+        let client = KvClient::new(&endpoints[id as usize % SERVERS]);
         tasks.spawn(workload::run_client(
             plan,
             client,
@@ -176,15 +254,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
         ));
     }
     let nemesis = (!args.no_nemesis).then(|| {
-        tokio::spawn(nemesis::run(
+        AbortOnDrop(tokio::spawn(nemesis::run(
             cluster.clone(),
             clients.clone(),
             rpc_addrs.clone(),
-            Duration::from_secs_f64(args.fault_interval_secs.max(0.1)),
-            seed.rotate_left(17),
-            start,
-            faults_until,
-        ))
+            nemesis::Schedule {
+                interval: Duration::from_secs_f64(args.fault_interval_secs.max(0.1)),
+                max_partition: Duration::from_secs_f64(args.max_partition_secs.max(2.0)),
+                seed: seed.rotate_left(17),
+                start,
+                until: faults_until,
+            },
+        )))
     });
 
     let mut recorded = Recorded::default();
@@ -192,10 +273,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
         recorded.merge(joined.context("a client task panicked")?);
     }
     let faults = match nemesis {
-        Some(task) => task.await.context("the nemesis panicked")??,
+        Some(mut task) => (&mut task.0).await.context("the nemesis panicked")??,
         None => Vec::new(),
     };
-    wait_for_leaders(&http_addrs, Duration::from_secs(30))
+    // The nemesis has healed every partition and resumed every server by now.
+    wait_for_leaders(&endpoints, Duration::from_secs(30))
         .await
         .context("the cluster did not recover after the faults")?;
     recorded.merge(workload::final_reads(&clients, args.keys, 1000, timeout, start).await);
@@ -276,6 +358,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Finding> {
         }
     };
     Ok(finding)
+}
+
+/// A task that is aborted if its handle is dropped unawaited (on an interrupt), so that it
+/// releases the cluster it holds.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn print_counts(recorded: &Recorded, elapsed: Duration) {
