@@ -500,6 +500,24 @@ impl Catalog {
         (None, service)
     }
 
+    /// The name a service is registered under that equals `name` ignoring ASCII case (the
+    /// exact name first; with `connect`, among the services that have proxies or mesh-native
+    /// instances), for DNS, whose names are case-insensitive. `None` when there is none.
+    pub fn service_name_like(&self, name: &str, connect: bool) -> Option<&str> {
+        let index = if connect {
+            &self.by_connect
+        } else {
+            &self.by_service
+        };
+        if let Some((exact, _)) = index.get_key_value(name) {
+            return Some(exact);
+        }
+        index
+            .keys()
+            .find(|known| known.eq_ignore_ascii_case(name))
+            .map(String::as_str)
+    }
+
     /// The instances of a service, each with its node.
     pub fn service_nodes(&self, name: &str) -> Vec<(&Node, &Service)> {
         self.lookup(self.by_service.get(name))

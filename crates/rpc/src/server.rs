@@ -197,16 +197,25 @@ pub async fn watch_service_health(
     index: u64,
     wait: Duration,
 ) -> (Vec<catalog::ServiceHealth>, u64) {
+    // DNS names are case-insensitive: watch the service under the name it is registered as.
+    let name = {
+        let state = node.reader().state();
+        state
+            .catalog
+            .service_name_like(name, connect)
+            .unwrap_or(name)
+            .to_owned()
+    };
     let topic = if connect {
-        catalog::topic::connect(name)
+        catalog::topic::connect(&name)
     } else {
-        catalog::topic::service(name)
+        catalog::topic::service(&name)
     };
     watch_topic(node, &topic, index, wait, |catalog| {
         let instances = if connect {
-            catalog.connect_nodes(name)
+            catalog.connect_nodes(&name)
         } else {
-            catalog.service_nodes(name)
+            catalog.service_nodes(&name)
         };
         catalog.health(instances)
     })

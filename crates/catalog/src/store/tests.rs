@@ -364,3 +364,37 @@ fn unknown_topics_fall_back_to_their_table() {
     assert_eq!(cat.index("service.nope"), 5);
     assert_eq!(cat.index("node.nope"), 5);
 }
+
+#[test]
+fn service_names_are_found_ignoring_case_for_dns() {
+    let mut cat = Catalog::new();
+    register(
+        &mut cat,
+        1,
+        node("a", "10.0.0.1"),
+        Some(service("w1", "WebApp", &[])),
+        vec![],
+    );
+    register(
+        &mut cat,
+        2,
+        node("b", "10.0.0.2"),
+        Some(sidecar_for("WebApp")),
+        vec![],
+    );
+    register(
+        &mut cat,
+        3,
+        node("c", "10.0.0.3"),
+        Some(service("w2", "webapp", &[])),
+        vec![],
+    );
+    assert_eq!(
+        cat.service_name_like("webapp", false),
+        Some("webapp"),
+        "exact first"
+    );
+    assert_eq!(cat.service_name_like("WEBAPP", false), Some("WebApp"));
+    assert_eq!(cat.service_name_like("webapp", true), Some("WebApp"));
+    assert_eq!(cat.service_name_like("db", false), None);
+}

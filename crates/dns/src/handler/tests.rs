@@ -388,3 +388,120 @@ async fn truncation_sets_tc_and_honours_edns() {
     .await;
     assert_eq!((m.answers.len(), m.metadata.truncation), (3, false));
 }
+
+/// Random questions, well-formed or not, never panic the handler: names built from labels
+/// that mean something to it (and junk), every record type, with and without EDNS, over both
+/// transports; and random bytes that happen to decode as a request.
+#[tokio::test]
+async fn random_questions_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let h = handler(|_| {}, catalog());
+    let mut rng = StdRng::seed_from_u64(0x6d657368);
+    let labels = [
+        "web",
+        "v1",
+        "service",
+        "node",
+        "connect",
+        "addr",
+        "query",
+        "dc1",
+        "dc2",
+        "dc",
+        "mesh",
+        "consul",
+        "_web",
+        "_tcp",
+        "_v1",
+        "in-addr",
+        "arpa",
+        "ip6",
+        "10",
+        "0",
+        "255",
+        "7f000001",
+        "20010db8000000000000000000000001",
+        "many",
+        "foo",
+        "bar",
+        "x-y",
+        "",
+        "*",
+        "ingress",
+        "virtual",
+        "peer",
+        "ns",
+        "ap",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SRV,
+        RecordType::TXT,
+        RecordType::PTR,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::ANY,
+        RecordType::CNAME,
+        RecordType::AXFR,
+        RecordType::MX,
+        RecordType::Unknown(65280),
+    ];
+    for _ in 0..3_000 {
+        let count = rng.random_range(0..8);
+        let name: Vec<&str> = (0..count)
+            .map(|_| labels[rng.random_range(0..labels.len())])
+            .filter(|l| !l.is_empty())
+            .collect();
+        let name = format!("{}.", name.join("."));
+        let Ok(parsed) = Name::from_ascii(&name) else {
+            continue;
+        };
+        let mut m = Message::query();
+        m.metadata.id = 4242;
+        m.add_query(Query::query(
+            parsed,
+            types[rng.random_range(0..types.len())],
+        ));
+        if rng.random_bool(0.5) {
+            let mut e = Edns::new();
+            e.set_max_payload(rng.random_range(0..=u16::MAX));
+            m.edns = Some(e);
+        }
+        let protocol = if rng.random_bool(0.5) {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        let response = ask_message(&h, m, protocol).await;
+        let bytes = response.to_vec().expect("every response encodes");
+        if protocol == Protocol::Udp {
+            assert!(bytes.len() <= 65_535, "{name}");
+        }
+    }
+
+    // Valid queries with a few random bytes changed: most still decode, with strange names,
+    // types, classes, flags, counts and EDNS options.
+    let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let mut decoded = 0;
+    for i in 0..20_000u64 {
+        let kind = types[rng.random_range(0..types.len())];
+        let mut bytes = query("v1.web.service.dc1.mesh.", kind, Some(1232))
+            .to_vec()
+            .unwrap();
+        for _ in 0..rng.random_range(1..5) {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] = rng.random();
+        }
+        if rng.random_bool(0.2) {
+            bytes.truncate(rng.random_range(12..bytes.len()));
+        }
+        if let Ok(request) = Request::from_bytes(bytes, src, Protocol::Udp) {
+            decoded += 1;
+            let mut answer_rng = StdRng::seed_from_u64(i);
+            let response = h.respond(&request, &mut answer_rng, 1_700_000_000).await;
+            response.to_vec().expect("every response encodes");
+        }
+    }
+    assert!(decoded > 1_000, "mutated packets decode: {decoded}");
+}
