@@ -58,7 +58,7 @@ impl Lookup for AgentLookup {
         dc: &'a str,
         service: &'a str,
         connect: bool,
-    ) -> LookupFuture<'a, Option<Vec<dns::Instance>>> {
+    ) -> LookupFuture<'a, Option<dns::Instances>> {
         Box::pin(async move {
             if !self.local(dc) {
                 return Ok(None);
@@ -68,7 +68,7 @@ impl Lookup for AgentLookup {
                 .service(service, connect)
                 .await
                 .map_err(unavailable)?;
-            Ok(Some(rows.to_vec()))
+            Ok(Some(rows))
         })
     }
 

@@ -155,7 +155,7 @@ impl Question<'_> {
         dc: &str,
         service: &str,
         tag: Option<&str>,
-        instances: Option<Vec<Instance>>,
+        instances: Option<&[Instance]>,
         rng: &mut R,
     ) -> Answer {
         let mut instances = healthy(instances.unwrap_or_default(), self.settings.only_passing);
@@ -174,7 +174,7 @@ impl Question<'_> {
         }
     }
 
-    fn service_addresses(&self, instances: &[Instance], ttl: u32) -> Answer {
+    fn service_addresses(&self, instances: &[&Instance], ttl: u32) -> Answer {
         let limit = match self.settings.a_record_limit {
             0 => usize::MAX,
             n => n,
@@ -226,7 +226,7 @@ impl Question<'_> {
         self.finish(answers, Vec::new())
     }
 
-    fn service_srv(&self, dc: &str, instances: &[Instance], ttl: u32) -> Answer {
+    fn service_srv(&self, dc: &str, instances: &[&Instance], ttl: u32) -> Answer {
         let mut answers = Vec::new();
         let mut additionals: Vec<Record> = Vec::new();
         let mut seen = HashSet::new();
@@ -368,15 +368,17 @@ pub(crate) fn ptr(
 }
 
 /// Drops instances with any critical check, and with `only_passing` any that is not passing.
-pub(crate) fn healthy(mut instances: Vec<Instance>, only_passing: bool) -> Vec<Instance> {
-    instances.retain(|i| {
-        i.checks.iter().all(|c| match c.status {
-            Status::Passing => true,
-            Status::Warning => !only_passing,
-            Status::Critical => false,
-        })
-    });
+pub(crate) fn healthy(instances: &[Instance], only_passing: bool) -> Vec<&Instance> {
     instances
+        .iter()
+        .filter(|i| {
+            i.checks.iter().all(|c| match c.status {
+                Status::Passing => true,
+                Status::Warning => !only_passing,
+                Status::Critical => false,
+            })
+        })
+        .collect()
 }
 
 /// The SRV weight: `Weights.Passing` or `Weights.Warning` by the instance's aggregate status.

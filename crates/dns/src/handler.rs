@@ -192,11 +192,13 @@ impl DnsHandler {
                 MeshName::Service { service, tag, dc } => {
                     let dc = dc.as_deref().unwrap_or(local);
                     let instances = self.lookup.service(dc, &service, false).await?;
+                    let instances = instances.as_deref().map(Vec::as_slice);
                     q.service(dc, &service, tag.as_deref(), instances, rng)
                 }
                 MeshName::Connect { service, dc } => {
                     let dc = dc.as_deref().unwrap_or(local);
                     let instances = self.lookup.service(dc, &service, true).await?;
+                    let instances = instances.as_deref().map(Vec::as_slice);
                     q.service(dc, &service, None, instances, rng)
                 }
                 MeshName::Node { node, dc } => {

@@ -24,7 +24,7 @@ mod server;
 
 pub use config::{parse_recursor, ConfigError, DnsConfig, SoaConfig};
 pub use handler::DnsHandler;
-pub use lookup::{Instance, Lookup, LookupError, LookupFuture};
+pub use lookup::{Instance, Instances, Lookup, LookupError, LookupFuture};
 pub use server::{serve, DnsError, DnsServer};
 
 #[cfg(test)]

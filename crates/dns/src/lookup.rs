@@ -13,6 +13,9 @@ use catalog::Node;
 /// checks and the instance's own): what DNS needs to answer and filter by health.
 pub type Instance = catalog::ServiceHealth;
 
+/// A service's instances, shared: the agent hands out what it holds without copying it.
+pub type Instances = std::sync::Arc<Vec<Instance>>;
+
 /// The future a [`Lookup`] returns.
 pub type LookupFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LookupError>> + Send + 'a>>;
 
@@ -43,7 +46,7 @@ pub trait Lookup: Send + Sync + 'static {
         dc: &'a str,
         service: &'a str,
         connect: bool,
-    ) -> LookupFuture<'a, Option<Vec<Instance>>>;
+    ) -> LookupFuture<'a, Option<Instances>>;
 
     /// The node named `node` in `dc`; `Ok(None)` when the node or the datacenter is unknown.
     fn node<'a>(&'a self, dc: &'a str, node: &'a str) -> LookupFuture<'a, Option<Node>>;

@@ -102,7 +102,7 @@ impl Lookup for MemoryLookup {
         dc: &'a str,
         service: &'a str,
         connect: bool,
-    ) -> LookupFuture<'a, Option<Vec<Instance>>> {
+    ) -> LookupFuture<'a, Option<crate::Instances>> {
         let result = self.read(|state| {
             let dc = state.datacenters.get(dc)?;
             let matches = |i: &&Instance| {
@@ -113,7 +113,9 @@ impl Lookup for MemoryLookup {
                 };
                 name.is_some_and(|n| n.eq_ignore_ascii_case(service))
             };
-            Some(dc.instances.iter().filter(matches).cloned().collect())
+            Some(std::sync::Arc::new(
+                dc.instances.iter().filter(matches).cloned().collect(),
+            ))
         });
         Box::pin(async move { result })
     }

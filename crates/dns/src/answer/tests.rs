@@ -110,7 +110,7 @@ fn sorted(lines: &[&str]) -> Vec<String> {
 #[test]
 fn service_a_records_skip_critical_and_dedupe() {
     let case = Case::new("web.service.mesh.", RecordType::A);
-    let instances = vec![
+    let instances = [
         instance("a", "10.0.0.1", "web"),
         with_check(instance("b", "10.0.0.2", "web"), Status::Warning),
         with_check(instance("c", "10.0.0.3", "web"), Status::Critical),
@@ -120,7 +120,7 @@ fn service_a_records_skip_critical_and_dedupe() {
     ];
     let answer = case
         .question()
-        .service("dc1", "web", None, Some(instances), &mut rng());
+        .service("dc1", "web", None, Some(&instances[..]), &mut rng());
     expect(
         answer,
         ResponseCode::NoError,
@@ -136,13 +136,13 @@ fn service_a_records_skip_critical_and_dedupe() {
 #[test]
 fn only_passing_drops_warning_instances() {
     let case = Case::new("web.service.mesh.", RecordType::A).with(|c| c.only_passing = true);
-    let instances = vec![
+    let instances = [
         instance("a", "10.0.0.1", "web"),
         with_check(instance("b", "10.0.0.2", "web"), Status::Warning),
     ];
     let answer = case
         .question()
-        .service("dc1", "web", None, Some(instances), &mut rng());
+        .service("dc1", "web", None, Some(&instances[..]), &mut rng());
     expect(
         answer,
         ResponseCode::NoError,
@@ -164,13 +164,13 @@ fn service_negative_answers() {
         &[],
     );
     // Known, but every instance is critical.
-    let all_critical = vec![with_check(
+    let all_critical = [with_check(
         instance("a", "10.0.0.1", "web"),
         Status::Critical,
     )];
     expect(
         q.question()
-            .service("dc1", "web", None, Some(all_critical), &mut rng()),
+            .service("dc1", "web", None, Some(&all_critical[..]), &mut rng()),
         ResponseCode::NXDomain,
         &[],
         &[SOA],
@@ -181,7 +181,7 @@ fn service_negative_answers() {
     let q = Case::new("web.service.mesh.", RecordType::AAAA);
     expect(
         q.question()
-            .service("dc1", "web", None, Some(v4.clone()), &mut rng()),
+            .service("dc1", "web", None, Some(&v4.clone()[..]), &mut rng()),
         ResponseCode::NoError,
         &[],
         &[SOA],
@@ -190,7 +190,7 @@ fn service_negative_answers() {
     let q = Case::new("web.service.mesh.", RecordType::MX);
     expect(
         q.question()
-            .service("dc1", "web", None, Some(v4), &mut rng()),
+            .service("dc1", "web", None, Some(&v4[..]), &mut rng()),
         ResponseCode::NoError,
         &[],
         &[SOA],
@@ -208,7 +208,7 @@ fn service_tags_filter_case_insensitively() {
         "dc1",
         "web",
         Some("primary"),
-        Some(vec![tagged.clone(), untagged.clone()]),
+        Some(&vec![tagged.clone(), untagged.clone()][..]),
         &mut rng(),
     );
     expect(
@@ -222,7 +222,7 @@ fn service_tags_filter_case_insensitively() {
         "dc1",
         "web",
         Some("secondary"),
-        Some(vec![tagged, untagged]),
+        Some(&vec![tagged, untagged][..]),
         &mut rng(),
     );
     assert_eq!(answer.rcode, ResponseCode::NXDomain);
@@ -237,7 +237,7 @@ fn service_addresses_and_hostnames() {
         "dc1",
         "web",
         None,
-        Some(vec![own, instance("v6", "2001:db8::1", "web")]),
+        Some(&vec![own, instance("v6", "2001:db8::1", "web")][..]),
         &mut rng(),
     );
     expect(
@@ -255,7 +255,7 @@ fn service_addresses_and_hostnames() {
     let q = Case::new("web.service.mesh.", RecordType::A);
     let answer = q
         .question()
-        .service("dc1", "web", None, Some(vec![external]), &mut rng());
+        .service("dc1", "web", None, Some(&vec![external][..]), &mut rng());
     expect(
         answer,
         ResponseCode::NoError,
@@ -279,7 +279,7 @@ fn service_ttl_and_a_record_limit() {
         .collect();
     let answer = q
         .question()
-        .service("dc1", "web", None, Some(instances), &mut rng());
+        .service("dc1", "web", None, Some(&instances[..]), &mut rng());
     assert_eq!(answer.answers.len(), 2);
     assert!(answer.answers.iter().all(|r| r.ttl == 10));
 }
@@ -310,7 +310,7 @@ fn srv_targets_and_additionals() {
         "dc1",
         "web",
         None,
-        Some(vec![on_node, own_ip, hostname, v6]),
+        Some(&vec![on_node, own_ip, hostname, v6][..]),
         &mut rng(),
     );
     expect(
@@ -338,9 +338,13 @@ fn srv_in_another_datacenter_without_meta_txt() {
     let mut i = instance("a", "10.0.0.1", "web");
     i.node.meta = BTreeMap::from([("rack".into(), "r1".into())]);
     // The same instance twice (same node, address and port) gives one record.
-    let answer = q
-        .question()
-        .service("dc2", "web", None, Some(vec![i.clone(), i]), &mut rng());
+    let answer = q.question().service(
+        "dc2",
+        "web",
+        None,
+        Some(&vec![i.clone(), i][..]),
+        &mut rng(),
+    );
     expect(
         answer,
         ResponseCode::NoError,
@@ -553,9 +557,9 @@ fn shuffle_is_per_query_and_seeded() {
         .collect();
     let order = |seed: u64| -> Vec<String> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let answer = q
-            .question()
-            .service("dc1", "web", None, Some(instances.clone()), &mut rng);
+        let answer =
+            q.question()
+                .service("dc1", "web", None, Some(&instances.clone()[..]), &mut rng);
         answer.answers.iter().map(|r| r.data.to_string()).collect()
     };
     assert_eq!(order(1), order(1), "the same seed gives the same order");
@@ -582,7 +586,11 @@ fn healthy_filter() {
             Status::Critical,
         ),
     ];
-    let names = |v: Vec<Instance>| v.into_iter().map(|i| i.node.name).collect::<Vec<_>>();
-    assert_eq!(names(healthy(instances.clone(), false)), ["a", "b"]);
-    assert_eq!(names(healthy(instances, true)), ["a"]);
+    let names = |v: Vec<&Instance>| {
+        v.into_iter()
+            .map(|i| i.node.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(healthy(&instances, false)), ["a", "b"]);
+    assert_eq!(names(healthy(&instances, true)), ["a"]);
 }
