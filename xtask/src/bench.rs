@@ -1,10 +1,12 @@
 //! `cargo xtask bench <area> [args]`: builds the release binaries and runs `mesh-bench`.
 //!
 //! The measuring itself lives in `crates/bench` (binary `mesh-bench`); this module only builds
-//! `mesh-server` and `mesh-bench` in release mode and replaces itself with
-//! `mesh-bench <area> [args] --mesh-server <target>/release/mesh-server`.
+//! `mesh-bench` and the product binaries the area runs (`mesh-server`; for `gossip` also
+//! `mesh-client`) in release mode and replaces itself with
+//! `mesh-bench <area> [args] --mesh-server <target>/release/mesh-server [--mesh-client ...]`.
 //! Examples: `cargo xtask bench kv --rounds 3 --concurrency 1,16,64`,
-//! `cargo xtask bench catalog --watchers 1000,10000`, `cargo xtask bench catalog --quick`.
+//! `cargo xtask bench catalog --watchers 1000,10000`, `cargo xtask bench catalog --quick`,
+//! `cargo xtask bench gossip --sizes 20,50`, `cargo xtask bench gossip --quick`.
 //!
 //! Target directory: `$CARGO_TARGET_DIR`, else `$HOME/.cache/mesh/target`, so the long RocksDB
 //! build is shared with other clones and survives `cargo clean` in this one.
@@ -14,13 +16,24 @@ use anyhow::bail;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.is_empty() {
         bail!(
-            "usage: cargo xtask bench <area> [args]; areas: kv, catalog \
+            "usage: cargo xtask bench <area> [args]; areas: kv, catalog, gossip \
              (see `cargo xtask bench <area> --help`)"
         );
     }
-    // `--only etcd` measures no mesh-server, so it need not be built (nor RocksDB with it).
-    let needs_server = !wants_only_peer(args) && !crate::is_help(args);
-    crate::build_release_and_exec("bench", "mesh-bench", args, needs_server)
+    crate::build_release_and_exec("bench", "mesh-bench", args, products(args))
+}
+
+/// The product binaries an invocation runs, so they are built and passed to `mesh-bench`.
+/// `--only etcd` (or `--only serf`) measures no mesh binary, so none need be built (nor RocksDB
+/// with them); the gossip area runs client agents besides the server.
+fn products(args: &[String]) -> &'static [&'static str] {
+    if wants_only_peer(args) || crate::is_help(args) {
+        &[]
+    } else if args.first().is_some_and(|a| a == "gossip") {
+        &["mesh-server", "mesh-client"]
+    } else {
+        &["mesh-server"]
+    }
 }
 
 fn wants_only_peer(args: &[String]) -> bool {
@@ -48,5 +61,16 @@ mod tests {
         assert!(!wants_only_peer(&args("catalog --watchers 1000,10000")));
         assert!(crate::is_help(&args("kv --help")));
         assert!(!crate::is_help(&args("kv --rounds 3")));
+    }
+
+    #[test]
+    fn gossip_also_builds_the_client_agent() {
+        assert_eq!(products(&args("kv --rounds 3")), ["mesh-server"]);
+        assert_eq!(
+            products(&args("gossip --quick")),
+            ["mesh-server", "mesh-client"]
+        );
+        assert!(products(&args("gossip --only serf")).is_empty());
+        assert!(products(&args("gossip --help")).is_empty());
     }
 }

@@ -8,7 +8,12 @@
 //! Exit status is mesh-jepsen's: 0 linearizable, 1 anomaly, 2 checker undecided, 3 run failed.
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    crate::build_release_and_exec("jepsen", "mesh-jepsen", args, !crate::is_help(args))
+    let products: &[&str] = if crate::is_help(args) {
+        &[]
+    } else {
+        &["mesh-server"]
+    };
+    crate::build_release_and_exec("jepsen", "mesh-jepsen", args, products)
 }
 
 #[cfg(test)]

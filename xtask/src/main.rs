@@ -64,38 +64,48 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
-/// Builds `package` (and `mesh-server` when `with_server`) in release mode into the shared
-/// target directory, then replaces this process with `binary args`, adding
-/// `--mesh-server <release>/mesh-server` unless the caller named one. Returns only on failure.
+/// Builds `package` and the product binaries `products` (each a package with a binary of the
+/// same name, e.g. `mesh-server`) in release mode into the shared target directory, then
+/// replaces this process with `binary args`, adding `--<product> <release>/<product>` for each
+/// product the caller did not name. Returns only on failure.
 pub(crate) fn build_release_and_exec(
     package: &str,
     binary: &str,
     args: &[String],
-    with_server: bool,
+    products: &[&str],
 ) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
-    if with_server {
+    if !products.is_empty() {
+        // Every product binary links RocksDB.
         prereqs::ensure()?;
     }
     let target_dir = target_dir();
     let mut build = cargo();
     build.args(["build", "--release", "-p", package]);
-    if with_server {
-        build.args(["-p", "mesh-server"]);
+    for product in products {
+        build.args(["-p", product]);
     }
     eprintln!("building release binaries into {}", target_dir.display());
     run(&mut build)?;
     let release = target_dir.join("release");
     let mut tool = Command::new(release.join(binary));
     tool.env("CARGO_TARGET_DIR", &target_dir).args(args);
-    let names_server = args
-        .iter()
-        .any(|a| a == "--mesh-server" || a.starts_with("--mesh-server="));
-    if with_server && !names_server {
-        tool.arg("--mesh-server").arg(release.join("mesh-server"));
+    for product in products {
+        if !names_flag(args, product) {
+            tool.arg(format!("--{product}")).arg(release.join(product));
+        }
     }
     let err = tool.exec();
     Err(err).with_context(|| format!("running {}", release.join(binary).display()))
+}
+
+/// Whether `args` already pass `--<flag>` (as `--flag VALUE` or `--flag=VALUE`).
+fn names_flag(args: &[String], flag: &str) -> bool {
+    let long = format!("--{flag}");
+    args.iter().any(|a| {
+        a.strip_prefix(long.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    })
 }
 
 /// `--help`, `-h` or a leading `help`: nothing but the tool itself needs building.
@@ -187,7 +197,16 @@ fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<Totals> {
 
 #[cfg(test)]
 mod tests {
-    use super::Totals;
+    use super::{names_flag, Totals};
+
+    #[test]
+    fn named_products_are_not_passed_twice() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert!(names_flag(&args("kv --mesh-server /x"), "mesh-server"));
+        assert!(names_flag(&args("kv --mesh-server=/x"), "mesh-server"));
+        assert!(!names_flag(&args("gossip --mesh-server /x"), "mesh-client"));
+        assert!(!names_flag(&args("kv --mesh-server-log /x"), "mesh-server"));
+    }
 
     #[test]
     fn sums_libtest_summaries() {

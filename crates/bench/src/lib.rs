@@ -1,7 +1,7 @@
 //! Load generation and process measurement for `cargo xtask bench`.
 //!
-//! The `mesh-bench` binary starts the systems under test (ours and a peer such as etcd) as child
-//! processes, drives them from one single-threaded tokio runtime so the generator leaves the
+//! The `mesh-bench` binary starts the systems under test (ours and a peer such as etcd or
+//! serf) as child processes, drives them from one single-threaded tokio runtime so the generator leaves the
 //! server a core, and measures each server's CPU time per operation and RSS from `/proc`, as
 //! `docs/architecture.md` and the design brief ask ("Measuring speed on these machines").
 //!
@@ -9,6 +9,7 @@
 //! crates never depend on it. It talks to the systems only over their public HTTP APIs.
 
 pub mod catalog;
+pub mod gossip;
 pub mod kv;
 pub mod load;
 pub mod machine;

@@ -78,21 +78,70 @@ pub const ETCD_BIN: &str = "/usr/bin/etcd";
 
 /// Returns the etcd binary, installing `etcd-server` with apt-get when it is missing.
 pub fn ensure_etcd() -> anyhow::Result<PathBuf> {
-    let bin = PathBuf::from(ETCD_BIN);
-    if bin.exists() {
-        return Ok(bin);
+    ensure_apt_binary(ETCD_PACKAGE, ETCD_BIN, "install etcd 3.4")
+}
+
+/// The Debian package and binary of the serf peer (`bench gossip`).
+pub const SERF_PACKAGE: &str = "serf";
+pub const SERF_BIN: &str = "/usr/bin/serf";
+
+/// Returns the serf binary, installing the Debian package `serf` (0.9) when it is missing.
+pub fn ensure_serf() -> anyhow::Result<PathBuf> {
+    ensure_apt_binary(SERF_PACKAGE, SERF_BIN, "install serf 0.9")
+}
+
+/// The iptables binary `bench gossip` counts traffic with.
+pub const IPTABLES_PACKAGE: &str = "iptables";
+pub const IPTABLES_BIN: &str = "/usr/sbin/iptables";
+
+/// Returns the iptables binary, installing the Debian package when it is missing.
+pub fn ensure_iptables() -> anyhow::Result<PathBuf> {
+    ensure_apt_binary(IPTABLES_PACKAGE, IPTABLES_BIN, "install iptables")
+}
+
+/// The Debian package's version and the first line of `serf version` (Debian's build reports
+/// `0.8.2-dev` for 0.9.4), or why they are unknown.
+pub fn serf_version(serf: &Path) -> String {
+    let package = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", SERF_PACKAGE])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let reported = match Command::new(serf).arg("version").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned()),
+        Err(e) => format!("unknown ({e})"),
+    };
+    match package {
+        Some(v) if serf == Path::new(SERF_BIN) => {
+            format!("Debian package {SERF_PACKAGE} {v} (`serf version`: {reported})")
+        }
+        _ => reported,
     }
-    eprintln!("{ETCD_BIN} is missing; installing the Debian package {ETCD_PACKAGE}");
-    if !apt_get(&["install", "-y", ETCD_PACKAGE])? {
+}
+
+/// Returns `bin`, installing `package` with apt-get when it is missing (the machines this runs
+/// on are Debian, as root); `hint` says what to do by hand when that fails.
+fn ensure_apt_binary(package: &str, bin: &str, hint: &str) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(bin);
+    if path.exists() {
+        return Ok(path);
+    }
+    eprintln!("{bin} is missing; installing the Debian package {package}");
+    if !apt_get(&["install", "-y", package])? {
         // A fresh machine may have no package lists yet.
-        if !apt_get(&["update"])? || !apt_get(&["install", "-y", ETCD_PACKAGE])? {
-            bail!("`apt-get install -y {ETCD_PACKAGE}` failed; install etcd 3.4 as {ETCD_BIN}");
+        if !apt_get(&["update"])? || !apt_get(&["install", "-y", package])? {
+            bail!("`apt-get install -y {package}` failed; {hint} as {bin}");
         }
     }
-    if !bin.exists() {
-        bail!("{ETCD_PACKAGE} is installed but {ETCD_BIN} does not exist");
+    if !path.exists() {
+        bail!("{package} is installed but {bin} does not exist");
     }
-    Ok(bin)
+    Ok(path)
 }
 
 fn apt_get(args: &[&str]) -> anyhow::Result<bool> {

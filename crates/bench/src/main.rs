@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "mesh-bench",
-    about = "Benchmarks mesh against its peers (server CPU per op, RSS, throughput, latency)"
+    about = "Benchmarks mesh against its peers (CPU, RSS, throughput, latency)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,6 +21,10 @@ enum Area {
     /// Catalog: registrations, and blocking-query fan-out to 1,000s of watchers against etcd
     /// watch streams, interleaved rounds.
     Catalog(bench::catalog::CatalogArgs),
+    /// Gossip: mesh's membership (one mesh-server and N-1 mesh-client agents) against serf 0.9
+    /// agents, interleaved rounds: join and failure-detection times, per-agent CPU, RSS and
+    /// UDP traffic, false failures; plus a simulated thousand-node pool.
+    Gossip(bench::gossip::GossipArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().area {
         Area::Kv(args) => bench::kv::run(args, &command),
         Area::Catalog(args) => bench::catalog::run(args, &command),
+        Area::Gossip(args) => bench::gossip::run(args, &command),
     }
 }

@@ -164,6 +164,34 @@ pub fn cpu_ns_between(before: &ThreadCpu, after: &ThreadCpu) -> Option<u64> {
         .then(|| after.total_ns.saturating_sub(before.total_ns))
 }
 
+/// A CPU reading of a process: per-thread ns when readable, and clock ticks as a fallback.
+#[derive(Debug, Clone)]
+pub struct CpuMark {
+    threads: Option<ThreadCpu>,
+    ticks: u64,
+}
+
+impl CpuMark {
+    pub fn read(pid: u32) -> anyhow::Result<Self> {
+        Ok(CpuMark {
+            threads: thread_cpu(pid).ok(),
+            ticks: crate::proc::sample(pid)?.cpu_ticks,
+        })
+    }
+
+    /// CPU nanoseconds from `self` to `later`: per-thread `schedstat` when no thread exited in
+    /// between, else clock ticks (utime + stime); and which of the two it was.
+    pub fn ns_until(&self, later: &CpuMark, ticks_per_sec: u64) -> (u64, &'static str) {
+        if let (Some(a), Some(b)) = (&self.threads, &later.threads) {
+            if let Some(ns) = cpu_ns_between(a, b) {
+                return (ns, "schedstat");
+            }
+        }
+        let ticks = later.ticks.saturating_sub(self.ticks);
+        (ticks * 1_000_000_000 / ticks_per_sec.max(1), "ticks")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
