@@ -37,6 +37,10 @@ const KEYRING_FILE: &str = "serf/local.keyring";
 /// How long to wait between rounds of `retry_join` (Consul's `retry_interval` is 30s; a
 /// shorter one forms a datacenter faster and costs one datagram per address).
 const RETRY_JOIN_INTERVAL: Duration = Duration::from_secs(2);
+/// How long after an answered join another live member must show up.
+const JOIN_SETTLE: Duration = Duration::from_secs(5);
+/// How long an agent may see no other live member before `retry_join` joins again.
+const ISOLATION_GRACE: Duration = Duration::from_secs(15);
 
 /// What the agent's configuration says about its gossip.
 #[derive(Debug, Clone)]
@@ -483,24 +487,93 @@ async fn resolve(addr: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(tokio::net::lookup_host(with_port).await?.collect())
 }
 
-/// Tries `addrs` until one join succeeds, like Consul's `retry_join` (forever, logging now and
-/// then).
+/// Keeps this agent in the pool through `addrs`, like Consul's `retry_join` and more: it
+/// joins until another live member shows up (an answered join alone does not prove the member
+/// list was exchanged), and joins again whenever this agent has seen no other live member for
+/// [`ISOLATION_GRACE`]. It ends when the agent leaves.
 async fn retry_join(membership: Membership, addrs: Vec<String>) {
     let mut attempt = 0u64;
+    let mut changes = membership.changes();
     loop {
+        if membership.handle.local().status != MemberStatus::Alive {
+            return;
+        }
         attempt += 1;
         match membership.join(&addrs).await {
-            Ok(joined) => {
+            Ok(joined) if wait_for_company(&membership, &mut changes, JOIN_SETTLE).await => {
                 tracing::info!(joined, "retry_join: joined the gossip pool");
-                return;
+                attempt = 0;
+                // Stay until this agent has been alone for a while.
+                while !alone_for(&membership, &mut changes, ISOLATION_GRACE).await {}
+                if membership.handle.local().status != MemberStatus::Alive {
+                    return;
+                }
+                tracing::warn!(
+                    "retry_join: no other live member for {}s; joining again",
+                    ISOLATION_GRACE.as_secs()
+                );
+                continue;
+            }
+            Ok(_) if attempt % 15 == 1 => {
+                tracing::info!(
+                    attempt,
+                    "retry_join: answered, but no member list yet; retrying"
+                );
             }
             Err(err) if attempt % 15 == 1 => {
                 tracing::info!(%err, attempt, "retry_join: no agent answered yet");
             }
-            Err(_) => {}
+            _ => {}
         }
         tokio::time::sleep(RETRY_JOIN_INTERVAL).await;
     }
+}
+
+/// Whether another member is alive.
+fn has_company(membership: &Membership) -> bool {
+    let me = membership.handle.name();
+    membership
+        .members()
+        .iter()
+        .any(|m| m.name != me && m.status == MemberStatus::Alive)
+}
+
+/// Waits up to `limit` for another live member; whether one showed up.
+async fn wait_for_company(
+    membership: &Membership,
+    changes: &mut watch::Receiver<u64>,
+    limit: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        changes.borrow_and_update();
+        if has_company(membership) {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return has_company(membership),
+        }
+    }
+}
+
+/// Waits until this agent has had no other live member for `grace` (true), or returns false
+/// after a while in company so the caller can check whether the agent left.
+async fn alone_for(
+    membership: &Membership,
+    changes: &mut watch::Receiver<u64>,
+    grace: Duration,
+) -> bool {
+    if membership.handle.local().status != MemberStatus::Alive {
+        return true;
+    }
+    if has_company(membership) {
+        // In company: look again after a change, or after `grace` to notice a leave.
+        let _ = tokio::time::timeout(grace, changes.changed()).await;
+        changes.borrow_and_update();
+        return false;
+    }
+    !wait_for_company(membership, changes, grace).await
 }
 
 #[cfg(test)]

@@ -947,6 +947,7 @@ fn with_sidecar_port(mut raw: Value, port: u16) -> Value {
 /// every local change. Failures retry after `sync_retry`.
 async fn sync_loop(inner: std::sync::Weak<Inner>) {
     let mut full_due = tokio::time::Instant::now();
+    let mut reached_servers = false;
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -958,13 +959,20 @@ async fn sync_loop(inner: std::sync::Weak<Inner>) {
         if now >= full_due {
             match agent.inner.client.node_state(&config.node.name).await {
                 Ok(remote) => {
+                    reached_servers = true;
                     agent.state().reconcile(&remote);
                     let scaled = config.ae_interval * scale_factor(remote.nodes);
                     let stagger = rand::rng().random_range(0..=scaled.as_millis() as u64);
                     full_due = now + config.ae_interval + Duration::from_millis(stagger);
                 }
                 Err(err) => {
-                    tracing::warn!(%err, "anti-entropy: reading the catalog failed");
+                    // Before the first success the servers may simply not be known yet (a
+                    // client learns them through gossip): not worth a warning.
+                    if reached_servers {
+                        tracing::warn!(%err, "anti-entropy: reading the catalog failed");
+                    } else {
+                        tracing::info!(%err, "anti-entropy: waiting for the servers");
+                    }
                     full_due = now + config.sync_retry;
                     failed = true;
                 }
@@ -975,7 +983,11 @@ async fn sync_loop(inner: std::sync::Weak<Inner>) {
             match agent.inner.client.apply(step.op.clone()).await {
                 Ok(()) => agent.state().mark_synced(step, now_ms()),
                 Err(err) => {
-                    tracing::warn!(%err, "anti-entropy: syncing a change failed");
+                    if reached_servers {
+                        tracing::warn!(%err, "anti-entropy: syncing a change failed");
+                    } else {
+                        tracing::info!(%err, "anti-entropy: waiting for the servers");
+                    }
                     failed = true;
                     break;
                 }
