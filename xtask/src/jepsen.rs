@@ -4,8 +4,11 @@
 //! `crates/linearizability`; this module only builds `mesh-server` and `mesh-jepsen` in release
 //! mode into the shared target directory and replaces itself with
 //! `mesh-jepsen [args] --mesh-server <target>/release/mesh-server`.
-//! Example: `cargo xtask jepsen --duration-secs 10 --seed 7 --consistency stale`.
-//! Exit status is mesh-jepsen's: 0 linearizable, 1 anomaly, 2 checker undecided, 3 run failed.
+//! Examples: `cargo xtask jepsen --duration-secs 10 --seed 7 --consistency stale`, and with
+//! network partitions (servers in network namespaces; needs root and `ip`):
+//! `cargo xtask jepsen --partitions --duration-secs 60`.
+//! Exit status is mesh-jepsen's: 0 linearizable, 1 anomaly, 2 checker undecided, 3 run failed,
+//! 4 partitions asked for but network namespaces unavailable here.
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let products: &[&str] = if crate::is_help(args) {
