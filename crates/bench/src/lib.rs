@@ -9,6 +9,7 @@
 //! crates never depend on it. It talks to the systems only over their public HTTP APIs.
 
 pub mod catalog;
+pub mod dns;
 pub mod gossip;
 pub mod kv;
 pub mod load;

@@ -99,6 +99,35 @@ pub fn ensure_iptables() -> anyhow::Result<PathBuf> {
     ensure_apt_binary(IPTABLES_PACKAGE, IPTABLES_BIN, "install iptables")
 }
 
+/// The Debian package and binary of the DNS peer (`bench dns`): Knot DNS.
+pub const KNOT_PACKAGE: &str = "knot";
+pub const KNOT_BIN: &str = "/usr/sbin/knotd";
+
+/// Returns the knotd binary, installing the Debian package `knot` when it is missing.
+pub fn ensure_knot() -> anyhow::Result<PathBuf> {
+    ensure_apt_binary(KNOT_PACKAGE, KNOT_BIN, "install Knot DNS")
+}
+
+/// The DNS load generator (`bench dns`).
+pub const DNSPERF_PACKAGE: &str = "dnsperf";
+pub const DNSPERF_BIN: &str = "/usr/bin/dnsperf";
+
+/// Returns the dnsperf binary, installing the Debian package when it is missing.
+pub fn ensure_dnsperf() -> anyhow::Result<PathBuf> {
+    ensure_apt_binary(DNSPERF_PACKAGE, DNSPERF_BIN, "install dnsperf")
+}
+
+/// The installed version of a Debian package, `None` when it is not installed.
+pub fn package_version(package: &str) -> Option<String> {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", package])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// The Debian package's version and the first line of `serf version` (Debian's build reports
 /// `0.8.2-dev` for 0.9.4), or why they are unknown.
 pub fn serf_version(serf: &Path) -> String {

@@ -25,6 +25,9 @@ enum Area {
     /// agents, interleaved rounds: join and failure-detection times, per-agent CPU, RSS and
     /// UDP traffic, false failures; plus a simulated thousand-node pool.
     Gossip(bench::gossip::GossipArgs),
+    /// DNS: mesh's DNS interface (a mesh-server and a client agent) against Knot DNS serving
+    /// the same records from a static zone, loaded by dnsperf, interleaved rounds.
+    Dns(bench::dns::DnsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Area::Kv(args) => bench::kv::run(args, &command),
         Area::Catalog(args) => bench::catalog::run(args, &command),
         Area::Gossip(args) => bench::gossip::run(args, &command),
+        Area::Dns(args) => bench::dns::run(args, &command),
     }
 }
