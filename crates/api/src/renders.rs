@@ -14,10 +14,29 @@ use bytes::Bytes;
 
 /// Beyond this many distinct questions the cache starts over; each entry is one body.
 const MAX_ENTRIES: usize = 4096;
+/// Nor does it keep more than about this many bytes of bodies. A question's last body stays
+/// until the question is asked at another index, and an answer about the whole catalog can be
+/// megabytes: without a limit, a few thousand such questions asked once would stay forever.
+const MAX_BYTES: usize = 64 << 20;
+
+#[derive(Debug)]
+pub(crate) struct RenderCache {
+    slots: Mutex<Slots>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Default for RenderCache {
+    fn default() -> Self {
+        Self::with_limits(MAX_ENTRIES, MAX_BYTES)
+    }
+}
 
 #[derive(Debug, Default)]
-pub(crate) struct RenderCache {
-    slots: Mutex<HashMap<String, Slot>>,
+struct Slots {
+    by_question: HashMap<String, Slot>,
+    /// The bytes of the rendered bodies counted in `by_question`'s slots.
+    bytes: usize,
 }
 
 /// The body of one question at one index of one state generation.
@@ -26,9 +45,19 @@ struct Slot {
     index: u64,
     generation: u64,
     body: Arc<OnceLock<Bytes>>,
+    /// The body's length once its renderer counted it into [`Slots::bytes`].
+    counted: usize,
 }
 
 impl RenderCache {
+    fn with_limits(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            slots: Mutex::default(),
+            max_entries,
+            max_bytes,
+        }
+    }
+
     /// The body for `question` at `index` in `generation`, rendered by `render` only if no
     /// request rendered it before.
     pub(crate) fn get_or_render(
@@ -38,35 +67,57 @@ impl RenderCache {
         generation: u64,
         render: impl FnOnce() -> Bytes,
     ) -> Bytes {
-        let body = {
+        let (body, new_slot) = {
             let mut slots = self.slots.lock().expect("render cache poisoned");
-            match slots.get(question) {
+            match slots.by_question.get(question) {
                 Some(slot) if slot.index == index && slot.generation == generation => {
-                    slot.body.clone()
+                    (slot.body.clone(), false)
                 }
                 _ => {
-                    if slots.len() >= MAX_ENTRIES {
-                        slots.clear();
+                    if slots.by_question.len() >= self.max_entries || slots.bytes >= self.max_bytes
+                    {
+                        slots.by_question.clear();
+                        slots.bytes = 0;
                     }
                     let body = Arc::new(OnceLock::new());
                     let slot = Slot {
                         index,
                         generation,
                         body: body.clone(),
+                        counted: 0,
                     };
-                    slots.insert(question.to_owned(), slot);
-                    body
+                    if let Some(old) = slots.by_question.insert(question.to_owned(), slot) {
+                        slots.bytes -= old.counted;
+                    }
+                    (body, true)
                 }
             }
         };
         // Rendered outside the map's lock: other questions go on while this one renders, and
         // requests for this one wait for the first renderer instead of repeating its work.
-        body.get_or_init(render).clone()
+        let rendered = body.get_or_init(render).clone();
+        if new_slot {
+            // Counted by the request that made the slot, if the slot is still the cache's.
+            let mut slots = self.slots.lock().expect("render cache poisoned");
+            let Slots { by_question, bytes } = &mut *slots;
+            if let Some(slot) = by_question.get_mut(question) {
+                if Arc::ptr_eq(&slot.body, &body) {
+                    slot.counted = rendered.len();
+                    *bytes += rendered.len();
+                }
+            }
+        }
+        rendered
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.lock().unwrap().len()
+        self.slots.lock().unwrap().by_question.len()
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.slots.lock().unwrap().bytes
     }
 }
 
@@ -104,5 +155,25 @@ mod tests {
         assert_eq!(cache.len(), MAX_ENTRIES);
         cache.get_or_render("one more", 1, 0, Bytes::new);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn starts_over_when_its_bodies_are_too_big() {
+        let cache = RenderCache::with_limits(100, 1000);
+        let body = |len: usize| move || Bytes::from(vec![b'x'; len]);
+        cache.get_or_render("a", 1, 0, body(400));
+        cache.get_or_render("b", 1, 0, body(400));
+        assert_eq!((cache.len(), cache.bytes()), (2, 800));
+        // A question asked at a new index replaces its body: the old one no longer counts.
+        cache.get_or_render("b", 2, 0, body(500));
+        assert_eq!((cache.len(), cache.bytes()), (2, 900));
+        cache.get_or_render("c", 1, 0, body(300));
+        assert_eq!((cache.len(), cache.bytes()), (3, 1200));
+        // Over the limit: the next new body starts a new cache.
+        assert_eq!(cache.get_or_render("d", 1, 0, body(10)).len(), 10);
+        assert_eq!((cache.len(), cache.bytes()), (1, 10));
+        // Hits still answer without rendering.
+        let again = cache.get_or_render("d", 1, 0, || unreachable!("cached"));
+        assert_eq!(again.len(), 10);
     }
 }

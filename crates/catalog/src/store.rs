@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{HealthCheck, Node, Service, ServiceHealth};
 use crate::Status;
+use by_id::ById;
+
+mod by_id;
 
 /// Why a registration was refused; the text is Consul's, shown to clients as a 500.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,14 +70,15 @@ pub struct Effects {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct NodeEntry {
     node: Node,
-    services: BTreeMap<String, Service>,
-    checks: BTreeMap<String, HealthCheck>,
+    services: ById<Service>,
+    checks: ById<HealthCheck>,
 }
 
 /// The whole catalog of one datacenter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
-    nodes: BTreeMap<String, NodeEntry>,
+    /// Boxed: a map's leaf holds eleven entries inline, most of them empty room.
+    nodes: BTreeMap<String, Box<NodeEntry>>,
     /// Service name -> instances as `(node, service id)`.
     by_service: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Service name -> proxies for it and its native instances, as `(node, service id)`.
@@ -231,7 +235,7 @@ impl Catalog {
                 check.modify_index = index;
             }
         }
-        entry.services.insert(service.id.clone(), service.clone());
+        entry.services.insert(service.clone());
         if let Some(prev) = &previous {
             self.unindex_service(node, prev, index);
         }
@@ -277,7 +281,7 @@ impl Catalog {
                 .push((node.to_owned(), check.check_id.clone()));
         }
         let affected = Self::topics_affected_by(entry, &check);
-        entry.checks.insert(check.check_id.clone(), check);
+        entry.checks.insert(check);
         self.touch(topic::CHECKS, index);
         self.touch(&topic::node(node), index);
         for topic in affected {
@@ -319,10 +323,12 @@ impl Catalog {
             return effects;
         };
         let before = entry.checks.len();
-        entry.checks.retain(|id, check| {
+        entry.checks.retain(|check| {
             let keep = check.service_id != service_id;
             if !keep {
-                effects.checks_failed.push((node.to_owned(), id.clone()));
+                effects
+                    .checks_failed
+                    .push((node.to_owned(), check.check_id.clone()));
             }
             keep
         });

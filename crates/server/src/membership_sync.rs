@@ -16,7 +16,8 @@ use agent::local::{CONSUL_SERVICE, SERF_HEALTH};
 use agent::membership::{Membership, ROLE_SERVER, TAG_ID, TAG_PORT, TAG_ROLE};
 use catalog::{Catalog, CatalogOp, HealthCheck, Node, Registration, Service, Status};
 use gossip::{Member, MemberStatus};
-use raft_store::RaftNode;
+use openraft::{RaftMetrics, ServerState};
+use raft_store::{NodeId, RaftNode, ServerNode};
 use tokio::sync::watch;
 
 /// How often the leader reconciles even without membership news (Consul: 60s).
@@ -156,8 +157,20 @@ fn registered(catalog: &Catalog, reg: &Registration) -> bool {
     node.address == reg.node.address && service_same && checks_same
 }
 
+/// Whether this server leads an initialized cluster, the only state in which it reconciles.
+fn leads(metrics: &RaftMetrics<NodeId, ServerNode>) -> bool {
+    metrics.state == ServerState::Leader
+        && metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_some()
+}
+
 /// While this server leads: reconcile at once on winning an election, on every membership
-/// change, and every [`RECONCILE_INTERVAL`].
+/// change, and every [`RECONCILE_INTERVAL`]. Not on every raft metrics change: those come with
+/// every applied entry, and a reconcile reads the whole catalog.
 pub(crate) async fn run(
     node: RaftNode,
     membership: Membership,
@@ -168,8 +181,7 @@ pub(crate) async fn run(
     let mut metrics = node.raft().metrics();
     let mut changes = membership.changes();
     loop {
-        let leading = node.leader_view().is_leader && node.is_initialized();
-        metrics.borrow_and_update();
+        let leading = leads(&metrics.borrow_and_update());
         changes.borrow_and_update();
         if leading {
             let ops = plan(
@@ -186,7 +198,7 @@ pub(crate) async fn run(
         }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = metrics.wait_for(|m| leads(m) != leading) => if changed.is_err() { return },
             changed = changes.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
         }

@@ -152,3 +152,26 @@ fn an_address_change_is_written() {
     assert_eq!(reconcile(&mut catalog, &moved, &mut index), 1);
     assert_eq!(catalog.node("web-1").unwrap().address, "10.0.0.9");
 }
+
+#[test]
+fn only_a_change_of_leadership_wakes_the_reconcile_not_each_applied_entry() {
+    use openraft::{CommittedLeaderId, LogId, StoredMembership};
+
+    let log_id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+    let mut metrics = RaftMetrics::<NodeId, ServerNode>::new_initial(1);
+    assert!(!leads(&metrics), "a follower");
+    metrics.state = ServerState::Leader;
+    assert!(!leads(&metrics), "a leader of no configuration yet");
+    let voters = openraft::Membership::new(
+        vec![BTreeSet::from([1])],
+        BTreeMap::from([(1, ServerNode::new("127.0.0.1:8300", "leader", ""))]),
+    );
+    metrics.membership_config = std::sync::Arc::new(StoredMembership::new(Some(log_id(1)), voters));
+    assert!(leads(&metrics));
+    // What changes with every write leaves the answer, and so the reconcile, alone.
+    metrics.last_log_index = Some(100);
+    metrics.last_applied = Some(log_id(100));
+    assert!(leads(&metrics));
+    metrics.state = ServerState::Follower;
+    assert!(!leads(&metrics), "leadership lost");
+}
