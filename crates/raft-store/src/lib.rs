@@ -16,6 +16,7 @@ mod network;
 mod node;
 mod notify;
 mod recovery;
+mod snapshot_file;
 mod state;
 mod state_machine;
 mod types;
@@ -51,6 +52,8 @@ pub enum StoreError {
     },
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
+    #[error("reading the snapshot file: {0}")]
+    SnapshotFile(#[source] std::io::Error),
     #[error("decoding {what}: {source}")]
     Decode {
         what: &'static str,
@@ -65,7 +68,8 @@ pub(crate) mod cf {
     pub const LOG: &str = "log";
     /// Vote, committed log id, last purged log id.
     pub const META: &str = "meta";
-    /// The current state-machine snapshot.
+    /// Where older versions kept the state-machine snapshot (now a file, see
+    /// [`crate::snapshot_file`]).
     pub const SNAPSHOT: &str = "snapshot";
     pub const ALL: [&str; 3] = [LOG, META, SNAPSHOT];
 }

@@ -123,6 +123,80 @@ async fn snapshot_then_restart_restores_state() {
     raft.shutdown().await.expect("shutdown");
 }
 
+async fn snapshot_now(raft: &Raft) {
+    raft.trigger().snapshot().await.expect("trigger snapshot");
+    let applied = raft.metrics().borrow().last_applied.expect("applied");
+    raft.wait(Some(Duration::from_secs(10)))
+        .snapshot(applied, "snapshot built")
+        .await
+        .expect("snapshot");
+}
+
+#[tokio::test]
+async fn a_snapshot_an_older_version_kept_in_rocksdb_is_read_then_moved_to_a_file() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        for i in 0..20 {
+            raft.client_write(set(&format!("s/{i}"), "x"))
+                .await
+                .expect("write");
+        }
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+        drop((raft, reader));
+    }
+    // Where an older version kept it: the `current` value of the `snapshot` column family.
+    let file = crate::snapshot_file::SnapshotFile::new(dir.path());
+    let encoded = file.read().expect("read file").expect("a snapshot file");
+    std::fs::remove_file(dir.path().join("snapshot.bin")).expect("remove file");
+    {
+        let db = open_db(dir.path()).expect("open db");
+        db.put_cf(db.cf_handle(cf::SNAPSHOT).unwrap(), b"current", &encoded)
+            .expect("put");
+    }
+    {
+        let (_log, sm) = open(dir.path()).expect("open store");
+        assert_eq!(sm.reader().state().kv.list("s/").len(), 20, "loaded");
+    }
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        raft.client_write(set("after", "y")).await.expect("write");
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+        drop((raft, reader));
+    }
+    assert!(file.read().expect("read file").is_some(), "a file again");
+    {
+        let db = open_db(dir.path()).expect("open db");
+        let legacy = db.get_cf(db.cf_handle(cf::SNAPSHOT).unwrap(), b"current");
+        assert_eq!(legacy.expect("get"), None, "the RocksDB copy is gone");
+    }
+    let (_log, sm) = open(dir.path()).expect("open store");
+    let state = sm.reader();
+    assert_eq!(state.state().kv.list("s/").len(), 20);
+    assert!(state.state().kv.get("after").is_some());
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_file_fails_the_open() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        raft.client_write(set("k", "v")).await.expect("write");
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+        drop((raft, reader));
+    }
+    let path = dir.path().join("snapshot.bin");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).expect("write");
+    let err = open(dir.path()).expect_err("refused");
+    assert!(matches!(err, StoreError::SnapshotFile(_)), "{err}");
+}
+
 #[tokio::test]
 async fn notifier_wakes_only_matching_topics() {
     let notifier = Notifier::new();
