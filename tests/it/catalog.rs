@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::{wait_until, Cluster, Http, ServerProcess};
+use test_support::{Cluster, Http, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -17,24 +17,7 @@ pub(crate) async fn wait_json(
     what: &str,
     holds: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
-    let last = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-    let found = wait_until(what, SOON, || {
-        let reply = http.get(path);
-        let holds = &holds;
-        let last = last.clone();
-        async move {
-            let Some(v) = reply.await.ok().and_then(|r| r.json().ok()) else {
-                return false;
-            };
-            let ok = holds(&v);
-            *last.lock().expect("last answer") = v;
-            ok
-        }
-    })
-    .await;
-    let last = last.lock().expect("last answer").clone();
-    found.map_err(|e| anyhow::anyhow!("{e}; last answer: {last}"))?;
-    Ok(last)
+    test_support::wait_json(http, path, what, SOON, holds).await
 }
 
 /// The status of check `id` in the first row of a `/v1/health/service` answer.

@@ -474,24 +474,7 @@ async fn wait_json(
     what: &str,
     holds: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
-    let last = Arc::new(Mutex::new(Value::Null));
-    let found = wait_until(what, SOON, || {
-        let reply = http.get(path);
-        let holds = &holds;
-        let last = last.clone();
-        async move {
-            let Some(v) = reply.await.ok().and_then(|r| r.json().ok()) else {
-                return false;
-            };
-            let ok = holds(&v);
-            *last.lock().expect("last answer") = v;
-            ok
-        }
-    })
-    .await;
-    let last = last.lock().expect("last answer").clone();
-    found.map_err(|e| anyhow::anyhow!("{e}; last answer: {last}"))?;
-    Ok(last)
+    test_support::wait_json(http, path, what, SOON, holds).await
 }
 
 fn instances(v: &Value) -> usize {

@@ -130,6 +130,35 @@ impl Http {
     }
 }
 
+/// Waits (up to `timeout`) until `path` on `http` answers JSON for which `holds` is true, and
+/// returns that answer; on timeout the error shows the last answer seen.
+pub async fn wait_json(
+    http: &Http,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    holds: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let last = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let found = wait_until(what, timeout, || {
+        let reply = http.get(path);
+        let holds = &holds;
+        let last = last.clone();
+        async move {
+            let Some(v) = reply.await.ok().and_then(|r| r.json().ok()) else {
+                return false;
+            };
+            let ok = holds(&v);
+            *last.lock().expect("last answer") = v;
+            ok
+        }
+    })
+    .await;
+    let last = last.lock().expect("last answer").clone();
+    found.map_err(|e| anyhow::anyhow!("{e}; last answer: {last}"))?;
+    Ok(last)
+}
+
 /// Where cargo put the workspace's binaries: next to the test executable's `deps/` folder.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("MESH_BIN_DIR") {
