@@ -61,6 +61,11 @@ pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir());
+    // CI builds a fresh clone at a new path each time; incremental caches, kept per path in the
+    // shared target directory, would only pile up (28 GB once). Developers keep theirs.
+    if std::env::var_os("CI").is_some() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
     cmd
 }
 
