@@ -335,7 +335,6 @@ pub fn run(args: CatalogArgs, command: &str) -> anyhow::Result<()> {
         );
     }
 
-    let json_out = args.json_out.clone().unwrap_or_else(default_json_out);
     let report = CatalogReport {
         command,
         machine: &facts,
@@ -346,13 +345,7 @@ pub fn run(args: CatalogArgs, command: &str) -> anyhow::Result<()> {
         registration_summary: &reg_summary,
         fanout_summary: &fan_summary,
     };
-    if let Some(dir) = json_out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
-    std::fs::write(&json_out, json + "\n")
-        .with_context(|| format!("writing {}", json_out.display()))?;
-    println!("\nraw numbers: {}", json_out.display());
+    crate::report::write_json(args.json_out.clone(), "catalog", &report)?;
 
     // The property the benchmark exists for: no watcher of `web` wakes for other changes, and
     // every one wakes for a change of `web`.
@@ -367,12 +360,6 @@ pub fn run(args: CatalogArgs, command: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn default_json_out() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("bench").join("catalog.json")
 }
 
 fn print_tables(plan: &Plan, reg: &[RegistrationSummary], fan: &[FanoutSummary]) {

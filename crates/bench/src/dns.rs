@@ -300,7 +300,6 @@ pub fn run(args: DnsArgs, command: &str) -> anyhow::Result<()> {
     let ratios = summary::ratios(&summary, PEER);
     print_tables(&plan, &runs, &summary, &ratios, &loadavg_after);
 
-    let json_out = args.json_out.clone().unwrap_or_else(default_json_out);
     let report = DnsReport {
         command,
         machine: &facts,
@@ -314,23 +313,11 @@ pub fn run(args: DnsArgs, command: &str) -> anyhow::Result<()> {
         summary: &summary,
         ratios: &ratios,
     };
-    if let Some(dir) = json_out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
-    std::fs::write(&json_out, json + "\n")
-        .with_context(|| format!("writing {}", json_out.display()))?;
-    println!("\nraw numbers: {}", json_out.display());
+    crate::report::write_json(args.json_out.clone(), "dns", &report)?;
     if runs.iter().all(|r| r.error.is_some()) {
         bail!("no run completed");
     }
     Ok(())
-}
-
-fn default_json_out() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("bench").join("dns.json")
 }
 
 fn query_path(dir: &Path, qtype: QType) -> PathBuf {

@@ -267,7 +267,6 @@ pub fn run(args: GossipArgs, command: &str) -> anyhow::Result<()> {
     let ratios = summary::ratios(&summary);
     print_tables(&plan, &runs, &summary, &ratios, &simulation);
 
-    let json_out = args.json_out.clone().unwrap_or_else(default_json_out);
     let report = GossipReport {
         command,
         machine: &facts,
@@ -280,23 +279,11 @@ pub fn run(args: GossipArgs, command: &str) -> anyhow::Result<()> {
         ratios: &ratios,
         simulation: &simulation,
     };
-    if let Some(dir) = json_out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
-    std::fs::write(&json_out, json + "\n")
-        .with_context(|| format!("writing {}", json_out.display()))?;
-    println!("\nraw numbers: {}", json_out.display());
+    crate::report::write_json(args.json_out.clone(), "gossip", &report)?;
     if runs.iter().all(|r| r.error.is_some()) {
         bail!("no round ran to the end");
     }
     Ok(())
-}
-
-fn default_json_out() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("bench").join("gossip.json")
 }
 
 /// Every round, every size, every system in turn.

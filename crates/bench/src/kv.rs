@@ -138,7 +138,6 @@ pub fn run(mut args: KvArgs, command: &str) -> anyhow::Result<()> {
         facts.to_markdown()
     );
 
-    let json_out = args.json_out.clone().unwrap_or_else(default_json_out);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,13 +191,7 @@ pub fn run(mut args: KvArgs, command: &str) -> anyhow::Result<()> {
         summary: &summary,
         ratios: &ratios,
     };
-    if let Some(dir) = json_out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
-    std::fs::write(&json_out, json + "\n")
-        .with_context(|| format!("writing {}", json_out.display()))?;
-    println!("\nraw numbers: {}", json_out.display());
+    crate::report::write_json(args.json_out.clone(), "kv", &report)?;
     Ok(())
 }
 
@@ -213,12 +206,6 @@ fn describe(topology: Topology, reads: Reads) -> String {
             format!("{n} servers each, PUT sent to the leader, GET spread over all nodes")
         }
     }
-}
-
-fn default_json_out() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("bench").join("kv.json")
 }
 
 /// Starts and populates every system, then runs the interleaved rounds.

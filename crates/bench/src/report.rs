@@ -319,3 +319,26 @@ pub fn node_table(summary: &[SummaryRow]) -> Option<String> {
     ];
     Some(markdown_table(&headers, &rows))
 }
+
+/// Writes a run's raw numbers as pretty JSON to `path`, else to
+/// `$CARGO_TARGET_DIR/bench/<area>.json` (`target/` without one), and says where.
+pub fn write_json<T: Serialize>(
+    path: Option<std::path::PathBuf>,
+    area: &str,
+    report: &T,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let path = path.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| "target".into(), std::path::PathBuf::from)
+            .join("bench")
+            .join(format!("{area}.json"))
+    });
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(report).context("serializing the report")?;
+    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    println!("\nraw numbers: {}", path.display());
+    Ok(path)
+}
