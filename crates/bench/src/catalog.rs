@@ -42,7 +42,7 @@ use crate::kv::Only;
 use crate::load::{self, HttpClient};
 use crate::machine::{self, MachineFacts};
 use crate::proc;
-use crate::procfs::{self, ThreadCpu};
+use crate::procfs;
 use crate::report::{fmt_num, markdown_table, Align};
 use crate::stats::{median, percentile};
 use crate::target::{Deployment, System, Topology};
@@ -867,31 +867,6 @@ async fn measure_fanouts(
     Ok(runs)
 }
 
-/// A CPU reading of the server: per-thread ns when readable, and clock ticks.
-#[derive(Debug)]
-struct CpuMark {
-    threads: Option<ThreadCpu>,
-    ticks: u64,
-}
-
-fn cpu_mark(pid: u32) -> anyhow::Result<CpuMark> {
-    Ok(CpuMark {
-        threads: procfs::thread_cpu(pid).ok(),
-        ticks: proc::sample(pid)?.cpu_ticks,
-    })
-}
-
-/// CPU nanoseconds between two marks, and where they came from.
-fn cpu_ns(a: &CpuMark, b: &CpuMark, ticks_per_sec: u64) -> (u64, &'static str) {
-    if let (Some(x), Some(y)) = (&a.threads, &b.threads) {
-        if let Some(ns) = procfs::cpu_ns_between(x, y) {
-            return (ns, "schedstat");
-        }
-    }
-    let ticks = b.ticks.saturating_sub(a.ticks);
-    (ticks * 1_000_000_000 / ticks_per_sec, "ticks")
-}
-
 /// Waits until the first `written` watchers have written their requests and the server's
 /// accept queue is empty, so the next batch of connects cannot overflow it. (mesh-server's
 /// HTTP listener has a backlog of 128; an overflow drops the handshake and costs the client a
@@ -1026,7 +1001,7 @@ async fn fanout_cell(
     let request = Arc::new(request);
     let mut set = tokio::task::JoinSet::new();
     let park_start = Instant::now();
-    let p0 = cpu_mark(pid)?;
+    let p0 = procfs::CpuMark::read(pid)?;
     for first in (0..watchers).step_by(CONNECTS_IN_FLIGHT) {
         let end = (first + CONNECTS_IN_FLIGHT).min(watchers);
         for i in first..end {
@@ -1045,19 +1020,19 @@ async fn fanout_cell(
     }
     wait_parked(system, &deployment, &shared, watchers, server).await?;
     let park_secs = park_start.elapsed().as_secs_f64();
-    let p1 = cpu_mark(pid)?;
+    let p1 = procfs::CpuMark::read(pid)?;
     tokio::time::sleep(settle).await;
     let parked = deployment.sample()?;
 
     // Writes that must wake nobody.
     let unrelated = unrelated_writes(system, plan.unrelated_batches);
-    let u0 = cpu_mark(pid)?;
+    let u0 = procfs::CpuMark::read(pid)?;
     for write in &unrelated {
         send_write(client, system, &base_url, write)
             .await
             .map_err(|e| anyhow!("unrelated write: {e}"))?;
     }
-    let u1 = cpu_mark(pid)?;
+    let u1 = procfs::CpuMark::read(pid)?;
     tokio::time::sleep(settle).await;
 
     // The change every watcher waits for, sent and timed on a thread of its own, so its
@@ -1066,7 +1041,7 @@ async fn fanout_cell(
     let stream = std::net::TcpStream::connect(server).context("connecting for the `web` write")?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(WRITE_TIMEOUT))?;
-    let c0 = cpu_mark(pid)?;
+    let c0 = procfs::CpuMark::read(pid)?;
     let (sent, ack, status, body) =
         tokio::task::spawn_blocking(move || watch::timed_exchange(stream, &request))
             .await
@@ -1088,7 +1063,7 @@ async fn fanout_cell(
             }
         }
     }
-    let c1 = cpu_mark(pid)?;
+    let c1 = procfs::CpuMark::read(pid)?;
     deployment.ensure_running()?;
 
     let Tally {
@@ -1106,9 +1081,9 @@ async fn fanout_cell(
 
     let ms = |us: Option<i64>| us.map(|us| us as f64 / 1000.0);
     let per_1k = |v: f64| v * 1000.0 / watchers as f64;
-    let (park_ns, _) = cpu_ns(&p0, &p1, ticks);
-    let (unrelated_ns, _) = cpu_ns(&u0, &u1, ticks);
-    let (cpu_ns, cpu_source) = cpu_ns(&c0, &c1, ticks);
+    let (park_ns, _) = p0.ns_until(&p1, ticks);
+    let (unrelated_ns, _) = u0.ns_until(&u1, ticks);
+    let (cpu_ns, cpu_source) = c0.ns_until(&c1, ticks);
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok(FanoutRun {
         round,
