@@ -3,6 +3,7 @@
 mod catalog;
 mod cluster;
 mod config_errors;
+mod connect;
 mod dns;
 mod durability;
 mod events;

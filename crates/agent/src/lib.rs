@@ -7,6 +7,7 @@
 //! the HTTP layer (`api`) calls into it.
 
 pub mod checks;
+pub mod connect;
 pub mod definition;
 pub mod dns;
 pub mod events;

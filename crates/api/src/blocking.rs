@@ -23,6 +23,8 @@ pub enum Watch<'a> {
     Sessions,
     /// A catalog index (see [`catalog::topic`]).
     Catalog(&'a str),
+    /// A whole table ([`raft_store::TABLE_CA`], [`raft_store::TABLE_INTENTIONS`]).
+    Table(&'static str),
 }
 
 impl Watch<'_> {
@@ -33,6 +35,7 @@ impl Watch<'_> {
             Watch::Prefix(p) => notifier.prefix(p),
             Watch::Sessions => notifier.sessions(),
             Watch::Catalog(topic) => notifier.catalog(topic),
+            Watch::Table(table) => notifier.table(table),
         }
     }
 }

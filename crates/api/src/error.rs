@@ -13,6 +13,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Consul's `ErrRateLimited` (CSR signing): 429.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String, allow: String },
     /// Consul answers errors that come back from its RPC layer with a 500 and their text.
@@ -26,6 +29,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

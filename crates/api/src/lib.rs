@@ -7,9 +7,11 @@
 //! raft internals directly: it goes through [`raft_store::RaftNode`].
 
 mod agent;
+mod agent_connect;
 mod autopilot;
 mod blocking;
 mod catalog;
+mod connect_ca;
 mod error;
 mod events;
 mod forward;
@@ -71,6 +73,8 @@ pub struct ApiContext {
     /// This server as other servers see it, for `/v1/agent/join`.
     pub identity: rpc::Identity,
     pub autopilot: rpc::Autopilot,
+    /// What intentions decide when none matches (`/v1/connect/intentions/check`).
+    pub intention_default: intentions::DefaultPolicy,
 }
 
 /// What the server routes share: the context the binary built, and state of the API's own.
@@ -239,6 +243,14 @@ pub fn server_routes(ctx: ApiContext) -> Router {
         .route(
             "/v1/operator/autopilot/health",
             methods(&[Method::GET], autopilot::health),
+        )
+        .route(
+            "/v1/connect/ca/roots",
+            methods(&[Method::GET], connect_ca::roots),
+        )
+        .route(
+            "/v1/connect/ca/configuration",
+            methods(&[Method::GET, Method::PUT], connect_ca::configuration),
         )
         .with_state(ctx)
 }

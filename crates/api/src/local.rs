@@ -39,16 +39,21 @@ pub struct LocalContext {
     pub dev: bool,
     /// `/v1/agent/metrics?format=prometheus` is on (`telemetry.prometheus_retention_time`).
     pub prometheus: bool,
+    /// Connect's cache: CA roots, leaves of local services, intentions.
+    pub connect: agent::connect::Connect,
 }
 
 type Ctx = Arc<LocalContext>;
 
 /// The agent endpoints, with their state applied.
 pub fn routes(ctx: LocalContext) -> Router {
-    let members =
-        crate::members::routes(ctx.membership.clone(), ctx.datacenter.clone(), ctx.dev).merge(
-            crate::events::routes(ctx.events.clone(), ctx.datacenter.clone(), ctx.dev),
-        );
+    let members = crate::members::routes(ctx.membership.clone(), ctx.datacenter.clone(), ctx.dev)
+        .merge(crate::events::routes(
+            ctx.events.clone(),
+            ctx.datacenter.clone(),
+            ctx.dev,
+        ))
+        .merge(crate::agent_connect::routes(ctx.connect.clone(), ctx.dev));
     let ctx = Arc::new(ctx);
     let put = &[Method::PUT];
     let get = &[Method::GET];

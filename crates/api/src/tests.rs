@@ -83,6 +83,7 @@ impl Fixture {
             kv_max_value_size: KV_MAX,
             txn_max_req_len: 64 * 1024,
             session_ttl_min: Duration::from_secs(10),
+            intention_default: intentions::DefaultPolicy::Acl { allow: true },
             identity: rpc::Identity {
                 raft_id: 1,
                 node_name: NODE_NAME.into(),

@@ -128,7 +128,7 @@ impl CheckedCsr {
 }
 
 /// A signed leaf certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaf {
     pub serial: u64,
     /// Colon-hex serial, as Consul's `SerialNumber`.
@@ -361,6 +361,13 @@ impl CaState {
                     .map_or(reservation.not_after, |t| t.max(reservation.not_after)),
             );
         }
+    }
+
+    /// The raft index of the last change to the roots or the configuration: what a writer that
+    /// computed a new state from this one expects to still find (leaf reservations do not move
+    /// it).
+    pub fn index(&self) -> u64 {
+        self.roots_modify_index.max(self.config.modify_index)
     }
 
     /// Signs a checked CSR under a reservation. Does not change the state.

@@ -152,6 +152,78 @@ impl agent::CatalogClient for RemoteCatalog {
     }
 }
 
+impl agent::connect::ConnectClient for RemoteCatalog {
+    fn watch_roots(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(Option<ca::wire::IndexedCaRoots>, u64), String>> {
+        let wait = wait.min(rpc::MAX_WATCH);
+        let req = Request::WatchRoots {
+            index,
+            wait_ms: wait.as_millis() as u64,
+        };
+        Box::pin(async move {
+            match self
+                .servers
+                .request(&req, wait + SERVER_TIMEOUT, true)
+                .await
+            {
+                Ok(Response::WatchRoots(roots, index)) => Ok((roots, index)),
+                Ok(_) => Err("unexpected answer to a roots watch".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
+    fn watch_intentions(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(intentions::Intentions, u64), String>> {
+        let wait = wait.min(rpc::MAX_WATCH);
+        let req = Request::WatchIntentions {
+            index,
+            wait_ms: wait.as_millis() as u64,
+        };
+        Box::pin(async move {
+            match self
+                .servers
+                .request(&req, wait + SERVER_TIMEOUT, true)
+                .await
+            {
+                Ok(Response::WatchIntentions(ixns, index)) => Ok((ixns, index)),
+                Ok(_) => Err("unexpected answer to an intentions watch".into()),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
+    fn sign(
+        &self,
+        csr_pem: String,
+        service: String,
+    ) -> BoxFuture<'_, Result<(ca::Leaf, u64), agent::connect::SignFailure>> {
+        let req = Request::SignLeaf { csr_pem, service };
+        Box::pin(async move {
+            // Signing twice only spends a serial number: safe to retry on another server.
+            match self.servers.request(&req, SERVER_TIMEOUT, true).await {
+                Ok(Response::SignLeaf(Ok(signed))) => Ok(signed),
+                Ok(Response::SignLeaf(Err(raft_store::SignError::RateLimited))) => {
+                    Err(agent::connect::SignFailure::RateLimited)
+                }
+                Ok(Response::SignLeaf(Err(err))) => {
+                    Err(agent::connect::SignFailure::Failed(err.to_string()))
+                }
+                Ok(_) => Err(agent::connect::SignFailure::Failed(
+                    "unexpected answer to a signing request".into(),
+                )),
+                Err(err) => Err(agent::connect::SignFailure::Failed(err.to_string())),
+            }
+        })
+    }
+}
+
 /// A running client agent. Dropping it without [`ClientAgent::shutdown`] aborts its tasks.
 #[derive(Debug)]
 pub struct ClientAgent {
@@ -235,6 +307,7 @@ impl ClientAgent {
             http_port,
             server_port: 0,
         };
+        let (shutdown, mut shutdown_rx) = watch::channel(false);
         let local = api::LocalContext {
             events: agent::events::UserEvents::start(&membership, &agent),
             agent: agent.clone(),
@@ -242,6 +315,12 @@ impl ClientAgent {
             datacenter: config.datacenter.clone(),
             dev: config.dev,
             prometheus: !config.prometheus_retention_time.is_zero(),
+            connect: agent::connect::Connect::new(
+                catalog.clone(),
+                &config.datacenter,
+                agent::connect::default_policy(&config),
+                shutdown_rx.clone(),
+            ),
         };
         let app = api::client_router(local, info, servers);
         let addr = SocketAddr::new(config.client_addr, http_port);
@@ -249,7 +328,6 @@ impl ClientAgent {
         let http_addr = listener
             .local_addr()
             .map_err(|source| ClientError::Bind { addr, source })?;
-        let (shutdown, mut shutdown_rx) = watch::channel(false);
         let dns = agent::dns::start(&config, catalog, shutdown_rx.clone())
             .await
             .map_err(ClientError::Dns)?;

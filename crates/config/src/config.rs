@@ -59,6 +59,11 @@ pub struct Config {
     pub prometheus_retention_time: Duration,
     /// The DNS interface.
     pub dns: Dns,
+    /// Connect: the built-in CA and service identities.
+    pub connect: Connect,
+    /// What intentions decide when none matches (`default_intention_policy`); when unset, the
+    /// ACL default policy decides (allow while ACLs are off). docs/security.md recommends deny.
+    pub default_intention_policy: Option<IntentionPolicy>,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
 }
@@ -156,6 +161,34 @@ impl Default for Dns {
             soa: Soa::default(),
         }
     }
+}
+
+/// Consul's `connect` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// On by default (Consul needs `connect { enabled = true }` on its servers).
+    pub enabled: bool,
+    /// `connect.ca_config`: the built-in provider's settings (`leaf_cert_ttl`, `root_cert_ttl`,
+    /// `intermediate_cert_ttl`, `private_key`, `root_cert`, `csr_max_per_second`, ...), used
+    /// only when the CA is first created; afterwards `PUT /v1/connect/ca/configuration`
+    /// changes it. The server validates it when it starts.
+    pub ca_config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for Connect {
+    fn default() -> Self {
+        Connect {
+            enabled: true,
+            ca_config: serde_json::Map::new(),
+        }
+    }
+}
+
+/// The decision when no intention matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentionPolicy {
+    Allow,
+    Deny,
 }
 
 /// In which order recursors are asked.

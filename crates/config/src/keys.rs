@@ -225,6 +225,15 @@ pub(crate) static KEYS: &[Key] = &[
         prometheus_retention_time,
         duration
     ),
+    key!("connect.enabled", "", connect.enabled, boolean),
+    key!("connect.ca_provider", "", connect.ca_provider, ca_provider),
+    key!("connect.ca_config", "", connect.ca_config, object),
+    key!(
+        "default_intention_policy",
+        "",
+        default_intention_policy,
+        intention_policy
+    ),
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
@@ -236,12 +245,13 @@ static SECTIONS: &[&str] = &[
     "telemetry",
     "dns_config",
     "dns_config.soa",
+    "connect",
 ];
 
 /// Sections of which mesh implements only some keys: the others are unsupported, not unknown.
 /// (`dns_config.allow_stale`/`max_stale`/`use_cache` are among them: DNS always answers from
 /// the agent's own view, kept current by blocking queries.)
-static PARTLY_SUPPORTED: &[&str] = &["telemetry", "dns_config"];
+static PARTLY_SUPPORTED: &[&str] = &["telemetry", "dns_config", "connect"];
 
 /// Keys Consul accepts that mesh does not implement yet. Rejected, never ignored, so that
 /// nobody believes e.g. gossip encryption is on when it is not.
@@ -251,7 +261,6 @@ static UNSUPPORTED: &[&str] = &[
     "autopilot",
     "check",
     "checks",
-    "connect",
     "ports.serf_wan",
     "service",
     "services",
@@ -499,6 +508,34 @@ fn recursor_strategy(value: &Value) -> Result<crate::RecursorStrategy, &'static 
         Some("sequential") => Ok(crate::RecursorStrategy::Sequential),
         Some("random") => Ok(crate::RecursorStrategy::Random),
         _ => Err("\"sequential\" or \"random\""),
+    }
+}
+
+fn ca_provider(value: &Value) -> Result<String, &'static str> {
+    match value.as_str() {
+        Some("consul") => Ok("consul".to_owned()),
+        _ => Err("\"consul\" (the built-in CA, the only provider)"),
+    }
+}
+
+/// An object; HCL gives a repeated block as a list of objects, merged in order.
+fn object(value: &Value) -> Result<Map<String, Value>, &'static str> {
+    const EXPECTED: &str = "an object";
+    match value {
+        Value::Object(map) => Ok(map.clone()),
+        Value::Array(items) => items.iter().try_fold(Map::new(), |mut merged, item| {
+            merged.extend(item.as_object().ok_or(EXPECTED)?.clone());
+            Ok(merged)
+        }),
+        _ => Err(EXPECTED),
+    }
+}
+
+fn intention_policy(value: &Value) -> Result<crate::IntentionPolicy, &'static str> {
+    match value.as_str() {
+        Some("allow") => Ok(crate::IntentionPolicy::Allow),
+        Some("deny") => Ok(crate::IntentionPolicy::Deny),
+        _ => Err("\"allow\" or \"deny\""),
     }
 }
 

@@ -23,13 +23,14 @@ use std::fs;
 use std::path::PathBuf;
 
 pub use crate::config::{
-    Config, Dns, Limits, LogLevel, ParseLogLevelError, Performance, Ports, RecursorStrategy, Soa,
-    PORT_DISABLED,
+    Config, Connect, Dns, IntentionPolicy, Limits, LogLevel, ParseLogLevelError, Performance,
+    Ports, RecursorStrategy, Soa, PORT_DISABLED,
 };
 pub use crate::duration::{format_go_duration, parse_go_duration, DurationError};
 pub use crate::error::{ConfigError, ConfigSource};
 pub use crate::overrides::{
-    DnsOverrides, LimitsOverrides, Overrides, PerformanceOverrides, PortsOverrides,
+    ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides, PerformanceOverrides,
+    PortsOverrides,
 };
 
 /// Loads the agent configuration.

@@ -64,6 +64,18 @@ pub struct Overrides {
     pub reconnect_timeout: Option<Duration>,
     /// `telemetry.prometheus_retention_time` (no flag)
     pub prometheus_retention_time: Option<Duration>,
+    pub connect: ConnectOverrides,
+    /// `default_intention_policy` (no flag)
+    pub default_intention_policy: Option<crate::IntentionPolicy>,
+}
+
+/// `connect.*` (no flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOverrides {
+    pub enabled: Option<bool>,
+    /// `connect.ca_provider`: only "consul" is accepted, so nothing is kept.
+    pub ca_provider: Option<String>,
+    pub ca_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

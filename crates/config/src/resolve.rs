@@ -100,6 +100,11 @@ pub(crate) fn resolve(
         encrypt: values.encrypt.clone(),
         prometheus_retention_time: values.prometheus_retention_time.unwrap_or_default(),
         dns: dns(&values.dns),
+        connect: crate::Connect {
+            enabled: values.connect.enabled.unwrap_or(true),
+            ca_config: values.connect.ca_config.clone().unwrap_or_default(),
+        },
+        default_intention_policy: values.default_intention_policy,
         reconnect_timeout: values
             .reconnect_timeout
             .unwrap_or(DEFAULT_RECONNECT_TIMEOUT),

@@ -107,6 +107,8 @@ fn defaults() -> Config {
         reconnect_timeout: Duration::from_secs(72 * 3600),
         prometheus_retention_time: Duration::ZERO,
         dns: Dns::default(),
+        connect: Connect::default(),
+        default_intention_policy: None,
         sources: Sources::default(),
     }
 }
@@ -390,6 +392,31 @@ alt_domain = "mesh.example.com""#,
             r#"reconnect_timeout = "24h""#,
             |c| c.reconnect_timeout = Duration::from_secs(24 * 3600),
         ),
+        (
+            r#"{"connect": {"enabled": false, "ca_provider": "consul",
+                "ca_config": {"leaf_cert_ttl": "1h", "csr_max_per_second": 5}}}"#,
+            r#"connect {
+                enabled = false
+                ca_provider = "consul"
+                ca_config {
+                    leaf_cert_ttl = "1h"
+                    csr_max_per_second = 5
+                }
+            }"#,
+            |c| {
+                c.connect.enabled = false;
+                c.connect.ca_config =
+                    serde_json::json!({"leaf_cert_ttl": "1h", "csr_max_per_second": 5})
+                        .as_object()
+                        .expect("object")
+                        .clone();
+            },
+        ),
+        (
+            r#"{"default_intention_policy": "deny"}"#,
+            r#"default_intention_policy = "deny""#,
+            |c| c.default_intention_policy = Some(IntentionPolicy::Deny),
+        ),
     ];
     for (json, hcl, change) in cases {
         let mut expected = defaults();
@@ -459,6 +486,10 @@ fn every_file_key_is_covered_by_a_test_case() {
         "dns_config.soa.expire",
         "dns_config.soa.min_ttl",
         "telemetry.prometheus_retention_time",
+        "connect.enabled",
+        "connect.ca_provider",
+        "connect.ca_config",
+        "default_intention_policy",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
@@ -547,8 +578,8 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
         ),
         (
             "config.json",
-            r#"{"connect": {"enabled": true}}"#,
-            r#"config.json: key "connect" is not supported yet"#,
+            r#"{"connect": {"enable_mesh_gateway_wan_federation": true}}"#,
+            r#"config.json: key "connect.enable_mesh_gateway_wan_federation" is not supported yet"#,
         ),
         (
             "config.json",
@@ -975,6 +1006,8 @@ fn flags_win_over_files_for_every_key() {
             recursors: vec!["10.0.0.53".into()],
             ..DnsOverrides::default()
         },
+        connect: ConnectOverrides::default(),
+        default_intention_policy: None,
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -1022,6 +1055,8 @@ fn flags_win_over_files_for_every_key() {
             recursors: vec!["10.0.0.1:5353".into(), "10.0.0.53".into()],
             ..Dns::default()
         },
+        connect: Connect::default(),
+        default_intention_policy: None,
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));

@@ -2,7 +2,7 @@
 //! HTTP status Consul answers with, so the HTTP layer can map them in one place.
 
 /// An error from the intentions store, with Consul's text as its `Display`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum IntentionError {
     /// Rejected by Consul's HTTP handler before the RPC (partitions, namespaces): 400.
     #[error("{0}")]

@@ -34,6 +34,23 @@ pub enum Op {
     },
     /// Replace the whole replicated state with a restored snapshot (`PUT /v1/snapshot`).
     Restore(Box<crate::state::State>),
+    /// Install a Connect CA computed by the proposer (bootstrap, rotation, configuration change,
+    /// intermediate renewal, pruning). Applied only if the CA is still the one it was computed
+    /// from: `base` is that CA's [`ca::CaState::index`] and `next_serial` (0 and 0 for "no CA
+    /// yet"), so neither a concurrent change nor a leaf reservation is lost and no serial
+    /// number is handed out twice. Answers `Bool(false)` when the base moved.
+    SetCa {
+        #[serde(with = "crate::as_json")]
+        ca: Box<ca::CaState>,
+        base: CaBase,
+    },
+    /// Set aside a serial number and a validity for one leaf certificate, signed by the proposer
+    /// once this is applied. Answers [`Response::Leaf`].
+    ReserveLeaf {
+        ttl: Option<std::time::Duration>,
+    },
+    /// An intention write. Answers [`Response::Intention`].
+    Intention(Box<intentions::IntentionOp>),
     /// Concurrent client writes proposed as one raft entry (group commit). Applied in order;
     /// every op in the batch gets the entry's index.
     Batch(Vec<Op>),
@@ -52,7 +69,12 @@ impl Op {
             Op::CreateSession(req) => OVERHEAD * 4 + req.name.len() + req.node.len(),
             Op::DestroySession { id } => OVERHEAD + id.len(),
             Op::Catalog(op) => OVERHEAD * 4 + catalog_op_size(op),
-            Op::ReapTombstones { .. } | Op::SetAutopilot { .. } => OVERHEAD,
+            Op::ReapTombstones { .. } | Op::SetAutopilot { .. } | Op::ReserveLeaf { .. } => {
+                OVERHEAD
+            }
+            // Roots, intermediates and their keys.
+            Op::SetCa { ca, .. } => OVERHEAD * 16 * (ca.roots.len() + 1),
+            Op::Intention(_) => OVERHEAD * 8,
             // Never batched with others: it is as large as the whole state.
             Op::Restore(_) => usize::MAX / 2,
             Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),
@@ -111,6 +133,23 @@ fn kv_op_size(op: &kv::KvOp) -> usize {
     }
 }
 
+/// The CA a [`Op::SetCa`] was computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaBase {
+    pub index: u64,
+    pub next_serial: u64,
+}
+
+impl CaBase {
+    /// The base of a write computed from `current` (`None`: no CA yet).
+    pub fn of(current: Option<&ca::CaState>) -> CaBase {
+        current.map_or(CaBase::default(), |ca| CaBase {
+            index: ca.index(),
+            next_serial: ca.next_serial,
+        })
+    }
+}
+
 /// What applying a command produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
@@ -122,6 +161,10 @@ pub enum Response {
     /// The command was valid to replicate but the state refused it (e.g. acquire with an unknown
     /// session). The text is the domain error, shown to the client as Consul does.
     Rejected(String),
+    /// The serial number and validity reserved for a leaf.
+    Leaf(ca::LeafReservation),
+    /// An intention write: the ID to answer with (legacy create and update), or Consul's error.
+    Intention(Result<Option<String>, intentions::IntentionError>),
     /// One response per op of an [`Op::Batch`], in order.
     Batch(Vec<Response>),
 }

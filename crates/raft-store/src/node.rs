@@ -111,6 +111,8 @@ pub struct RaftNode {
     forward: Option<Arc<dyn Forward>>,
     /// When a leader last reached this server (a follower), or when this node started.
     leader_contact: Arc<Mutex<std::time::Instant>>,
+    /// This server's CSR rate limit.
+    pub(crate) limiter: crate::connect::Limiter,
 }
 
 /// A client write waiting to be proposed.
@@ -236,6 +238,7 @@ impl RaftNode {
             proposals,
             forward: None,
             leader_contact: Arc::new(Mutex::new(std::time::Instant::now())),
+            limiter: crate::connect::Limiter::default(),
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Topic {
     /// A catalog index: `service.<name>`, `connect.<name>`, `node.<name>`, or a table
     /// (`nodes`, `services`, `checks`). See [`catalog::topic`].
     Catalog(String),
+    /// A whole table outside KV and the catalog ([`crate::TABLE_CA`], [`crate::TABLE_INTENTIONS`]).
+    Table(&'static str),
 }
 
 /// What a subscription watches: a kind and a name (empty for the sessions table).
@@ -30,12 +32,13 @@ enum Kind {
     Prefix = 1,
     Sessions = 2,
     Catalog = 3,
+    Table = 4,
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     /// One map per `Kind`, name -> sender.
-    by_kind: [HashMap<String, watch::Sender<()>>; 4],
+    by_kind: [HashMap<String, watch::Sender<()>>; 5],
 }
 
 impl Registry {
@@ -113,6 +116,11 @@ impl Notifier {
         self.subscribe(Kind::Catalog, topic)
     }
 
+    /// A whole table ([`crate::TABLE_CA`], [`crate::TABLE_INTENTIONS`]).
+    pub fn table(&self, table: &str) -> Subscription {
+        self.subscribe(Kind::Table, table)
+    }
+
     fn subscribe(&self, kind: Kind, name: &str) -> Subscription {
         let mut reg = self.registry.lock().expect("notifier registry poisoned");
         let rx = reg
@@ -158,6 +166,11 @@ impl Notifier {
                 }
                 Topic::Catalog(name) => {
                     if let Some(tx) = reg.get(Kind::Catalog, name) {
+                        tx.send_replace(());
+                    }
+                }
+                Topic::Table(name) => {
+                    if let Some(tx) = reg.get(Kind::Table, name) {
                         tx.send_replace(());
                     }
                 }

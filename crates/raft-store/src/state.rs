@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Op, Response};
+use crate::command::{CaBase, Command, Op, Response};
 use crate::notify::Topic;
 
 /// Everything a snapshot contains, besides openraft's own metadata.
@@ -11,10 +11,22 @@ pub struct State {
     pub kv: kv::KvStore,
     pub catalog: catalog::Catalog,
     pub autopilot: AutopilotConfig,
+    /// The Connect CA, once a leader has bootstrapped it.
+    #[serde(with = "crate::as_json")]
+    pub ca: Option<ca::CaState>,
+    pub intentions: intentions::Intentions,
     /// Set when a restore replaced the state; cleared when topics are drained.
     #[serde(skip)]
     restored: bool,
+    /// Tables written since topics were last drained.
+    #[serde(skip)]
+    tables_changed: Vec<&'static str>,
 }
+
+/// The topic of the Connect CA (roots and configuration).
+pub const TABLE_CA: &str = "connect-ca";
+/// The topic of the intentions.
+pub const TABLE_INTENTIONS: &str = "intentions";
 
 /// Autopilot's settings (Consul's defaults), replicated so every server reports the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,11 +105,41 @@ impl State {
                 };
                 Response::Bool(true)
             }
+            Op::SetCa { ca, base } => {
+                if CaBase::of(self.ca.as_ref()) != base {
+                    return Response::Bool(false);
+                }
+                let mut ca = *ca;
+                ca.stamp_index(index);
+                self.ca = Some(ca);
+                self.tables_changed.push(TABLE_CA);
+                Response::Bool(true)
+            }
+            Op::ReserveLeaf { ttl } => {
+                let Some(ca) = self.ca.as_mut() else {
+                    return Response::Rejected("CA is not initialized yet".into());
+                };
+                let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now);
+                match ca.reserve_leaf(now, ttl) {
+                    Ok(reservation) => Response::Leaf(reservation),
+                    Err(err) => Response::Rejected(err.to_string()),
+                }
+            }
+            Op::Intention(op) => match self.intentions.apply(&op, index) {
+                Ok(applied) => {
+                    if applied.changed {
+                        self.tables_changed.push(TABLE_INTENTIONS);
+                    }
+                    Response::Intention(Ok(applied.id))
+                }
+                Err(err) => Response::Intention(Err(err)),
+            },
             Op::Restore(restored) => {
                 // Discard pending change records: the whole state is new, and the state machine
                 // wakes every blocking query after a restore.
                 let _ = self.kv.drain_changes();
                 let _ = self.catalog.drain_changes();
+                self.tables_changed.clear();
                 *self = *restored;
                 self.restored = true;
                 Response::None
@@ -130,6 +172,7 @@ impl State {
             into.push(Topic::Sessions);
         }
         into.extend(self.catalog.drain_changes().into_iter().map(Topic::Catalog));
+        into.extend(self.tables_changed.drain(..).map(Topic::Table));
         std::mem::take(&mut self.restored)
     }
 }

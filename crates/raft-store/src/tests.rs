@@ -307,3 +307,108 @@ async fn concurrent_writes_share_raft_entries() {
     }
     raft.shutdown().await.expect("shutdown");
 }
+
+fn command(op: Op) -> Command {
+    Command {
+        now_ms: 1_700_000_000_000,
+        op,
+    }
+}
+
+fn allow(source: &str, destination: &str) -> Op {
+    Op::Intention(Box::new(intentions::IntentionOp::Upsert {
+        source: source.into(),
+        destination: destination.into(),
+        write: intentions::IntentionWrite {
+            source_type: "consul".into(),
+            action: "allow".into(),
+            ..Default::default()
+        },
+    }))
+}
+
+#[tokio::test]
+async fn the_ca_and_intentions_are_replicated_state_that_survives_a_snapshot() {
+    let dir = TempDir::new().expect("temp dir");
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let ca = ca::CaState::bootstrap(
+        "11111111-2222-3333-4444-555555555555",
+        ca::CaConfig::default(),
+        start,
+    )
+    .expect("bootstrap");
+    let first_serial;
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        let mut ca_topic = reader.notifier().table(TABLE_CA);
+        let mut ixn_topic = reader.notifier().table(TABLE_INTENTIONS);
+        let set = |base| Op::SetCa {
+            ca: Box::new(ca.clone()),
+            base,
+        };
+        let done = raft
+            .client_write(command(set(CaBase::default())))
+            .await
+            .expect("write");
+        assert_eq!(done.data, Response::Bool(true));
+        ca_topic.changed().await;
+        // A second writer that also saw "no CA" loses.
+        let again = raft
+            .client_write(command(set(CaBase::default())))
+            .await
+            .expect("write");
+        assert_eq!(again.data, Response::Bool(false));
+        let index = reader.state().ca.as_ref().expect("ca").index();
+        assert_eq!(index, done.log_id.index, "the CA carries its raft index");
+
+        let reserve = || command(Op::ReserveLeaf { ttl: None });
+        let Response::Leaf(a) = raft.client_write(reserve()).await.expect("write").data else {
+            panic!("a reservation");
+        };
+        let Response::Leaf(b) = raft.client_write(reserve()).await.expect("write").data else {
+            panic!("a reservation");
+        };
+        assert_eq!(b.serial, a.serial + 1);
+        first_serial = a.serial;
+        // A CA computed before the reservations would reuse their serials: refused.
+        let stale = CaBase {
+            index,
+            next_serial: ca.next_serial,
+        };
+        let refused = raft.client_write(command(set(stale))).await.expect("write");
+        assert_eq!(refused.data, Response::Bool(false));
+
+        let written = raft
+            .client_write(command(allow("web", "db")))
+            .await
+            .expect("write");
+        assert_eq!(written.data, Response::Intention(Ok(None)));
+        ixn_topic.changed().await;
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+    }
+    let (raft, reader) = single_node(dir.path()).await;
+    raft.ensure_linearizable().await.expect("leader read");
+    let state = reader.state();
+    let restored = state.ca.as_ref().expect("the CA survives");
+    assert_eq!(restored.roots, {
+        let mut roots = ca.roots.clone();
+        for root in &mut roots {
+            root.leaves_valid_until = restored.roots[0].leaves_valid_until;
+            root.create_index = restored.roots[0].create_index;
+            root.modify_index = restored.roots[0].modify_index;
+        }
+        roots
+    });
+    assert_eq!(restored.next_serial, first_serial + 2);
+    assert_eq!(
+        state
+            .intentions
+            .get_exact("web", "db")
+            .expect("kept")
+            .source_name,
+        "web"
+    );
+    drop(state);
+    raft.shutdown().await.expect("shutdown");
+}

@@ -19,7 +19,8 @@ pub use client::{HttpHandler, HttpRequest, HttpResponse, NodeState, Servers};
 pub use join::{identify, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
 pub use server::{
-    add_voter, by_address, node_state, serve, watch_node_state, watch_service_health, MAX_WATCH,
+    add_voter, by_address, node_state, serve, watch_intentions, watch_node_state, watch_roots,
+    watch_service_health, MAX_WATCH,
 };
 pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};
 

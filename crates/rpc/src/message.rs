@@ -69,6 +69,22 @@ pub enum Request {
     ByAddress(std::net::IpAddr),
     /// An HTTP API call forwarded by a client agent.
     Http(crate::client::HttpRequest),
+    /// A blocking read of the Connect CA roots: answered once their index differs from
+    /// `index`, or after `wait_ms`.
+    WatchRoots {
+        index: u64,
+        wait_ms: u64,
+    },
+    /// A blocking read of every intention, like [`Request::WatchRoots`].
+    WatchIntentions {
+        index: u64,
+        wait_ms: u64,
+    },
+    /// A client agent's CSR for one of its services; signed by the server that receives it.
+    SignLeaf {
+        csr_pem: String,
+        service: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,6 +111,12 @@ pub enum Response {
     /// The node with that address, else the name of a service with an instance there.
     ByAddress(Option<catalog::Node>, Option<String>),
     Http(crate::client::HttpResponse),
+    /// The roots (none before the CA exists) and their index.
+    WatchRoots(Option<ca::wire::IndexedCaRoots>, u64),
+    /// The intentions and their index.
+    WatchIntentions(intentions::Intentions, u64),
+    /// The leaf and its raft index.
+    SignLeaf(Result<(ca::Leaf, u64), raft_store::SignError>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

@@ -149,6 +149,19 @@ async fn answer(
                 body: b"this server does not serve forwarded HTTP requests".to_vec(),
             },
         }),
+        Request::WatchRoots { index, wait_ms } => {
+            let wait = Duration::from_millis(wait_ms).min(MAX_WATCH);
+            let (roots, index) = watch_roots(node, index, wait).await;
+            Response::WatchRoots(roots, index)
+        }
+        Request::WatchIntentions { index, wait_ms } => {
+            let wait = Duration::from_millis(wait_ms).min(MAX_WATCH);
+            let (ixns, index) = watch_intentions(node, index, wait).await;
+            Response::WatchIntentions(ixns, index)
+        }
+        Request::SignLeaf { csr_pem, service } => {
+            Response::SignLeaf(node.sign_leaf(&csr_pem, &service).await)
+        }
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
             let config = node.reader().state().autopilot.clone();
             Ok(autopilot.health(node, &config))
@@ -247,6 +260,59 @@ async fn watch_topic<T>(
         let (value, current) = {
             let state = node.reader().state();
             (read(&state.catalog), state.catalog.index(topic).max(1))
+        };
+        if current != index || tokio::time::Instant::now() >= deadline {
+            return (value, current);
+        }
+        tokio::select! {
+            () = changed.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// A blocking read of the Connect CA roots on this server's state (none, at index 0, before
+/// the CA exists): returns once their index differs from `index`, or after `wait`.
+pub async fn watch_roots(
+    node: &RaftNode,
+    index: u64,
+    wait: Duration,
+) -> (Option<ca::wire::IndexedCaRoots>, u64) {
+    watch_table(node, raft_store::TABLE_CA, index, wait, |state| {
+        let ca = state.ca.as_ref()?;
+        Some((ca.roots_response(), ca.roots_modify_index))
+    })
+    .await
+}
+
+/// A blocking read of every intention on this server's state, like [`watch_roots`].
+pub async fn watch_intentions(
+    node: &RaftNode,
+    index: u64,
+    wait: Duration,
+) -> (intentions::Intentions, u64) {
+    let (ixns, index) = watch_table(node, raft_store::TABLE_INTENTIONS, index, wait, |state| {
+        Some((state.intentions.clone(), state.intentions.index()))
+    })
+    .await;
+    (ixns.unwrap_or_default(), index)
+}
+
+/// Reads `read` from this server's state once the table's index (what `read` returns with
+/// its value; 0 when `read` finds nothing) differs from `index` (or `wait` passes).
+async fn watch_table<T>(
+    node: &RaftNode,
+    table: &'static str,
+    index: u64,
+    wait: Duration,
+    read: impl Fn(&raft_store::State) -> Option<(T, u64)>,
+) -> (Option<T>, u64) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut changed = node.reader().notifier().table(table);
+        let (value, current) = match read(&node.reader().state()) {
+            Some((value, at)) => (Some(value), at.max(1)),
+            None => (None, 0),
         };
         if current != index || tokio::time::Instant::now() >= deadline {
             return (value, current);

@@ -58,6 +58,47 @@ impl agent::CatalogClient for LocalCatalog {
     }
 }
 
+/// Connect as the server's own agent reaches it: this server's replicated state, and leaf
+/// signing on this server.
+impl agent::connect::ConnectClient for LocalCatalog {
+    fn watch_roots(
+        &self,
+        index: u64,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'_, Result<(Option<ca::wire::IndexedCaRoots>, u64), String>> {
+        Box::pin(async move { Ok(rpc::watch_roots(&self.node, index, wait).await) })
+    }
+
+    fn watch_intentions(
+        &self,
+        index: u64,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'_, Result<(intentions::Intentions, u64), String>> {
+        Box::pin(async move { Ok(rpc::watch_intentions(&self.node, index, wait).await) })
+    }
+
+    fn sign(
+        &self,
+        csr_pem: String,
+        service: String,
+    ) -> BoxFuture<'_, Result<(ca::Leaf, u64), agent::connect::SignFailure>> {
+        Box::pin(async move {
+            self.node
+                .sign_leaf(&csr_pem, &service)
+                .await
+                .map_err(sign_failure)
+        })
+    }
+}
+
+/// What the agent needs to know of a refused signing.
+pub fn sign_failure(err: raft_store::SignError) -> agent::connect::SignFailure {
+    match err {
+        raft_store::SignError::RateLimited => agent::connect::SignFailure::RateLimited,
+        other => agent::connect::SignFailure::Failed(other.to_string()),
+    }
+}
+
 /// Applies a catalog write; a refusal by the state machine is an error.
 pub async fn apply(node: &RaftNode, op: CatalogOp) -> Result<(), String> {
     let written = node

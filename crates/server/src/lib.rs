@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 mod autopilot;
 mod catalog_sync;
+mod connect_ca;
 mod formation;
 mod membership_sync;
 mod recover;
@@ -55,6 +56,8 @@ pub enum ServerError {
     Gossip(String),
     #[error("starting DNS: {0}")]
     Dns(String),
+    #[error("{0}")]
+    Connect(String),
     #[error("recovery refused: {0}")]
     RecoveryRefused(String),
 }
@@ -131,12 +134,21 @@ impl Server {
                 .map_err(|e| ServerError::Raft(e.to_string()))?;
             tracing::info!(node = %config.node_name, "bootstrapped a new single-server datacenter");
         }
+        let initial_ca =
+            connect_ca::initial_config(&config.connect.ca_config).map_err(ServerError::Connect)?;
         let node =
             RaftNode::new(raft.clone(), reader).with_forwarder(Arc::new(rpc::Forwarder::new(pool)));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(
             node.clone().run_leader_duties(shutdown_rx.clone()),
         )];
+        if config.connect.enabled {
+            tasks.push(tokio::spawn(connect_ca::run(
+                node.clone(),
+                initial_ca,
+                shutdown_rx.clone(),
+            )));
+        }
 
         // Server RPC: raft between servers and forwarding to the leader.
         let rpc_addr = SocketAddr::new(config.bind_addr, server_port);
@@ -184,6 +196,7 @@ impl Server {
             session_ttl_min: config.session_ttl_min,
             identity: me_for_api,
             autopilot: autopilot.clone(),
+            intention_default: agent::connect::default_policy(&config),
         };
         // Client agents forward API calls here; they are answered by the server's own routes.
         let forwarded = api::forward_handler(api::finish(api::server_routes(ctx.clone())));
@@ -239,7 +252,7 @@ impl Server {
             catalog.clone(),
         )
         .map_err(|e| ServerError::Agent(e.to_string()))?;
-        if let Some((_, task)) = agent::dns::start(&config, catalog, shutdown_rx.clone())
+        if let Some((_, task)) = agent::dns::start(&config, catalog.clone(), shutdown_rx.clone())
             .await
             .map_err(ServerError::Dns)?
         {
@@ -266,6 +279,12 @@ impl Server {
             datacenter: config.datacenter.clone(),
             dev: config.dev,
             prometheus: !config.prometheus_retention_time.is_zero(),
+            connect: agent::connect::Connect::new(
+                catalog.clone(),
+                &config.datacenter,
+                agent::connect::default_policy(&config),
+                shutdown_rx.clone(),
+            ),
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = api::listener(addr).map_err(|source| ServerError::Bind { addr, source })?;

@@ -731,3 +731,15 @@ fn state_round_trips_through_serde() {
     let leaf = sign(&mut back, "api", at(2 * HOUR));
     verify_leaf(&leaf.cert_pem, &state.trusted_roots(), at(2 * HOUR)).expect("verifies");
 }
+
+#[test]
+fn index_follows_roots_and_configuration_not_leaves() {
+    let mut state = ca(CLUSTER);
+    state.stamp_index(5);
+    assert_eq!(state.index(), 5);
+    state.reserve_leaf(at(HOUR), None).expect("reserve");
+    assert_eq!(state.index(), 5);
+    state.rotate(at(HOUR)).expect("rotate");
+    state.stamp_index(9);
+    assert_eq!(state.index(), 9);
+}
