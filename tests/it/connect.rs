@@ -1,7 +1,8 @@
 //! Connect on real agents: the leader creates the CA, a client agent gets a leaf for a local
 //! service from a key it generated, a root rotation reaches the agent and a blocking leaf
 //! request returns the leaf signed under the new root, while leaves of the old root stay
-//! valid through the transition.
+//! valid through the transition; and intentions written on a server decide the client agent's
+//! authorizations once they reach its cache.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
@@ -109,6 +110,80 @@ async fn leaves_are_issued_to_agents_and_survive_a_root_rotation() -> anyhow::Re
     // A peer that still trusts only the old root accepts the new leaf through the
     // cross-signed certificate it carries.
     ca::verify_leaf(renewed_pem, &trusted(&roots), SystemTime::now())?;
+
+    client.kill9()?;
+    server.kill9()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intention_change_reaches_the_agents_authorize() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = ServerProcess::new(
+        Ipv4Addr::new(127, 0, 0, 102),
+        &dir.path().join("server"),
+        vec!["-bootstrap".into()],
+    )?;
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    let mut client = ServerProcess::client(
+        Ipv4Addr::new(127, 0, 0, 103),
+        &dir.path().join("client"),
+        &[server.gossip_addr()],
+    )?;
+    client.spawn()?;
+    client.wait_for_leader().await?;
+    let http = server.http();
+    let agent = client.http();
+    let roots = wait_json(&http, "/v1/connect/ca/roots", "the CA", SOON, |r| {
+        r["TrustDomain"].as_str().is_some_and(|t| !t.is_empty())
+    })
+    .await?;
+    let web = format!(
+        "spiffe://{}/ns/default/dc/dc1/svc/web",
+        roots["TrustDomain"].as_str().unwrap_or_default()
+    );
+    let request = json!({"Target": "db", "ClientCertURI": web}).to_string();
+    let authorize = || async {
+        let reply = agent
+            .post("/v1/agent/connect/authorize", request.clone())
+            .await?;
+        anyhow::ensure!(reply.status == 200, "{reply:?}");
+        Ok::<Value, anyhow::Error>(serde_json::from_str(&reply.body)?)
+    };
+
+    // No intention: ACLs are off, so the default allows.
+    let first = authorize().await?;
+    assert_eq!(first["Authorized"], true, "{first}");
+    assert_eq!(first["Reason"], "Default behavior configured by ACLs");
+
+    // A deny written on the server reaches the agent's cache.
+    let reply = http
+        .put(
+            "/v1/connect/intentions/exact?source=web&destination=db",
+            json!({"Action": "deny"}).to_string(),
+        )
+        .await?;
+    assert_eq!(reply.body, "true", "{reply:?}");
+    test_support::wait_until("the deny reaches the agent", SOON, || async {
+        authorize().await.is_ok_and(|d| d["Authorized"] == false)
+    })
+    .await?;
+    let denied = authorize().await?;
+    let reason = denied["Reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("DENY") && reason.contains("default/web => default/db"),
+        "{denied}"
+    );
+    // Consul's 400 for a request without a target.
+    let reply = agent
+        .post(
+            "/v1/agent/connect/authorize",
+            json!({"ClientCertURI": web}).to_string(),
+        )
+        .await?;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.body, "Target service must be specified");
 
     client.kill9()?;
     server.kill9()?;

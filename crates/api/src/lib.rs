@@ -12,6 +12,7 @@ mod autopilot;
 mod blocking;
 mod catalog;
 mod connect_ca;
+mod connect_intentions;
 mod error;
 mod events;
 mod forward;
@@ -243,6 +244,32 @@ pub fn server_routes(ctx: ApiContext) -> Router {
         .route(
             "/v1/operator/autopilot/health",
             methods(&[Method::GET], autopilot::health),
+        )
+        .route(
+            "/v1/connect/intentions",
+            methods(&[Method::GET, Method::POST], connect_intentions::root),
+        )
+        .route(
+            "/v1/connect/intentions/exact",
+            methods(
+                &[Method::GET, Method::PUT, Method::DELETE],
+                connect_intentions::exact,
+            ),
+        )
+        .route(
+            "/v1/connect/intentions/match",
+            methods(&[Method::GET], connect_intentions::matching),
+        )
+        .route(
+            "/v1/connect/intentions/check",
+            methods(&[Method::GET], connect_intentions::check),
+        )
+        .route(
+            "/v1/connect/intentions/{*id}",
+            methods(
+                &[Method::GET, Method::PUT, Method::DELETE],
+                connect_intentions::by_id,
+            ),
         )
         .route(
             "/v1/connect/ca/roots",

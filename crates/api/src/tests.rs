@@ -1249,6 +1249,7 @@ async fn autopilot_configuration_defaults_update_and_cas() {
 }
 
 mod catalog;
+mod connect_intentions;
 
 // ---------------------------------------------------------------------------------------------
 // Catalog

@@ -128,6 +128,10 @@ impl Http {
     pub async fn put(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
         self.request(Method::PUT, path, body).await
     }
+
+    pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+        self.request(Method::POST, path, body).await
+    }
 }
 
 /// Waits (up to `timeout`) until `path` on `http` answers JSON for which `holds` is true, and
