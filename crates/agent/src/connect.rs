@@ -192,7 +192,12 @@ impl Connect {
                 }
             }
         };
-        newer(rx, wait, |leaf: &Arc<CachedLeaf>| leaf.index != index).await
+        let leaf = newer(rx, wait, |leaf: &Arc<CachedLeaf>| leaf.index != index).await;
+        // No leaf because there are no roots to sign under: say why.
+        match (&leaf, &*self.inner.roots.borrow()) {
+            (Err(_), Some(Err(roots_failed))) => Err(roots_failed.clone()),
+            _ => leaf,
+        }
     }
 
     /// The intentions, once their index differs from `index` (0: at once) or after `wait`.
@@ -241,16 +246,18 @@ impl Connect {
 }
 
 /// Waits for a value that `is_news` accepts, for at most `wait` once a value exists and
-/// [`FIRST_ANSWER`] before that. After `wait` the current value is returned as it is.
+/// [`FIRST_ANSWER`] before that (a failure other than rate limiting may be passing, as while a
+/// new leader creates the CA). After `wait` the current value is returned as it is.
 async fn newer<T: Clone>(
     mut rx: watch::Receiver<Option<Result<T, ConnectError>>>,
     wait: Duration,
     is_news: impl Fn(&T) -> bool,
 ) -> Result<T, ConnectError> {
-    let answered = tokio::time::timeout(FIRST_ANSWER, rx.wait_for(Option::is_some))
-        .await
-        .is_ok_and(|seen| seen.is_ok());
-    if !answered {
+    let settled = |v: &Option<Result<T, ConnectError>>| {
+        matches!(v, Some(Ok(_)) | Some(Err(ConnectError::RateLimited)))
+    };
+    let _ = tokio::time::timeout(FIRST_ANSWER, rx.wait_for(settled)).await;
+    if rx.borrow().is_none() {
         return Err(ConnectError::Unavailable(
             "no answer from the servers yet".into(),
         ));
@@ -293,11 +300,14 @@ fn publish_failure<T>(slot: &Slot<T>, err: ConnectError) {
 async fn watch_roots(inner: Arc<Inner>) {
     let mut index = 0;
     let mut retry = RETRY_MIN;
+    // The first read does not block, so that a datacenter without a CA is reported at once;
+    // later reads at index 0 block until the CA is created.
+    let mut wait = Duration::ZERO;
     loop {
         let read = {
             let mut shutdown = inner.shutdown.clone();
             tokio::select! {
-                read = inner.client.watch_roots(index, WAIT) => read,
+                read = inner.client.watch_roots(index, wait) => read,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         };
@@ -305,6 +315,7 @@ async fn watch_roots(inner: Arc<Inner>) {
             Ok((Some(roots), at)) => {
                 retry = RETRY_MIN;
                 index = at;
+                wait = WAIT;
                 inner.roots.send_if_modified(|current| {
                     let same = matches!(current, Some(Ok(r)) if r.index == at && r.roots == roots);
                     if !same {
@@ -313,17 +324,14 @@ async fn watch_roots(inner: Arc<Inner>) {
                     !same
                 });
             }
-            Ok((None, at)) => {
-                // The leader has not created the CA yet: ask again soon.
+            Ok((None, _)) => {
+                // No CA yet (Connect is off, or a new leader is creating it): wait for it.
                 index = 0;
+                wait = WAIT;
                 publish_failure(
                     &inner.roots,
-                    ConnectError::Unavailable(format!("CA is not initialized yet (index {at})")),
+                    ConnectError::Unavailable("CA is not initialized yet".into()),
                 );
-                if !pause(&inner, retry).await {
-                    return;
-                }
-                retry = backoff(retry);
             }
             Err(err) => {
                 tracing::debug!(%err, "reading the CA roots failed");
