@@ -1,32 +1,56 @@
-//! The current state-machine snapshot, as a file next to RocksDB's.
+//! The current state-machine snapshot, as a file next to RocksDB's, and the file a snapshot
+//! sent by the leader is received into.
 //!
-//! Snapshots used to be one RocksDB value. A value of many megabytes goes through the WAL, a
-//! memtable and a flush, each in one glibc allocation of its size; freeing those raises glibc's
-//! mmap threshold to that size, after which RocksDB's memtable blocks come from heap arenas
-//! that are never given back: ~70 MiB of a server's memory at 100,000 catalog nodes. A file
-//! costs one write, and old snapshots do not linger in SSTs until a compaction.
+//! The file is exactly what is sent to a follower that needs a snapshot, so it is streamed from
+//! disk in chunks by the sender and written to disk chunk by chunk by the receiver: neither side
+//! holds the encoded snapshot in memory, and the receiver installs it by checking and renaming
+//! the file it received, then decoding the state from it as a stream.
 //!
-//! The file is written to a temporary name, synced, renamed over the previous one and the
-//! directory synced, so a crash leaves either snapshot whole. Its contents are the encoded
-//! snapshot followed by their SHA-256, which reading checks. A store whose snapshot is still
-//! the RocksDB value reads that until it takes its first snapshot here, which then deletes it.
+//! Layout: `MESHSNP2`, the length of the metadata (u32, little endian), openraft's snapshot
+//! metadata and the state (both postcard), then the SHA-256 of everything before it. It is
+//! written to a temporary name, synced, renamed over the previous one and the directory synced,
+//! so a crash leaves either snapshot whole.
+//!
+//! Older layouts are read once and rewritten in this one when the store opens: a file holding
+//! postcard `{meta, data}` followed by its SHA-256, and before that a RocksDB value.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use openraft::SnapshotMeta;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::types::{NodeId, ServerNode};
 
 /// The file's name in the store's directory.
 const NAME: &str = "snapshot.bin";
 /// Where it is written before it replaces the previous one.
 const TEMPORARY: &str = "snapshot.bin.tmp";
-const DIGEST_LEN: usize = 32;
+/// Where a snapshot from the leader is received.
+const RECEIVING: &str = "snapshot.bin.recv";
+const MAGIC: &[u8; 8] = b"MESHSNP2";
+const DIGEST_LEN: u64 = 32;
+/// Room for the largest single string or byte string in the state while decoding from the
+/// file (a KV value, a CA's JSON). Allocated zeroed, so only what is used becomes resident; a
+/// state with a larger item is decoded from memory instead.
+const SCRATCH: usize = 64 << 20;
+
+pub(crate) type Meta = SnapshotMeta<NodeId, ServerNode>;
 
 /// The snapshot file of the store in `dir`.
 #[derive(Debug, Clone)]
 pub(crate) struct SnapshotFile {
     dir: PathBuf,
+}
+
+/// A snapshot of the first file layout, and of the RocksDB value before it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct LegacySnapshot {
+    pub(crate) meta: Meta,
+    pub(crate) data: Vec<u8>,
 }
 
 impl SnapshotFile {
@@ -36,34 +60,235 @@ impl SnapshotFile {
         }
     }
 
-    /// The encoded snapshot, or `None` when none was written here.
-    pub(crate) fn read(&self) -> io::Result<Option<Vec<u8>>> {
-        let mut bytes = match fs::read(self.dir.join(NAME)) {
-            Ok(bytes) => bytes,
+    /// The current snapshot's path (it may not exist).
+    pub(crate) fn path(&self) -> PathBuf {
+        self.dir.join(NAME)
+    }
+
+    /// Where a snapshot from the leader is received; emptied.
+    pub(crate) fn receiving(&self) -> io::Result<PathBuf> {
+        let path = self.receiving_path();
+        File::create(&path)?;
+        Ok(path)
+    }
+
+    pub(crate) fn receiving_path(&self) -> PathBuf {
+        self.dir.join(RECEIVING)
+    }
+
+    /// Writes `meta` and the state `encode` produces as the new snapshot. `encode` runs first
+    /// and alone on the caller's thread (under the caller's locks); [`Pending::finish`] makes
+    /// the file durable and replaces the current one, and may run after those are released.
+    pub(crate) fn write(
+        &self,
+        meta: &Meta,
+        encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<Pending> {
+        let temporary = self.dir.join(TEMPORARY);
+        let mut out = Hashing::new(BufWriter::new(File::create(&temporary)?));
+        let meta_bytes = postcard::to_stdvec(meta).map_err(invalid)?;
+        out.write_all(MAGIC)?;
+        out.write_all(
+            &u32::try_from(meta_bytes.len())
+                .map_err(invalid)?
+                .to_le_bytes(),
+        )?;
+        out.write_all(&meta_bytes)?;
+        encode(&mut out)?;
+        let (mut writer, digest) = out.finish();
+        writer.write_all(&digest)?;
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        Ok(Pending {
+            file,
+            temporary,
+            target: self.path(),
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// Checks a received snapshot, makes it the current one, and returns its metadata and
+    /// state.
+    pub(crate) fn install_received<T: DeserializeOwned>(&self) -> io::Result<(Meta, T)> {
+        let received = self.dir.join(RECEIVING);
+        File::open(&received)?.sync_all()?;
+        let decoded = decode(&received)?;
+        fs::rename(&received, self.path())?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(decoded)
+    }
+
+    /// The current snapshot's metadata and state, checked against its digest; `None` when
+    /// there is no file. A file of the first layout is returned as a [`LegacySnapshot`].
+    pub(crate) fn read<T: DeserializeOwned>(&self) -> io::Result<Option<Stored<T>>> {
+        let path = self.path();
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
-        let Some(body_len) = bytes.len().checked_sub(DIGEST_LEN) else {
-            return Err(corrupt("shorter than its checksum"));
-        };
-        if Sha256::digest(&bytes[..body_len])[..] != bytes[body_len..] {
-            return Err(corrupt("checksum mismatch"));
-        }
-        bytes.truncate(body_len);
-        Ok(Some(bytes))
-    }
-
-    /// Replaces the snapshot with `encoded`, durably, before returning.
-    pub(crate) fn write(&self, encoded: &[u8]) -> io::Result<()> {
-        let temporary = self.dir.join(TEMPORARY);
-        let mut file = File::create(&temporary)?;
-        file.write_all(encoded)?;
-        file.write_all(&Sha256::digest(encoded))?;
-        file.sync_all()?;
+        let mut magic = [0u8; MAGIC.len()];
+        let is_current = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
         drop(file);
-        fs::rename(&temporary, self.dir.join(NAME))?;
+        if is_current {
+            let (_, state) = decode(&path)?;
+            return Ok(Some(Stored::Current(state)));
+        }
+        let bytes = fs::read(&path)?;
+        let body = check_digest(&bytes)?;
+        let legacy: LegacySnapshot = postcard::from_bytes(body).map_err(invalid)?;
+        Ok(Some(Stored::Legacy(legacy)))
+    }
+}
+
+impl SnapshotFile {
+    /// The current snapshot's metadata alone (its header), without checking its digest: for
+    /// sending the file, which the receiver checks.
+    pub(crate) fn read_meta(&self) -> io::Result<Option<Meta>> {
+        let mut file = match File::open(self.path()) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let mut header = [0u8; MAGIC.len() + 4];
+        file.read_exact(&mut header)?;
+        if &header[..MAGIC.len()] != MAGIC {
+            return Err(corrupt("not a snapshot file"));
+        }
+        let meta_len = u32::from_le_bytes(header[MAGIC.len()..].try_into().expect("4 bytes"));
+        let mut meta_bytes = vec![0u8; meta_len as usize];
+        file.read_exact(&mut meta_bytes)?;
+        postcard::from_bytes(&meta_bytes).map(Some).map_err(invalid)
+    }
+}
+
+/// A snapshot written but not yet durable nor current.
+#[must_use = "the snapshot replaces the current one only once finished"]
+pub(crate) struct Pending {
+    file: File,
+    temporary: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+}
+
+impl Pending {
+    /// Syncs the file, renames it over the current snapshot and syncs the directory.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        self.file.sync_all()?;
+        drop(self.file);
+        fs::rename(&self.temporary, &self.target)?;
         File::open(&self.dir)?.sync_all()
     }
+}
+
+/// What [`SnapshotFile::read`] found.
+pub(crate) enum Stored<T> {
+    Current(T),
+    Legacy(LegacySnapshot),
+}
+
+/// Verifies the digest of the file at `path` (streaming), then decodes its metadata and state.
+fn decode<T: DeserializeOwned>(path: &Path) -> io::Result<(Meta, T)> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let body_len = len
+        .checked_sub(DIGEST_LEN)
+        .ok_or_else(|| corrupt("shorter than its checksum"))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut (&mut file).take(body_len), &mut HashSink(&mut hasher))?;
+    let mut expected = [0u8; DIGEST_LEN as usize];
+    file.read_exact(&mut expected)?;
+    if hasher.finalize()[..] != expected {
+        return Err(corrupt("checksum mismatch"));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut header = [0u8; MAGIC.len() + 4];
+    file.read_exact(&mut header)?;
+    if &header[..MAGIC.len()] != MAGIC {
+        return Err(corrupt("not a snapshot file"));
+    }
+    let meta_len = u32::from_le_bytes(header[MAGIC.len()..].try_into().expect("4 bytes"));
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    file.read_exact(&mut meta_bytes)?;
+    let meta: Meta = postcard::from_bytes(&meta_bytes).map_err(invalid)?;
+    let state_start = header.len() as u64 + u64::from(meta_len);
+    let state_len = body_len
+        .checked_sub(state_start)
+        .ok_or_else(|| corrupt("shorter than its header"))?;
+    let reader = BufReader::with_capacity(1 << 20, (&mut file).take(state_len));
+    let mut scratch = vec![0u8; SCRATCH];
+    let state = match postcard::from_io::<T, _>((reader, &mut scratch)) {
+        Ok((state, _)) => state,
+        // An item larger than the scratch space: decode from memory.
+        Err(postcard::Error::DeserializeUnexpectedEnd) => {
+            drop(scratch);
+            file.seek(SeekFrom::Start(state_start))?;
+            let mut bytes = Vec::with_capacity(state_len as usize);
+            (&mut file).take(state_len).read_to_end(&mut bytes)?;
+            postcard::from_bytes(&bytes).map_err(invalid)?
+        }
+        Err(err) => return Err(invalid(err)),
+    };
+    Ok((meta, state))
+}
+
+/// The body of a first-layout file whose trailing digest matches.
+fn check_digest(bytes: &[u8]) -> io::Result<&[u8]> {
+    let body_len = bytes
+        .len()
+        .checked_sub(DIGEST_LEN as usize)
+        .ok_or_else(|| corrupt("shorter than its checksum"))?;
+    if Sha256::digest(&bytes[..body_len])[..] != bytes[body_len..] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(&bytes[..body_len])
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> (W, [u8; DIGEST_LEN as usize]) {
+        (self.inner, self.hasher.finalize().into())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashSink<'a>(&'a mut Sha256);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn invalid(err: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err.to_string())
 }
 
 fn corrupt(what: &str) -> io::Error {
@@ -74,47 +299,4 @@ fn corrupt(what: &str) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_back_what_it_wrote_and_the_last_write_wins() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = SnapshotFile::new(dir.path());
-        assert_eq!(file.read().unwrap(), None);
-        file.write(b"first").unwrap();
-        assert_eq!(file.read().unwrap().as_deref(), Some(&b"first"[..]));
-        file.write(b"").unwrap();
-        assert_eq!(file.read().unwrap().as_deref(), Some(&b""[..]));
-        file.write(b"second").unwrap();
-        assert_eq!(file.read().unwrap().as_deref(), Some(&b"second"[..]));
-        assert!(!dir.path().join(TEMPORARY).exists());
-    }
-
-    #[test]
-    fn a_damaged_file_is_an_error_not_a_snapshot() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = SnapshotFile::new(dir.path());
-        file.write(b"some state").unwrap();
-        let path = dir.path().join(NAME);
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[2] ^= 1;
-        fs::write(&path, &bytes).unwrap();
-        let err = file.read().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        fs::write(&path, b"short").unwrap();
-        assert_eq!(file.read().unwrap_err().kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn a_leftover_temporary_file_is_ignored_and_replaced() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = SnapshotFile::new(dir.path());
-        file.write(b"whole").unwrap();
-        // A crash while writing the next one.
-        fs::write(dir.path().join(TEMPORARY), b"half a snap").unwrap();
-        assert_eq!(file.read().unwrap().as_deref(), Some(&b"whole"[..]));
-        file.write(b"next").unwrap();
-        assert_eq!(file.read().unwrap().as_deref(), Some(&b"next"[..]));
-    }
-}
+mod tests;

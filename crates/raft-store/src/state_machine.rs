@@ -7,7 +7,6 @@
 //! client hears about it.
 
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -18,10 +17,11 @@ use openraft::{
 };
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 
 use crate::command::Response;
 use crate::notify::Notifier;
-use crate::snapshot_file::SnapshotFile;
+use crate::snapshot_file::{LegacySnapshot, Meta, SnapshotFile, Stored};
 use crate::state::State;
 use crate::types::{NodeId, ServerNode, TypeConfig};
 use crate::{cf, StoreError};
@@ -34,17 +34,10 @@ type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, ServerNode>;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Applied {
+pub(crate) struct Applied {
     state: State,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
-}
-
-/// A persisted snapshot: openraft's metadata and the encoded [`Applied`] state.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, ServerNode>,
-    data: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -104,18 +97,38 @@ impl StoreReader {
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>) -> std::result::Result<Self, StoreError> {
         let snapshot_file = SnapshotFile::new(db.path());
-        let applied = match stored_snapshot(&db, &snapshot_file)? {
-            None => Applied::default(),
-            Some(bytes) => {
-                let stored: StoredSnapshot =
-                    postcard::from_bytes(&bytes).map_err(|source| StoreError::Decode {
-                        what: "snapshot",
+        let legacy = match snapshot_file
+            .read::<Applied>()
+            .map_err(StoreError::SnapshotFile)?
+        {
+            Some(Stored::Current(applied)) => Ok(applied),
+            Some(Stored::Legacy(legacy)) => Err(Some(legacy)),
+            None => match db.get_cf(snapshot_cf(&db), LEGACY_SNAPSHOT)? {
+                Some(bytes) => Err(Some(
+                    postcard::from_bytes::<LegacySnapshot>(&bytes).map_err(|source| {
+                        StoreError::Decode {
+                            what: "snapshot",
+                            source,
+                        }
+                    })?,
+                )),
+                None => Err(None),
+            },
+        };
+        let applied = match legacy {
+            Ok(applied) => applied,
+            Err(None) => Applied::default(),
+            // An older layout: decoded, then rewritten in the current one, which is what a
+            // follower that needs a snapshot is sent.
+            Err(Some(legacy)) => {
+                let applied: Applied =
+                    postcard::from_bytes(&legacy.data).map_err(|source| StoreError::Decode {
+                        what: "snapshot state",
                         source,
                     })?;
-                postcard::from_bytes(&stored.data).map_err(|source| StoreError::Decode {
-                    what: "snapshot state",
-                    source,
-                })?
+                write_snapshot(&db, &snapshot_file, &legacy.meta, &applied)
+                    .map_err(StoreError::SnapshotFile)?;
+                applied
             }
         };
         Ok(Self {
@@ -134,21 +147,48 @@ impl StateMachineStore {
             shared: self.shared.clone(),
         }
     }
+}
 
-    fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<()> {
-        let signature = Some(stored.meta.signature());
-        let bytes = postcard::to_stdvec(stored)
-            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
-        self.shared
-            .snapshot_file
-            .write(&bytes)
-            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
-        // The file is durable and read first from now on; a snapshot left in RocksDB by an
-        // older version is only in the way (a no-op once it is gone).
-        let db = &self.shared.db;
-        db.delete_cf(snapshot_cf(db), LEGACY_SNAPSHOT)
-            .map_err(|e| StorageIOError::write_snapshot(signature, &e).into())
+/// Makes sure the receiving file holds what `snapshot` holds.
+async fn receive_into(
+    file: &SnapshotFile,
+    mut snapshot: Box<tokio::fs::File>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let given = snapshot.metadata().await?;
+    let path = file.receiving_path();
+    let receiving = tokio::fs::metadata(&path).await.ok();
+    if receiving.is_some_and(|r| r.dev() == given.dev() && r.ino() == given.ino()) {
+        return Ok(());
     }
+    let mut out = tokio::fs::File::create(&path).await?;
+    tokio::io::AsyncSeekExt::seek(&mut *snapshot, std::io::SeekFrom::Start(0)).await?;
+    tokio::io::copy(&mut *snapshot, &mut out).await?;
+    out.flush().await
+}
+
+/// Makes `applied` the snapshot described by `meta`, durably, and drops a snapshot an older
+/// version kept in RocksDB (a no-op once it is gone).
+fn write_snapshot(
+    db: &DB,
+    file: &SnapshotFile,
+    meta: &Meta,
+    applied: &Applied,
+) -> std::io::Result<()> {
+    file.write(meta, |out| encode_state(applied, out))?
+        .finish()?;
+    delete_legacy(db)
+}
+
+fn encode_state(applied: &Applied, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    postcard::to_io(applied, out)
+        .map(|_| ())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+fn delete_legacy(db: &DB) -> std::io::Result<()> {
+    db.delete_cf(snapshot_cf(db), LEGACY_SNAPSHOT)
+        .map_err(std::io::Error::other)
 }
 
 fn snapshot_cf(db: &DB) -> &rocksdb::ColumnFamily {
@@ -156,43 +196,41 @@ fn snapshot_cf(db: &DB) -> &rocksdb::ColumnFamily {
         .expect("column family created at open")
 }
 
-/// The encoded [`StoredSnapshot`]: the file's, else one an older version kept in RocksDB.
-fn stored_snapshot(
-    db: &DB,
-    file: &SnapshotFile,
-) -> std::result::Result<Option<Vec<u8>>, StoreError> {
-    if let Some(bytes) = file.read().map_err(StoreError::SnapshotFile)? {
-        return Ok(Some(bytes));
-    }
-    Ok(db.get_cf(snapshot_cf(db), LEGACY_SNAPSHOT)?)
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-        // Encoded under the read lock, which holds up writes (not reads) meanwhile. Cloning the
-        // state to encode it outside the lock would take longer than encoding it (three times
-        // as long for 100,000 nodes) and, for the while, twice the state's memory.
-        let (data, last_applied, membership) = {
-            let applied = self.shared.applied.read().expect("state lock poisoned");
-            let data = postcard::to_stdvec(&*applied)
-                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-            (data, applied.last_applied, applied.membership.clone())
-        };
+        // Encoded into the file under the read lock, which holds up writes (not reads)
+        // meanwhile: cloning the state to encode it outside the lock would take longer than
+        // encoding it and, for the while, twice the state's memory. Made durable after.
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match last_applied {
-            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
-            None => format!("empty-{seq}"),
+        let (meta, pending) = {
+            let applied = self.shared.applied.read().expect("state lock poisoned");
+            let snapshot_id = match applied.last_applied {
+                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+                None => format!("empty-{seq}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            let pending = self
+                .shared
+                .snapshot_file
+                .write(&meta, |out| encode_state(&applied, out))
+                .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+            (meta, pending)
         };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let stored = StoredSnapshot { meta, data };
-        self.save_snapshot(&stored)?;
+        let signature = Some(meta.signature());
+        pending
+            .finish()
+            .and_then(|()| delete_legacy(&self.shared.db))
+            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+        let file = tokio::fs::File::open(self.shared.snapshot_file.path())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(signature, &e))?;
         Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta,
+            snapshot: Box::new(file),
         })
     }
 }
@@ -246,24 +284,48 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>> {
+        // Chunks from the leader go straight to disk.
+        let path = self
+            .shared
+            .snapshot_file
+            .receiving()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, ServerNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<()> {
-        let data = snapshot.into_inner();
-        let mut applied: Applied = postcard::from_bytes(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let signature = Some(meta.signature());
+        // tokio buffers file writes: flush what openraft wrote before the file is read.
+        snapshot
+            .flush()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+        let file = self.shared.snapshot_file.clone();
+        // openraft hands back the file it was given by `begin_receiving_snapshot`; a snapshot
+        // object from elsewhere (the storage test suite does that) is copied there first.
+        receive_into(&file, snapshot)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+        let (_, mut applied) =
+            tokio::task::spawn_blocking(move || file.install_received::<Applied>())
+                .await
+                .map_err(|e| StorageIOError::read_snapshot(signature.clone(), &e))?
+                .map_err(|e| StorageIOError::read_snapshot(signature.clone(), &e))?;
+        delete_legacy(&self.shared.db)
+            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
-        self.save_snapshot(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?;
         // Everything may have changed: discard pending change records and wake every query.
         let _ = applied.state.drain_topics(&mut Vec::new());
         {
@@ -276,16 +338,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        let Some(bytes) = stored_snapshot(&self.shared.db, &self.shared.snapshot_file)
+        let file = self.shared.snapshot_file.clone();
+        let Some(meta) = file
+            .read_meta()
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?
         else {
             return Ok(None);
         };
-        let stored: StoredSnapshot =
-            postcard::from_bytes(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let data = tokio::fs::File::open(file.path())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta,
+            snapshot: Box::new(data),
         }))
     }
 }

@@ -148,7 +148,21 @@ async fn a_snapshot_an_older_version_kept_in_rocksdb_is_read_then_moved_to_a_fil
     }
     // Where an older version kept it: the `current` value of the `snapshot` column family.
     let file = crate::snapshot_file::SnapshotFile::new(dir.path());
-    let encoded = file.read().expect("read file").expect("a snapshot file");
+    let meta = file
+        .read_meta()
+        .expect("read file")
+        .expect("a snapshot file");
+    let Some(crate::snapshot_file::Stored::Current(applied)) = file
+        .read::<crate::state_machine::Applied>()
+        .expect("read file")
+    else {
+        panic!("a snapshot in the current layout");
+    };
+    let encoded = postcard::to_stdvec(&crate::snapshot_file::LegacySnapshot {
+        meta,
+        data: postcard::to_stdvec(&applied).expect("encode"),
+    })
+    .expect("encode");
     std::fs::remove_file(dir.path().join("snapshot.bin")).expect("remove file");
     {
         let db = open_db(dir.path()).expect("open db");
@@ -166,7 +180,10 @@ async fn a_snapshot_an_older_version_kept_in_rocksdb_is_read_then_moved_to_a_fil
         raft.shutdown().await.expect("shutdown");
         drop((raft, reader));
     }
-    assert!(file.read().expect("read file").is_some(), "a file again");
+    assert!(
+        file.read_meta().expect("read file").is_some(),
+        "a file again"
+    );
     {
         let db = open_db(dir.path()).expect("open db");
         let legacy = db.get_cf(db.cf_handle(cf::SNAPSHOT).unwrap(), b"current");

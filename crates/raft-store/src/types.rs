@@ -1,7 +1,5 @@
 //! openraft's type configuration for mesh.
 
-use std::io::Cursor;
-
 use crate::command::{Command, Response};
 
 pub type NodeId = u64;
@@ -38,14 +36,14 @@ impl std::fmt::Display for ServerNode {
 }
 
 openraft::declare_raft_types!(
-    /// The raft types of a mesh server: commands in, responses out, snapshots as bytes.
+    /// The raft types of a mesh server: commands in, responses out, snapshots as files.
     pub TypeConfig:
         D = Command,
         R = Response,
         NodeId = NodeId,
         Node = ServerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
