@@ -24,23 +24,33 @@ fn trusted(roots: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leaves_are_issued_to_agents_and_survive_a_root_rotation() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut server = ServerProcess::new(
-        Ipv4Addr::new(127, 0, 0, 100),
-        &dir.path().join("server"),
+/// A bootstrapped server on `127.0.0.<server>` and a client agent joined to it on
+/// `127.0.0.<server + 1>`, both ready.
+async fn server_and_client(
+    dir: &std::path::Path,
+    server: u8,
+) -> anyhow::Result<(ServerProcess, ServerProcess)> {
+    let mut srv = ServerProcess::new(
+        Ipv4Addr::new(127, 0, 0, server),
+        &dir.join("server"),
         vec!["-bootstrap".into()],
     )?;
-    server.spawn()?;
-    server.wait_for_leader().await?;
+    srv.spawn()?;
+    srv.wait_for_leader().await?;
     let mut client = ServerProcess::client(
-        Ipv4Addr::new(127, 0, 0, 101),
-        &dir.path().join("client"),
-        &[server.gossip_addr()],
+        Ipv4Addr::new(127, 0, 0, server + 1),
+        &dir.join("client"),
+        &[srv.gossip_addr()],
     )?;
     client.spawn()?;
     client.wait_for_leader().await?;
+    Ok((srv, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_are_issued_to_agents_and_survive_a_root_rotation() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mut server, mut client) = server_and_client(dir.path(), 100).await?;
     let http = server.http();
     let agent = client.http();
 
@@ -119,20 +129,7 @@ async fn leaves_are_issued_to_agents_and_survive_a_root_rotation() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intention_change_reaches_the_agents_authorize() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut server = ServerProcess::new(
-        Ipv4Addr::new(127, 0, 0, 102),
-        &dir.path().join("server"),
-        vec!["-bootstrap".into()],
-    )?;
-    server.spawn()?;
-    server.wait_for_leader().await?;
-    let mut client = ServerProcess::client(
-        Ipv4Addr::new(127, 0, 0, 103),
-        &dir.path().join("client"),
-        &[server.gossip_addr()],
-    )?;
-    client.spawn()?;
-    client.wait_for_leader().await?;
+    let (mut server, mut client) = server_and_client(dir.path(), 102).await?;
     let http = server.http();
     let agent = client.http();
     let roots = wait_json(&http, "/v1/connect/ca/roots", "the CA", SOON, |r| {

@@ -54,6 +54,33 @@ struct RemoteCatalog {
     servers: rpc::Servers,
 }
 
+impl RemoteCatalog {
+    /// A blocking read on whichever server answers: the request carries its own wait, the
+    /// exchange is allowed that long plus the usual timeout. `pick` takes the expected answer.
+    async fn watch<T>(
+        &self,
+        req: Request,
+        wait: Duration,
+        what: &str,
+        pick: impl FnOnce(Response) -> Option<T>,
+    ) -> Result<T, String> {
+        match self
+            .servers
+            .request(&req, wait + SERVER_TIMEOUT, true)
+            .await
+        {
+            Ok(resp) => pick(resp).ok_or_else(|| format!("unexpected answer to a {what}")),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+/// The wait a watch asks the server for, and its `wait_ms`.
+fn watch_wait(wait: Duration) -> (Duration, u64) {
+    let wait = wait.min(rpc::MAX_WATCH);
+    (wait, wait.as_millis() as u64)
+}
+
 impl agent::CatalogClient for RemoteCatalog {
     fn apply(&self, op: CatalogOp) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
@@ -76,23 +103,16 @@ impl agent::CatalogClient for RemoteCatalog {
         index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<(NodeState, u64), String>> {
-        let wait = wait.min(rpc::MAX_WATCH);
+        let (wait, wait_ms) = watch_wait(wait);
         let req = Request::WatchNode {
             name: node.to_owned(),
             index,
-            wait_ms: wait.as_millis() as u64,
+            wait_ms,
         };
-        Box::pin(async move {
-            match self
-                .servers
-                .request(&req, wait + SERVER_TIMEOUT, true)
-                .await
-            {
-                Ok(Response::WatchNode(state, index)) => Ok((state, index)),
-                Ok(_) => Err("unexpected answer to a node watch".into()),
-                Err(err) => Err(err.to_string()),
-            }
-        })
+        Box::pin(self.watch(req, wait, "node watch", |resp| match resp {
+            Response::WatchNode(state, index) => Some((state, index)),
+            _ => None,
+        }))
     }
 
     fn watch_service(
@@ -102,24 +122,17 @@ impl agent::CatalogClient for RemoteCatalog {
         index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<(Vec<catalog::ServiceHealth>, u64), String>> {
-        let wait = wait.min(rpc::MAX_WATCH);
+        let (wait, wait_ms) = watch_wait(wait);
         let req = Request::WatchService {
             name: name.to_owned(),
             connect,
             index,
-            wait_ms: wait.as_millis() as u64,
+            wait_ms,
         };
-        Box::pin(async move {
-            match self
-                .servers
-                .request(&req, wait + SERVER_TIMEOUT, true)
-                .await
-            {
-                Ok(Response::WatchService(rows, index)) => Ok((rows, index)),
-                Ok(_) => Err("unexpected answer to a service watch".into()),
-                Err(err) => Err(err.to_string()),
-            }
-        })
+        Box::pin(self.watch(req, wait, "service watch", |resp| match resp {
+            Response::WatchService(rows, index) => Some((rows, index)),
+            _ => None,
+        }))
     }
 
     fn by_address(
@@ -158,22 +171,12 @@ impl agent::connect::ConnectClient for RemoteCatalog {
         index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<(Option<ca::wire::IndexedCaRoots>, u64), String>> {
-        let wait = wait.min(rpc::MAX_WATCH);
-        let req = Request::WatchRoots {
-            index,
-            wait_ms: wait.as_millis() as u64,
-        };
-        Box::pin(async move {
-            match self
-                .servers
-                .request(&req, wait + SERVER_TIMEOUT, true)
-                .await
-            {
-                Ok(Response::WatchRoots(roots, index)) => Ok((roots, index)),
-                Ok(_) => Err("unexpected answer to a roots watch".into()),
-                Err(err) => Err(err.to_string()),
-            }
-        })
+        let (wait, wait_ms) = watch_wait(wait);
+        let req = Request::WatchRoots { index, wait_ms };
+        Box::pin(self.watch(req, wait, "roots watch", |resp| match resp {
+            Response::WatchRoots(roots, index) => Some((roots, index)),
+            _ => None,
+        }))
     }
 
     fn watch_intentions(
@@ -181,22 +184,14 @@ impl agent::connect::ConnectClient for RemoteCatalog {
         index: u64,
         wait: Duration,
     ) -> BoxFuture<'_, Result<(intentions::Intentions, u64), String>> {
-        let wait = wait.min(rpc::MAX_WATCH);
-        let req = Request::WatchIntentions {
-            index,
-            wait_ms: wait.as_millis() as u64,
-        };
-        Box::pin(async move {
-            match self
-                .servers
-                .request(&req, wait + SERVER_TIMEOUT, true)
-                .await
-            {
-                Ok(Response::WatchIntentions(ixns, index)) => Ok((ixns, index)),
-                Ok(_) => Err("unexpected answer to an intentions watch".into()),
-                Err(err) => Err(err.to_string()),
-            }
-        })
+        let (wait, wait_ms) = watch_wait(wait);
+        let req = Request::WatchIntentions { index, wait_ms };
+        Box::pin(
+            self.watch(req, wait, "intentions watch", |resp| match resp {
+                Response::WatchIntentions(ixns, index) => Some((ixns, index)),
+                _ => None,
+            }),
+        )
     }
 
     fn sign(
