@@ -1,13 +1,14 @@
 //! `cargo xtask bench <area> [args]`: builds the release binaries and runs `mesh-bench`.
 //!
 //! The measuring itself lives in `crates/bench` (binary `mesh-bench`); this module only builds
-//! `mesh-bench` and the product binaries the area runs (`mesh-server`; for `gossip` and `dns` also
-//! `mesh-client`) in release mode and replaces itself with
+//! `mesh-bench` and the product binaries the area runs (`mesh-server`; for `gossip`, `dns` and `ca`
+//! also `mesh-client`) in release mode and replaces itself with
 //! `mesh-bench <area> [args] --mesh-server <target>/release/mesh-server [--mesh-client ...]`.
 //! Examples: `cargo xtask bench kv --rounds 3 --concurrency 1,16,64`,
 //! `cargo xtask bench catalog --watchers 1000,10000`, `cargo xtask bench catalog --quick`,
 //! `cargo xtask bench gossip --sizes 20,50`, `cargo xtask bench gossip --quick`,
-//! `cargo xtask bench dns`, `cargo xtask bench dns --quick --qps 20000`.
+//! `cargo xtask bench dns`, `cargo xtask bench dns --quick --qps 20000`,
+//! `cargo xtask bench ca`, `cargo xtask bench ca --quick`.
 //!
 //! Target directory: `$CARGO_TARGET_DIR`, else `$HOME/.cache/mesh/target`, so the long RocksDB
 //! build is shared with other clones and survives `cargo clean` in this one.
@@ -17,7 +18,7 @@ use anyhow::bail;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.is_empty() {
         bail!(
-            "usage: cargo xtask bench <area> [args]; areas: kv, catalog, gossip, dns \
+            "usage: cargo xtask bench <area> [args]; areas: kv, catalog, gossip, dns, ca \
              (see `cargo xtask bench <area> --help`)"
         );
     }
@@ -26,12 +27,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// The product binaries an invocation runs, so they are built and passed to `mesh-bench`.
 /// `--only etcd` (or `--only serf`) measures no mesh binary, so none need be built (nor RocksDB
-/// with them); the gossip and dns areas run client agents besides the server (`dns --no-client`
-/// does not).
+/// with them); the gossip, dns and ca areas run client agents besides the server
+/// (`dns --no-client` does not).
 fn products(args: &[String]) -> &'static [&'static str] {
     if wants_only_peer(args) || crate::is_help(args) {
         &[]
-    } else if args.first().is_some_and(|a| a == "gossip")
+    } else if args.first().is_some_and(|a| a == "gossip" || a == "ca")
         || (args.first().is_some_and(|a| a == "dns") && !args.iter().any(|a| a == "--no-client"))
     {
         &["mesh-server", "mesh-client"]
@@ -81,6 +82,10 @@ mod tests {
             ["mesh-server", "mesh-client"]
         );
         assert_eq!(products(&args("dns --no-client")), ["mesh-server"]);
+        assert_eq!(
+            products(&args("ca --quick")),
+            ["mesh-server", "mesh-client"]
+        );
         assert!(products(&args("dns --only knot")).is_empty());
     }
 }

@@ -8,6 +8,7 @@
 //! This crate is a tool: it is never a dependency of the product binaries, and the product
 //! crates never depend on it. It talks to the systems only over their public HTTP APIs.
 
+pub mod ca;
 pub mod catalog;
 pub mod dns;
 pub mod gossip;

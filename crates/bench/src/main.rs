@@ -28,6 +28,9 @@ enum Area {
     /// DNS: mesh's DNS interface (a mesh-server and a client agent) against Knot DNS serving
     /// the same records from a static zone, loaded by dnsperf, interleaved rounds.
     Dns(bench::dns::DnsArgs),
+    /// Connect CA: leaf signings through a client agent (server and agent CPU per signing)
+    /// and authorize decisions from the agent's cache, plus a burst at the default CSR limit.
+    Ca(bench::ca::CaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Area::Catalog(args) => bench::catalog::run(args, &command),
         Area::Gossip(args) => bench::gossip::run(args, &command),
         Area::Dns(args) => bench::dns::run(args, &command),
+        Area::Ca(args) => bench::ca::run(args, &command),
     }
 }
