@@ -12,6 +12,8 @@
 //! Mutations reset the raft indexes of what they touch to 0; [`CaState::stamp_index`] fills them
 //! with the index of the log entry that replicated the change.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::KeyPair;
@@ -53,6 +55,32 @@ pub struct CaState {
     /// Raft index of the last change to the set of roots (0 = changed, not yet stamped); the
     /// index for blocking queries on `/v1/connect/ca/roots`. Leaf signing never changes it.
     pub roots_modify_index: u64,
+    /// The intermediates' keys and issuer certificates, parsed once instead of for every leaf.
+    #[serde(skip)]
+    signers: Signers,
+}
+
+/// What signs leaves under one intermediate, parsed from the state's PEMs.
+struct Signer {
+    key: KeyPair,
+    issuer: rcgen::Certificate,
+}
+
+/// A cache of [`Signer`]s by intermediate certificate PEM. Not part of the state: clones share
+/// it, and it never makes two states compare unequal.
+#[derive(Clone, Default)]
+struct Signers(Arc<Mutex<HashMap<String, Arc<Signer>>>>);
+
+impl PartialEq for Signers {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Signers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signers")
+    }
 }
 
 /// One trusted root with its signing intermediate.
@@ -219,6 +247,7 @@ impl CaState {
             active_root_id: String::new(),
             next_serial: 1,
             roots_modify_index: 0,
+            signers: Signers::default(),
         };
         let mut root = state.new_root(state.configured_source(), unix(now))?;
         root.active = true;
@@ -381,8 +410,8 @@ impl CaState {
             .iter()
             .find(|r| r.id == reservation.root_id)
             .ok_or_else(|| CaError::UnknownRoot(reservation.root_id.clone()))?;
-        let key = stored_key(&root.signing_key_pem, "intermediate")?;
-        let issuer = certs::issuer(&root.signing_cert_pem, &key)?;
+        let signer = self.signer(root)?;
+        let (issuer, key) = (&signer.issuer, &signer.key);
         let der = certs::leaf(
             &LeafSpec {
                 id: &checked.id,
@@ -391,8 +420,8 @@ impl CaState {
                 not_after: reservation.not_after,
             },
             &checked.csr,
-            &issuer,
-            &key,
+            issuer,
+            key,
         )?;
         let mut cert_pem = certs::pem_certificate(&der);
         push_pem(&mut cert_pem, &root.signing_cert_pem);
@@ -409,6 +438,21 @@ impl CaState {
             valid_before: reservation.not_after,
             root_id: root.id.clone(),
         })
+    }
+
+    /// The parsed signing material of `root`'s intermediate, from the cache or parsed now.
+    fn signer(&self, root: &Root) -> Result<Arc<Signer>, CaError> {
+        let mut cache = self.signers.0.lock().expect("signer cache poisoned");
+        if let Some(signer) = cache.get(&root.signing_cert_pem) {
+            return Ok(signer.clone());
+        }
+        let key = stored_key(&root.signing_key_pem, "intermediate")?;
+        let issuer = certs::issuer(&root.signing_cert_pem, &key)?;
+        let signer = Arc::new(Signer { key, issuer });
+        // Forget intermediates that are no longer in the state.
+        cache.retain(|pem, _| self.roots.iter().any(|r| &r.signing_cert_pem == pem));
+        cache.insert(root.signing_cert_pem.clone(), signer.clone());
+        Ok(signer)
     }
 
     // ----- rotation and configuration -----
