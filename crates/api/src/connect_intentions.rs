@@ -362,7 +362,10 @@ async fn apply(ctx: &Ctx, op: IntentionOp) -> Result<Option<String>, ApiError> {
         let valid = ctx.node.reader().state().intentions.validate(&op);
         valid.map_err(refused)?;
     }
-    let written = ctx.node.write(raft_store::Op::Intention(Box::new(op))).await?;
+    let written = ctx
+        .node
+        .write(raft_store::Op::Intention(Box::new(op)))
+        .await?;
     match written.response {
         raft_store::Response::Intention(Ok(id)) => Ok(id),
         raft_store::Response::Intention(Err(err)) => Err(refused(err)),
