@@ -3,6 +3,9 @@
 //! then on, so answers come from memory; the first question for a name waits for one server
 //! round trip. Answers are as fresh as the server the watch reads from (replication lag) plus
 //! the time to push a change, and while no server answers the last known instances are served.
+//!
+//! The DNS server answers UDP on threads of its own; every wait and server round trip of a
+//! lookup (watches, PTR questions) runs on the agent's runtime, the one the lookup was made on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +25,8 @@ pub struct AgentLookup {
     view: HealthView,
     client: Arc<dyn CatalogClient>,
     datacenter: String,
+    /// The agent's runtime, where server round trips run.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for AgentLookup {
@@ -34,17 +39,37 @@ impl std::fmt::Debug for AgentLookup {
 }
 
 impl AgentLookup {
+    /// A lookup whose watches and server round trips run on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
     pub fn new(client: Arc<dyn CatalogClient>, datacenter: &str) -> Self {
         AgentLookup {
             view: HealthView::new(client.clone()),
             client,
             datacenter: datacenter.to_owned(),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
     /// Only the local datacenter is known (there is no WAN federation).
     fn local(&self, dc: &str) -> bool {
         dc.eq_ignore_ascii_case(&self.datacenter)
+    }
+
+    /// The node and the service name with an instance at `addr`, asked of a server on the
+    /// agent's runtime.
+    async fn by_address(
+        &self,
+        addr: IpAddr,
+    ) -> Result<(Option<Node>, Option<String>), LookupError> {
+        let client = self.client.clone();
+        self.runtime
+            .spawn(async move { client.by_address(addr).await })
+            .await
+            .map_err(|e| LookupError::Failed(e.to_string()))?
+            .map_err(unavailable)
     }
 }
 
@@ -70,6 +95,18 @@ impl Lookup for AgentLookup {
                 .map_err(unavailable)?;
             Ok(Some(rows))
         })
+    }
+
+    fn service_now(
+        &self,
+        dc: &str,
+        service: &str,
+        connect: bool,
+    ) -> Option<Option<dns::Instances>> {
+        if !self.local(dc) {
+            return Some(None);
+        }
+        self.view.service_now(service, connect).map(Some)
     }
 
     fn node<'a>(&'a self, dc: &'a str, node: &'a str) -> LookupFuture<'a, Option<Node>> {
@@ -105,7 +142,7 @@ impl Lookup for AgentLookup {
             if !self.local(dc) {
                 return Ok(None);
             }
-            let (node, _) = self.client.by_address(addr).await.map_err(unavailable)?;
+            let (node, _) = self.by_address(addr).await?;
             Ok(node)
         })
     }
@@ -119,7 +156,7 @@ impl Lookup for AgentLookup {
             if !self.local(dc) {
                 return Ok(None);
             }
-            let (_, service) = self.client.by_address(addr).await.map_err(unavailable)?;
+            let (_, service) = self.by_address(addr).await?;
             Ok(service)
         })
     }

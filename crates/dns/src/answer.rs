@@ -40,6 +40,72 @@ impl Answer {
     }
 }
 
+/// The records that answer one service question (a name and a type) for one set of instances,
+/// before they are shuffled: built once while the instances stay the same, and picked in a
+/// fresh random order for every question ([`ServiceRecords::pick`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServiceRecords {
+    /// No instance passed the health and tag filters: NXDOMAIN.
+    pub nxdomain: bool,
+    /// The alternatives shuffled per question: one address record, one SRV record with its
+    /// target's additional records, or one CNAME.
+    pub units: Vec<Unit>,
+    /// How many of the shuffled units answer: all, at most `a_record_limit` addresses, or one
+    /// CNAME.
+    pub take: usize,
+    /// Answers after the units, in this order: the nodes' TXT records (ANY and TXT questions).
+    pub tail: Vec<Record>,
+}
+
+/// One answer record with the additional records that come with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unit {
+    pub answer: Record,
+    pub additionals: Vec<Record>,
+}
+
+impl Unit {
+    fn new(answer: Record) -> Unit {
+        Unit {
+            answer,
+            additionals: Vec::new(),
+        }
+    }
+}
+
+impl ServiceRecords {
+    /// The units that answer one question, in a random order: a shuffle of all of them, cut to
+    /// [`ServiceRecords::take`].
+    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<u32> {
+        let count = u32::try_from(self.units.len()).expect("fewer than 2^32 records");
+        let mut order: Vec<u32> = (0..count).collect();
+        order.shuffle(rng);
+        order.truncate(self.take);
+        order
+    }
+
+    /// Whether a question gets any answer record (else NODATA, with the SOA).
+    pub fn has_answers(&self) -> bool {
+        !self.nxdomain && (self.take > 0 || !self.tail.is_empty())
+    }
+
+    /// The answer to question `q` with the units in `order` (from [`ServiceRecords::pick`]).
+    pub fn answer(&self, q: &Question<'_>, order: &[u32]) -> Answer {
+        if self.nxdomain {
+            return q.nxdomain();
+        }
+        let units = || order.iter().map(|&i| &self.units[i as usize]);
+        let answers = units()
+            .map(|u| u.answer.clone())
+            .chain(self.tail.iter().cloned())
+            .collect();
+        let additionals = units()
+            .flat_map(|u| u.additionals.iter().cloned())
+            .collect();
+        q.finish(answers, additionals)
+    }
+}
+
 /// One question under a mesh domain, with what every answer to it needs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Question<'a> {
@@ -149,7 +215,8 @@ impl Question<'_> {
     }
 
     /// `[tag.]<service>.service` and `<service>.connect`: one A/AAAA per healthy instance, or
-    /// SRV records with their targets' addresses in the additional section.
+    /// SRV records with their targets' addresses in the additional section, in a random order.
+    #[cfg(test)]
     pub fn service<R: Rng + ?Sized>(
         &self,
         dc: &str,
@@ -158,14 +225,29 @@ impl Question<'_> {
         instances: Option<&[Instance]>,
         rng: &mut R,
     ) -> Answer {
+        let records = self.service_records(dc, service, tag, instances);
+        records.answer(self, &records.pick(rng))
+    }
+
+    /// The records of every answer to this question while the service's instances stay the
+    /// same: built once, then shuffled per question ([`ServiceRecords::pick`]).
+    pub fn service_records(
+        &self,
+        dc: &str,
+        service: &str,
+        tag: Option<&str>,
+        instances: Option<&[Instance]>,
+    ) -> ServiceRecords {
         let mut instances = healthy(instances.unwrap_or_default(), self.settings.only_passing);
         if let Some(tag) = tag {
             instances.retain(|i| i.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)));
         }
         if instances.is_empty() {
-            return self.nxdomain();
+            return ServiceRecords {
+                nxdomain: true,
+                ..ServiceRecords::default()
+            };
         }
-        instances.shuffle(rng);
         let ttl = self.settings.service_ttl(service);
         if self.qtype == RecordType::SRV {
             self.service_srv(dc, &instances, ttl)
@@ -174,15 +256,14 @@ impl Question<'_> {
         }
     }
 
-    fn service_addresses(&self, instances: &[&Instance], ttl: u32) -> Answer {
+    fn service_addresses(&self, instances: &[&Instance], ttl: u32) -> ServiceRecords {
         let limit = match self.settings.a_record_limit {
             0 => usize::MAX,
             n => n,
         };
-        let mut answers = Vec::new();
+        let mut units = Vec::new();
         let mut seen = HashSet::new();
-        let mut addresses = 0;
-        let mut cname = None;
+        let mut cnames: Vec<Name> = Vec::new();
         let mut txt = Vec::new();
         for instance in instances {
             let addr = instance_address(instance);
@@ -192,14 +273,15 @@ impl Question<'_> {
                         IpAddr::V4(_) => self.wants(RecordType::A),
                         IpAddr::V6(_) => self.wants(RecordType::AAAA),
                     };
-                    if wanted && addresses < limit && seen.insert(ip) {
-                        answers.push(address(self.name.clone(), ttl, ip));
-                        addresses += 1;
+                    if wanted && seen.insert(ip) {
+                        units.push(Unit::new(address(self.name.clone(), ttl, ip)));
                     }
                 }
                 Err(_) => {
-                    if cname.is_none() {
-                        cname = hostname(addr);
+                    if let Some(target) = hostname(addr) {
+                        if !cnames.contains(&target) {
+                            cnames.push(target);
+                        }
                     }
                 }
             }
@@ -211,25 +293,39 @@ impl Question<'_> {
                 }
             }
         }
-        answers.extend(txt);
-        // A name with a CNAME has no other records: only answer with one when the instances
-        // give nothing else.
-        if answers.is_empty() {
-            if let Some(target) = cname {
-                answers.push(Record::from_rdata(
-                    self.name.clone(),
-                    ttl,
-                    RData::CNAME(CNAME(target)),
-                ));
-            }
+        // A name with a CNAME has no other records: only answer with one (of the instances'
+        // host names, at random) when the instances give nothing else.
+        if units.is_empty() && txt.is_empty() && !cnames.is_empty() {
+            let units = cnames
+                .into_iter()
+                .map(|target| {
+                    Unit::new(Record::from_rdata(
+                        self.name.clone(),
+                        ttl,
+                        RData::CNAME(CNAME(target)),
+                    ))
+                })
+                .collect();
+            return ServiceRecords {
+                nxdomain: false,
+                units,
+                take: 1,
+                tail: Vec::new(),
+            };
         }
-        self.finish(answers, Vec::new())
+        ServiceRecords {
+            nxdomain: false,
+            take: units.len().min(limit),
+            units,
+            tail: txt,
+        }
     }
 
-    fn service_srv(&self, dc: &str, instances: &[&Instance], ttl: u32) -> Answer {
-        let mut answers = Vec::new();
-        let mut additionals: Vec<Record> = Vec::new();
+    fn service_srv(&self, dc: &str, instances: &[&Instance], ttl: u32) -> ServiceRecords {
+        let mut units: Vec<Unit> = Vec::new();
         let mut seen = HashSet::new();
+        // Each additional record is sent once, with the first unit that needs it.
+        let mut sent: Vec<Record> = Vec::new();
         for instance in instances {
             let (node, service) = (&instance.node, &instance.service);
             if !seen.insert((&node.name, &service.address, service.port)) {
@@ -269,14 +365,21 @@ impl Question<'_> {
                 }
             };
             let srv = SRV::new(1, weight(instance), service.port, target);
-            answers.push(Record::from_rdata(self.name.clone(), ttl, RData::SRV(srv)));
+            let mut unit = Unit::new(Record::from_rdata(self.name.clone(), ttl, RData::SRV(srv)));
             for record in extra {
-                if !additionals.contains(&record) {
-                    additionals.push(record);
+                if !sent.contains(&record) {
+                    sent.push(record.clone());
+                    unit.additionals.push(record);
                 }
             }
+            units.push(unit);
         }
-        self.finish(answers, additionals)
+        ServiceRecords {
+            nxdomain: false,
+            take: units.len(),
+            units,
+            tail: Vec::new(),
+        }
     }
 
     /// `<node>.node`: the node's address, and its metadata as TXT records.

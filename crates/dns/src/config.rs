@@ -45,6 +45,9 @@ pub struct DnsConfig {
     pub recursor_random: bool,
     /// The values of the SOA record.
     pub soa: SoaConfig,
+    /// UDP sockets sharing the address, each served by a thread of its own (0: one per two
+    /// cores, from 1 to 4).
+    pub udp_workers: usize,
 }
 
 impl Default for DnsConfig {
@@ -65,6 +68,7 @@ impl Default for DnsConfig {
             recursor_timeout: Duration::from_secs(2),
             recursor_random: false,
             soa: SoaConfig::default(),
+            udp_workers: 0,
         }
     }
 }

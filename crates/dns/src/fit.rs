@@ -4,11 +4,17 @@
 //! UDP with EDNS gets the advertised buffer size; TCP gets 64 KiB. When answers are cut, the
 //! additional records that belonged to the cut answers go with them, so what remains is
 //! consistent, and the caller sets TC (which Consul does not do by default).
+//!
+//! Sizing does not encode: the size of each record without name compression is an upper bound
+//! of what it takes in the message, so a response whose bound fits is sent as it is, encoded
+//! once, by hickory. Only a response whose bound is over the limit is encoded here to learn
+//! its real size, and cut if that is over too.
 
 use std::collections::HashSet;
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Edns, Message};
 use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 /// The largest UDP payload we honour from an EDNS client (Consul's cap).
 pub(crate) const MAX_EDNS_PAYLOAD: u16 = u16::MAX - 68;
@@ -67,6 +73,10 @@ pub(crate) fn udp_payload(edns_payload: Option<u16>) -> u16 {
 /// cut. If not even the authority section fits, it and the additional section are dropped.
 pub(crate) fn fit(message: &mut Message, limits: Limits) -> bool {
     let total = message.answers.len();
+    if total <= limits.max_answers && upper_len(message).is_some_and(|len| len <= limits.max_bytes)
+    {
+        return false;
+    }
     if total <= limits.max_answers && encoded_len(message) <= limits.max_bytes {
         return false;
     }
@@ -124,6 +134,76 @@ fn referenced(additionals: &[Record], answers: &[Record], authorities: &[Record]
         .filter(|r| names.contains(&r.name))
         .cloned()
         .collect()
+}
+
+/// The size of a DNS header.
+const HEADER_LEN: usize = 12;
+/// An OPT record without options: root name, type, class (the payload size), TTL (flags) and
+/// an empty RDATA length.
+const OPT_LEN: usize = 11;
+
+/// An upper bound of the message's size on the wire: its size without name compression. `None`
+/// when a record's size is not known without encoding it and it does not encode alone.
+pub(crate) fn upper_len(message: &Message) -> Option<usize> {
+    let mut len = skeleton_len(
+        message.queries.iter().map(|q| q.name()),
+        message.edns.as_ref(),
+    )?;
+    for record in message
+        .answers
+        .iter()
+        .chain(&message.authorities)
+        .chain(&message.additionals)
+    {
+        len += record_len(record)?;
+    }
+    Some(len)
+}
+
+/// The size of a response with no records, at most: header, questions (named `names`) and the
+/// OPT record. `None` when the OPT record carries options.
+pub(crate) fn skeleton_len<'a>(
+    names: impl IntoIterator<Item = &'a Name>,
+    edns: Option<&Edns>,
+) -> Option<usize> {
+    let questions: usize = names.into_iter().map(|name| name_len(name) + 4).sum();
+    let opt = match edns {
+        None => 0,
+        Some(edns) if edns.options().options.is_empty() => OPT_LEN,
+        Some(_) => return None,
+    };
+    Some(HEADER_LEN + questions + opt)
+}
+
+/// A record's size on the wire without name compression: an upper bound of its size in any
+/// message. `None` when it cannot be encoded alone (it cannot be sent either).
+pub(crate) fn record_len(record: &Record) -> Option<usize> {
+    // Owner name, then type, class, TTL and RDATA length.
+    let fixed = name_len(&record.name) + 10;
+    let rdata = match &record.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + name_len(&srv.target),
+        RData::CNAME(name) => name_len(&name.0),
+        RData::NS(name) => name_len(&name.0),
+        RData::PTR(name) => name_len(&name.0),
+        _ => return uncompressed_len(record),
+    };
+    Some(fixed + rdata)
+}
+
+/// A name's size on the wire, uncompressed: each label with its length byte, then the root.
+fn name_len(name: &Name) -> usize {
+    name.iter().map(|label| label.len() + 1).sum::<usize>() + 1
+}
+
+/// The record encoded alone with no name compression.
+fn uncompressed_len(record: &Record) -> Option<usize> {
+    let mut bytes = Vec::with_capacity(128);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    record.emit(&mut encoder).ok()?;
+    Some(bytes.len())
 }
 
 /// The message's size on the wire (with name compression, as it will be sent).

@@ -3,14 +3,19 @@
 //! The thin IO layer: it classifies the question, does the lookups through [`Lookup`] (or asks
 //! the recursors), and hands the results to the pure [`crate::answer`] and [`crate::fit`]
 //! modules. The clock and the random number generator are read here and passed down.
+//!
+//! Service answers are kept in a [`ServiceCache`] and reused while the lookup returns the same
+//! instances: a repeated question costs a hash lookup and a shuffle, and its records go to
+//! hickory's encoder by reference, encoded once.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{
-    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::runtime::Time;
@@ -19,10 +24,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use tracing::{debug, warn};
 
 use crate::answer::{self, Answer, PtrTarget, Question};
+use crate::cache::{self, CachedService, ServiceCache, Target};
 use crate::config::{ConfigError, DnsConfig, Settings};
 use crate::fit::{self, Limits, Transport};
 use crate::lookup::{Lookup, LookupError};
@@ -34,6 +40,7 @@ use crate::recursor;
 pub struct DnsHandler {
     settings: Arc<Settings>,
     lookup: Arc<dyn Lookup>,
+    cache: Arc<ServiceCache>,
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -46,8 +53,70 @@ impl std::fmt::Debug for DnsHandler {
 
 /// A response before it is sized: answered here, or by a recursor.
 enum Reply {
-    Local(Answer),
+    Local(Local),
     Recursed(Message),
+}
+
+/// An answer from the mesh's own records.
+enum Local {
+    Answer(Answer),
+    /// A service's records, shared with the questions that follow for the same name.
+    Service(Arc<CachedService>),
+}
+
+/// What answering and sizing one question needs besides its records.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    /// The question as asked (answers are named as asked).
+    query: &'a Query,
+    limits: Limits,
+    transport: Transport,
+    /// The SOA serial: the unix time of the question.
+    serial: u32,
+}
+
+/// A response ready to be sent, sized for its transport.
+pub(crate) enum Response {
+    /// Built for this question alone.
+    Message(Message),
+    /// A service's cached records in the order drawn for this question, as they are: they fit.
+    Service {
+        metadata: Metadata,
+        edns: Option<Edns>,
+        entry: Arc<CachedService>,
+        order: Vec<u32>,
+    },
+}
+
+impl Response {
+    /// The response as a message, with `query` as its question (for tests).
+    #[cfg(test)]
+    pub(crate) fn into_message(self, query: Option<&Query>) -> Message {
+        match self {
+            Response::Message(message) => message,
+            Response::Service {
+                metadata,
+                edns,
+                entry,
+                order,
+            } => {
+                let mut message = Message::new(metadata.id, MessageType::Response, OpCode::Query);
+                message.metadata = metadata;
+                message.edns = edns;
+                message.queries.extend(query.cloned());
+                let records = &entry.records;
+                let units = || order.iter().map(|&i| &records.units[i as usize]);
+                message.answers = units()
+                    .map(|u| u.answer.clone())
+                    .chain(records.tail.iter().cloned())
+                    .collect();
+                message.additionals = units()
+                    .flat_map(|u| u.additionals.iter().cloned())
+                    .collect();
+                message
+            }
+        }
+    }
 }
 
 impl DnsHandler {
@@ -61,51 +130,91 @@ impl DnsHandler {
         DnsHandler {
             settings: Arc::new(settings),
             lookup,
+            cache: Arc::default(),
         }
     }
 
-    /// The whole response to `request`, sized for the transport it came over.
+    /// The whole response to `request` as a message, sized for the transport it came over.
+    #[cfg(test)]
     pub(crate) async fn respond<R: Rng + Send>(
         &self,
         request: &Request,
         rng: &mut R,
         serial: u32,
     ) -> Message {
+        let response = self.answer(request, rng, serial).await;
+        let query = request
+            .request_info()
+            .ok()
+            .map(|info| info.query.original());
+        response.into_message(query)
+    }
+
+    /// The response to `request`, sized for the transport it came over.
+    pub(crate) async fn answer<R: Rng + Send>(
+        &self,
+        request: &Request,
+        rng: &mut R,
+        serial: u32,
+    ) -> Response {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = !self.settings.recursors.is_empty();
-        let mut message = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
         let client_payload = request.edns.as_ref().map(Edns::max_payload);
-        if let Some(client) = &request.edns {
+        let edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
-            edns.set_max_payload(fit::udp_payload(Some(client.max_payload())));
-            message.edns = Some(edns);
-            if client.version() > 0 {
-                metadata.response_code = ResponseCode::BADVERS;
-                message.metadata = metadata;
-                return message;
-            }
+            edns.set_max_payload(fit::udp_payload(client_payload));
+            edns
+        });
+        let only_code = |mut metadata: Metadata, edns: Option<Edns>, rcode: ResponseCode| {
+            let mut message =
+                Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+            metadata.response_code = rcode;
+            message.metadata = metadata;
+            message.edns = edns;
+            Response::Message(message)
+        };
+        if request
+            .edns
+            .as_ref()
+            .is_some_and(|client| client.version() > 0)
+        {
+            return only_code(metadata, edns, ResponseCode::BADVERS);
         }
         if request.metadata.op_code != OpCode::Query {
-            metadata.response_code = ResponseCode::NotImp;
-            message.metadata = metadata;
-            return message;
+            return only_code(metadata, edns, ResponseCode::NotImp);
         }
         let Ok(info) = request.request_info() else {
-            metadata.response_code = ResponseCode::FormErr;
-            message.metadata = metadata;
-            return message;
+            return only_code(metadata, edns, ResponseCode::FormErr);
         };
-        let query = info.query.original().clone();
-        let lower = Name::from(info.query.name().clone());
-        let qtype = info.query.query_type();
+        let query = info.query.original();
+        let qtype = query.query_type();
         let transport = match request.protocol() {
             Protocol::Udp => Transport::Udp,
             _ => Transport::Tcp,
         };
-        message.queries.push(query.clone());
+        let asked = Asked {
+            query,
+            limits: Limits::new(transport, client_payload, self.settings.udp_answer_limit),
+            transport,
+            serial,
+        };
 
+        // A service question asked before, whose instances are still the ones answered then.
+        let key = cache::Key::new(query.name(), qtype);
+        if let Some(entry) = key.as_ref().and_then(|key| self.cache.get(key)) {
+            let target = &entry.target;
+            let now = self
+                .lookup
+                .service_now(&target.dc, &target.service, target.connect);
+            if matches!(now, Some(Some(instances)) if Arc::ptr_eq(&instances, &entry.instances)) {
+                metadata.authoritative = true;
+                return self.service_response(metadata, edns, asked, &entry, rng);
+            }
+        }
+
+        let lower = Name::from(info.query.name().clone());
         let reply = if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-            Reply::Local(Answer::code(ResponseCode::NotImp))
+            Reply::Local(Local::Answer(Answer::code(ResponseCode::NotImp)))
         } else {
             match classify(&lower, qtype, &self.settings.domains) {
                 Zone::Mesh { domain, name } => {
@@ -117,7 +226,7 @@ impl DnsHandler {
                         domain: &self.settings.domains[domain],
                         serial,
                     };
-                    Reply::Local(self.mesh(question, name, rng).await)
+                    Reply::Local(self.mesh(question, domain, name, key.as_ref(), rng).await)
                 }
                 Zone::Reverse(addr) => {
                     let target = match addr {
@@ -127,53 +236,127 @@ impl DnsHandler {
                     match target {
                         Ok(Some(target)) => {
                             metadata.authoritative = true;
-                            Reply::Local(answer::ptr(&self.settings, query.name(), qtype, target))
+                            let answer = answer::ptr(&self.settings, query.name(), qtype, target);
+                            Reply::Local(Local::Answer(answer))
                         }
                         Ok(None) if self.settings.recursors.is_empty() => {
-                            Reply::Local(Answer::code(ResponseCode::NXDomain))
+                            Reply::Local(Local::Answer(Answer::code(ResponseCode::NXDomain)))
                         }
                         Ok(None) => self.recurse(request, rng).await,
                         Err(error) => {
                             warn!(%error, name = %lower, "DNS lookup failed");
-                            Reply::Local(Answer::code(ResponseCode::ServFail))
+                            Reply::Local(Local::Answer(Answer::code(ResponseCode::ServFail)))
                         }
                     }
                 }
                 Zone::Outside if self.settings.recursors.is_empty() => {
-                    Reply::Local(Answer::code(ResponseCode::Refused))
+                    Reply::Local(Local::Answer(Answer::code(ResponseCode::Refused)))
                 }
                 Zone::Outside => self.recurse(request, rng).await,
             }
         };
 
-        match reply {
-            Reply::Local(answer) => {
+        let (answers, authorities, additionals) = match reply {
+            Reply::Local(Local::Service(entry)) => {
+                return self.service_response(metadata, edns, asked, &entry, rng);
+            }
+            Reply::Local(Local::Answer(answer)) => {
                 metadata.response_code = answer.rcode;
-                message.answers = answer.answers;
-                message.authorities = answer.authorities;
-                message.additionals = answer.additionals;
+                (answer.answers, answer.authorities, answer.additionals)
             }
             Reply::Recursed(upstream) => {
                 metadata.response_code = upstream.metadata.response_code;
                 metadata.authentic_data = upstream.metadata.authentic_data;
-                message.answers = upstream.answers;
-                message.authorities = upstream.authorities;
-                message.additionals = upstream.additionals;
+                (upstream.answers, upstream.authorities, upstream.additionals)
             }
-        }
+        };
+        let mut message = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+        message.edns = edns;
+        message.queries.push(query.clone());
+        message.answers = answers;
+        message.authorities = authorities;
+        message.additionals = additionals;
         message.metadata = metadata;
-        let limits = Limits::new(transport, client_payload, self.settings.udp_answer_limit);
-        let truncated = fit::fit(&mut message, limits);
-        if truncated {
-            debug!(name = %lower, %qtype, ?transport, answers = message.answers.len(), "DNS answer cut to fit");
-        }
-        message.metadata.truncation = truncated && self.settings.enable_truncate;
-        message
+        self.sized(message, asked)
     }
 
-    async fn mesh<R: Rng + Send>(&self, q: Question<'_>, name: MeshName, rng: &mut R) -> Answer {
+    /// `message` cut to fit, with TC set when something was cut (unless disabled).
+    fn sized(&self, mut message: Message, asked: Asked<'_>) -> Response {
+        let truncated = fit::fit(&mut message, asked.limits);
+        if truncated {
+            debug!(
+                name = %asked.query.name(),
+                qtype = %asked.query.query_type(),
+                transport = ?asked.transport,
+                answers = message.answers.len(),
+                "DNS answer cut to fit"
+            );
+        }
+        message.metadata.truncation = truncated && self.settings.enable_truncate;
+        Response::Message(message)
+    }
+
+    /// The answer from a service's records: shuffled for this question and sent as they are
+    /// when they fit, else copied into a message that is cut to fit.
+    fn service_response<R: Rng>(
+        &self,
+        mut metadata: Metadata,
+        edns: Option<Edns>,
+        asked: Asked<'_>,
+        entry: &Arc<CachedService>,
+        rng: &mut R,
+    ) -> Response {
+        let (query, limits) = (asked.query, asked.limits);
+        let records = &entry.records;
+        let order = if records.has_answers() {
+            let order = records.pick(rng);
+            let answers = order.len() + records.tail.len();
+            let fits = answers <= limits.max_answers
+                && fit::skeleton_len([query.name()], edns.as_ref())
+                    .zip(entry.records_len(&order))
+                    .is_some_and(|(skeleton, records)| skeleton + records <= limits.max_bytes);
+            if fits {
+                metadata.response_code = ResponseCode::NoError;
+                return Response::Service {
+                    metadata,
+                    edns,
+                    entry: entry.clone(),
+                    order,
+                };
+            }
+            order
+        } else {
+            Vec::new()
+        };
+        let question = Question {
+            settings: &self.settings,
+            name: query.name(),
+            qtype: query.query_type(),
+            domain: &self.settings.domains[entry.domain],
+            serial: asked.serial,
+        };
+        let answer = records.answer(&question, &order);
+        let mut message = Message::new(metadata.id, MessageType::Response, OpCode::Query);
+        metadata.response_code = answer.rcode;
+        message.metadata = metadata;
+        message.edns = edns;
+        message.queries.push(query.clone());
+        message.answers = answer.answers;
+        message.authorities = answer.authorities;
+        message.additionals = answer.additionals;
+        self.sized(message, asked)
+    }
+
+    async fn mesh<R: Rng + Send>(
+        &self,
+        q: Question<'_>,
+        domain: usize,
+        name: MeshName,
+        key: Option<&cache::Key>,
+        rng: &mut R,
+    ) -> Local {
         let local = self.settings.datacenter.as_str();
-        let result: Result<Answer, LookupError> = async {
+        let result: Result<Local, LookupError> = async {
             Ok(match name {
                 MeshName::Apex => {
                     let wants_ns =
@@ -187,40 +370,82 @@ impl DnsHandler {
                     } else {
                         Vec::new()
                     };
-                    q.apex(local, servers, rng)
+                    Local::Answer(q.apex(local, servers, rng))
                 }
                 MeshName::Service { service, tag, dc } => {
-                    let dc = dc.as_deref().unwrap_or(local);
-                    let instances = self.lookup.service(dc, &service, false).await?;
-                    let instances = instances.as_deref().map(Vec::as_slice);
-                    q.service(dc, &service, tag.as_deref(), instances, rng)
+                    let target = Target {
+                        dc: dc.unwrap_or_else(|| local.to_owned()),
+                        service,
+                        connect: false,
+                    };
+                    self.service(q, domain, target, tag.as_deref(), key).await?
                 }
                 MeshName::Connect { service, dc } => {
-                    let dc = dc.as_deref().unwrap_or(local);
-                    let instances = self.lookup.service(dc, &service, true).await?;
-                    let instances = instances.as_deref().map(Vec::as_slice);
-                    q.service(dc, &service, None, instances, rng)
+                    let target = Target {
+                        dc: dc.unwrap_or_else(|| local.to_owned()),
+                        service,
+                        connect: true,
+                    };
+                    self.service(q, domain, target, None, key).await?
                 }
                 MeshName::Node { node, dc } => {
                     let dc = dc.as_deref().unwrap_or(local);
-                    q.node(self.lookup.node(dc, &node).await?)
+                    Local::Answer(q.node(self.lookup.node(dc, &node).await?))
                 }
-                MeshName::Addr { ip } => q.addr(ip),
+                MeshName::Addr { ip } => Local::Answer(q.addr(ip)),
                 MeshName::Unsupported(kind) => {
                     debug!(name = %q.name, kind, "DNS name form not supported");
-                    q.nxdomain()
+                    Local::Answer(q.nxdomain())
                 }
                 MeshName::Invalid => {
                     debug!(name = %q.name, "invalid DNS name");
-                    q.nxdomain()
+                    Local::Answer(q.nxdomain())
                 }
             })
         }
         .await;
         result.unwrap_or_else(|error| {
             warn!(%error, name = %q.name, "DNS lookup failed");
-            Answer::code(ResponseCode::ServFail)
+            Local::Answer(Answer::code(ResponseCode::ServFail))
         })
+    }
+
+    /// A service's records for question `q`: the cached ones when they were built from the
+    /// instances the lookup has now, else built (and cached under `key`).
+    async fn service(
+        &self,
+        q: Question<'_>,
+        domain: usize,
+        target: Target,
+        tag: Option<&str>,
+        key: Option<&cache::Key>,
+    ) -> Result<Local, LookupError> {
+        let instances = match self
+            .lookup
+            .service_now(&target.dc, &target.service, target.connect)
+        {
+            Some(instances) => instances,
+            None => {
+                self.lookup
+                    .service(&target.dc, &target.service, target.connect)
+                    .await?
+            }
+        };
+        let Some(instances) = instances else {
+            // An unknown datacenter.
+            return Ok(Local::Answer(q.nxdomain()));
+        };
+        if let Some(entry) = key.and_then(|key| self.cache.get(key)) {
+            if Arc::ptr_eq(&entry.instances, &instances) {
+                return Ok(Local::Service(entry));
+            }
+        }
+        let records = q.service_records(&target.dc, &target.service, tag, Some(&instances));
+        let entry = Arc::new(CachedService::new(target, domain, instances, records));
+        if let Some(key) = key {
+            self.cache.insert(key, entry.clone());
+        }
+        Ok(Local::Service(entry))
     }
 
     async fn reverse(&self, addr: std::net::IpAddr) -> Result<Option<PtrTarget>, LookupError> {
@@ -250,10 +475,22 @@ impl DnsHandler {
             Ok(upstream) => Reply::Recursed(upstream),
             Err(error) => {
                 warn!(%error, "DNS recursion failed");
-                Reply::Local(Answer::code(ResponseCode::ServFail))
+                Reply::Local(Local::Answer(Answer::code(ResponseCode::ServFail)))
             }
         }
     }
+}
+
+thread_local! {
+    /// This thread's generator, seeded once from the OS. Shuffles need no cryptographic
+    /// strength, and seeding from `rand::rng()` for every question cost more than the rest of
+    /// answering it from the cache.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+/// A generator for one question (it is held across awaits, so it cannot borrow the thread's).
+fn question_rng() -> SmallRng {
+    RNG.with(|rng| SmallRng::seed_from_u64(rng.borrow_mut().next_u64()))
 }
 
 /// The current unix time as an SOA serial.
@@ -279,17 +516,41 @@ impl RequestHandler for DnsHandler {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let mut rng = SmallRng::from_rng(&mut rand::rng());
-            let message = self.respond(request, &mut rng, serial_now()).await;
-            let builder = MessageResponseBuilder::new(&request.queries, message.edns.as_ref());
-            let response = builder.build(
-                message.metadata,
-                message.answers.iter(),
-                message.authorities.iter(),
-                std::iter::empty(),
-                message.additionals.iter(),
-            );
-            match response_handle.send_response(response).await {
+            let mut rng = question_rng();
+            let response = self.answer(request, &mut rng, serial_now()).await;
+            let sent = match &response {
+                Response::Message(message) => {
+                    let builder =
+                        MessageResponseBuilder::new(&request.queries, message.edns.as_ref());
+                    let response = builder.build(
+                        message.metadata,
+                        message.answers.iter(),
+                        message.authorities.iter(),
+                        std::iter::empty(),
+                        message.additionals.iter(),
+                    );
+                    response_handle.send_response(response).await
+                }
+                Response::Service {
+                    metadata,
+                    edns,
+                    entry,
+                    order,
+                } => {
+                    let records = &entry.records;
+                    let units = order.iter().map(|&i| &records.units[i as usize]);
+                    let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+                    let response = builder.build(
+                        *metadata,
+                        units.clone().map(|u| &u.answer).chain(&records.tail),
+                        std::iter::empty(),
+                        std::iter::empty(),
+                        units.flat_map(|u| &u.additionals),
+                    );
+                    response_handle.send_response(response).await
+                }
+            };
+            match sent {
                 Ok(info) => info,
                 Err(error) => {
                     warn!(%error, "failed to send DNS response");

@@ -7,11 +7,16 @@
 //! handler and the socket setup are the thin IO layer around them. Unlike Consul, a response
 //! cut to fit sets the TC bit, so stub resolvers retry over TCP.
 //!
+//! A service's records are built once per set of instances the lookup hands out (`cache`) and
+//! shuffled per question; UDP is served by worker threads, each with its own socket on the
+//! same port (`server`).
+//!
 //! This crate never depends on raft, HTTP or RocksDB, and never talks to servers itself.
 //!
 //! [`RequestHandler`]: hickory_server::server::RequestHandler
 
 mod answer;
+mod cache;
 mod config;
 mod fit;
 mod handler;

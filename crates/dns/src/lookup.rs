@@ -48,6 +48,15 @@ pub trait Lookup: Send + Sync + 'static {
         connect: bool,
     ) -> LookupFuture<'a, Option<Instances>>;
 
+    /// What [`Lookup::service`] would answer, when it can be had at once, without waiting or
+    /// failing (a service the implementation already holds); `None` when [`Lookup::service`]
+    /// must be asked. Answering the same instances (the same `Arc`) for as long as they have
+    /// not changed lets DNS reuse the records it built from them. By default: `None`.
+    fn service_now(&self, dc: &str, service: &str, connect: bool) -> Option<Option<Instances>> {
+        let _ = (dc, service, connect);
+        None
+    }
+
     /// The node named `node` in `dc`; `Ok(None)` when the node or the datacenter is unknown.
     fn node<'a>(&'a self, dc: &'a str, node: &'a str) -> LookupFuture<'a, Option<Node>>;
 

@@ -1,13 +1,14 @@
 //! An in-memory [`Lookup`] for tests: datacenters of nodes, instances and servers, and a switch
-//! that makes every lookup fail.
+//! that makes every lookup fail. Like the agent's view, it hands out the same instances (the
+//! same `Arc`) until something changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use catalog::Node;
 
-use crate::lookup::{Instance, Lookup, LookupError, LookupFuture};
+use crate::lookup::{Instance, Instances, Lookup, LookupError, LookupFuture};
 
 /// An in-memory catalog view. Every method takes `&self`, so a test can change what it holds
 /// while a server answers from it.
@@ -20,6 +21,8 @@ pub struct MemoryLookup {
 struct State {
     datacenters: BTreeMap<String, Datacenter>,
     failing: bool,
+    /// The instances handed out per (datacenter, service, connect), until the next change.
+    handed_out: HashMap<(String, String, bool), Instances>,
 }
 
 #[derive(Debug, Default)]
@@ -76,19 +79,63 @@ impl MemoryLookup {
             .push(name.to_lowercase());
     }
 
+    /// Changes the instances of `dc` (which must be known) in place.
+    pub fn edit_instances(&self, dc: &str, f: impl FnOnce(&mut Vec<Instance>)) {
+        let mut state = self.state();
+        f(&mut state
+            .datacenters
+            .get_mut(dc)
+            .expect("a known datacenter")
+            .instances);
+    }
+
     /// While `failing`, every lookup returns [`LookupError::Unavailable`].
     pub fn set_failing(&self, failing: bool) {
         self.state().failing = failing;
     }
 
+    /// The state, for a change: what was handed out is forgotten.
     fn state(&self) -> MutexGuard<'_, State> {
+        let mut state = self.read_state();
+        state.handed_out.clear();
+        state
+    }
+
+    fn read_state(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .expect("no test panics while holding the lock")
     }
 
+    /// The instances of `service` in `dc`: those handed out before, unless something changed.
+    fn instances(&self, dc: &str, service: &str, connect: bool) -> Option<Option<Instances>> {
+        let mut state = self.read_state();
+        if state.failing {
+            return None;
+        }
+        let key = (dc.to_owned(), service.to_lowercase(), connect);
+        if let Some(instances) = state.handed_out.get(&key) {
+            return Some(Some(instances.clone()));
+        }
+        let Some(dc) = state.datacenters.get(dc) else {
+            return Some(None);
+        };
+        let matches = |i: &&Instance| {
+            let name = if connect {
+                i.service.connect_target()
+            } else {
+                Some(i.service.service.as_str())
+            };
+            name.is_some_and(|n| n.eq_ignore_ascii_case(service))
+        };
+        let instances: Instances =
+            std::sync::Arc::new(dc.instances.iter().filter(matches).cloned().collect());
+        state.handed_out.insert(key, instances.clone());
+        Some(Some(instances))
+    }
+
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, LookupError> {
-        let state = self.state();
+        let state = self.read_state();
         if state.failing {
             return Err(LookupError::Unavailable("memory lookup set to fail".into()));
         }
@@ -102,22 +149,16 @@ impl Lookup for MemoryLookup {
         dc: &'a str,
         service: &'a str,
         connect: bool,
-    ) -> LookupFuture<'a, Option<crate::Instances>> {
-        let result = self.read(|state| {
-            let dc = state.datacenters.get(dc)?;
-            let matches = |i: &&Instance| {
-                let name = if connect {
-                    i.service.connect_target()
-                } else {
-                    Some(i.service.service.as_str())
-                };
-                name.is_some_and(|n| n.eq_ignore_ascii_case(service))
-            };
-            Some(std::sync::Arc::new(
-                dc.instances.iter().filter(matches).cloned().collect(),
-            ))
-        });
+    ) -> LookupFuture<'a, Option<Instances>> {
+        // `None` only while failing.
+        let result = self
+            .instances(dc, service, connect)
+            .ok_or_else(|| LookupError::Unavailable("memory lookup set to fail".into()));
         Box::pin(async move { result })
+    }
+
+    fn service_now(&self, dc: &str, service: &str, connect: bool) -> Option<Option<Instances>> {
+        self.instances(dc, service, connect)
     }
 
     fn node<'a>(&'a self, dc: &'a str, node: &'a str) -> LookupFuture<'a, Option<Node>> {

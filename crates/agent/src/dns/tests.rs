@@ -141,3 +141,56 @@ fn test_config() -> config::Config {
 fn settings_disabled(config: &config::Config) -> bool {
     settings(config).unwrap().is_none()
 }
+
+/// The DNS server keeps the records it built for a service while the view's instances stay
+/// the same; when the watch brings a change, the next answer has it.
+#[tokio::test]
+async fn an_instance_that_turns_critical_drops_out_of_the_next_answers() {
+    let client = Arc::new(MemoryCatalog::default());
+    register(&client, "a", "10.0.0.1", Status::Passing).await;
+    register(&client, "b", "10.0.0.2", Status::Passing).await;
+    let (addr, task) = server(client.clone()).await;
+    let ask = |name: &str, kind: RecordType| question(name, kind, Some(1232)).unwrap();
+
+    for _ in 0..3 {
+        let answer = udp(addr, &ask("web.service.mesh.", RecordType::A))
+            .await
+            .unwrap();
+        assert_eq!(addresses(&answer), ["10.0.0.1", "10.0.0.2"]);
+        let answer = udp(addr, &ask("web.service.mesh.", RecordType::SRV))
+            .await
+            .unwrap();
+        assert_eq!(answer.answers.len(), 2);
+    }
+
+    register(&client, "b", "10.0.0.2", Status::Critical).await;
+    // The watch pushes the change; from the first answer that has it on, b is gone.
+    let mut changed = false;
+    for _ in 0..200 {
+        let answer = udp(addr, &ask("web.service.mesh.", RecordType::A))
+            .await
+            .unwrap();
+        if addresses(&answer) == ["10.0.0.1"] {
+            changed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(changed, "the critical instance never left the answer");
+    for _ in 0..3 {
+        let answer = udp(addr, &ask("web.service.mesh.", RecordType::A))
+            .await
+            .unwrap();
+        assert_eq!(addresses(&answer), ["10.0.0.1"]);
+        let answer = udp(addr, &ask("web.service.mesh.", RecordType::SRV))
+            .await
+            .unwrap();
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(
+            answer.additionals[0].name.to_ascii(),
+            "a.node.dc1.mesh.",
+            "{answer:?}"
+        );
+    }
+    task.abort();
+}

@@ -77,3 +77,53 @@ async fn an_idle_watch_ends() {
     view.service("web", false).await.unwrap();
     assert_eq!(view.watched(), 1);
 }
+
+#[tokio::test]
+async fn watched_instances_are_handed_out_at_once_and_shared_until_they_change() {
+    let client = Arc::new(MemoryCatalog::default());
+    register(&client, "a", Status::Passing).await;
+    let view = HealthView::new(client.clone());
+    assert!(view.service_now("web", false).is_none(), "not watched yet");
+    let first = view.service("web", false).await.unwrap();
+    let now = view.service_now("web", false).expect("watched and read");
+    assert!(Arc::ptr_eq(&first, &now), "the same instances, not a copy");
+    assert!(Arc::ptr_eq(
+        &first,
+        &view.service("web", false).await.unwrap()
+    ));
+    assert!(
+        view.service_now("web", true).is_none(),
+        "connect is watched apart"
+    );
+
+    register(&client, "a", Status::Critical).await;
+    let changed = wait_for(&view, |rows| rows[0].status() == Status::Critical).await;
+    assert!(!Arc::ptr_eq(&first, &changed));
+    let now = view.service_now("web", false).expect("still watched");
+    assert!(Arc::ptr_eq(&changed, &now));
+}
+
+/// DNS asks from threads with runtimes of their own: the watches run on the view's runtime,
+/// so they outlive the runtime that asked first.
+#[tokio::test]
+async fn watches_run_on_the_views_runtime() {
+    let client = Arc::new(MemoryCatalog::default());
+    register(&client, "a", Status::Passing).await;
+    let view = HealthView::new(client.clone());
+    let asking = view.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(asking.service("web", false))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    // The asking runtime is gone; the watch still follows changes.
+    register(&client, "b", Status::Passing).await;
+    let rows = wait_for(&view, |rows| rows.len() == 2).await;
+    assert_eq!(rows.len(), 2);
+}

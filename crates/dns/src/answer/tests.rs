@@ -594,3 +594,83 @@ fn healthy_filter() {
     assert_eq!(names(healthy(&instances, false)), ["a", "b"]);
     assert_eq!(names(healthy(&instances, true)), ["a"]);
 }
+
+#[test]
+fn service_records_are_units_shuffled_per_question() {
+    // Addresses: one unit per distinct address; the limit takes a random few of them.
+    let q = Case::new("web.service.mesh.", RecordType::A).with(|c| c.a_record_limit = 2);
+    let instances: Vec<_> = (1..=5)
+        .map(|i| instance(&format!("n{i}"), &format!("10.0.0.{i}"), "web"))
+        .chain([instance("n1-again", "10.0.0.1", "web")])
+        .collect();
+    let records = q
+        .question()
+        .service_records("dc1", "web", None, Some(&instances[..]));
+    assert_eq!((records.units.len(), records.take), (5, 2));
+    let picked: HashSet<Vec<u32>> = (0..30)
+        .map(|seed| records.pick(&mut StdRng::seed_from_u64(seed)))
+        .collect();
+    assert!(picked.iter().all(|order| order.len() == 2));
+    assert!(picked.len() > 10, "{picked:?}");
+
+    // Host names: one CNAME, a different one from question to question.
+    let hosts: Vec<_> = ["a.example.com", "b.example.com", "c.example.com"]
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let mut i = instance(&format!("h{i}"), "10.0.0.9", "web");
+            i.service.address = (*host).into();
+            i
+        })
+        .collect();
+    let q = Case::new("web.service.mesh.", RecordType::A);
+    let records = q
+        .question()
+        .service_records("dc1", "web", None, Some(&hosts[..]));
+    let targets: HashSet<Vec<String>> = (0..30)
+        .map(|seed| {
+            let answer = records.answer(
+                &q.question(),
+                &records.pick(&mut StdRng::seed_from_u64(seed)),
+            );
+            show(&answer.answers)
+        })
+        .collect();
+    assert_eq!(targets.len(), 3, "{targets:?}");
+    assert!(targets.iter().all(|answers| answers.len() == 1));
+
+    // SRV: two instances on one node share its address record, sent once whatever the order.
+    let q = Case::new("web.service.mesh.", RecordType::SRV);
+    let mut second = instance("a", "10.0.0.1", "web");
+    second.service.port = 9090;
+    let both = [instance("a", "10.0.0.1", "web"), second];
+    let records = q
+        .question()
+        .service_records("dc1", "web", None, Some(&both[..]));
+    assert_eq!(records.units.len(), 2);
+    for order in [[0, 1], [1, 0]] {
+        let answer = records.answer(&q.question(), &order);
+        assert_eq!(answer.answers.len(), 2);
+        assert_eq!(
+            show(&answer.additionals),
+            ["a.node.dc1.mesh. 0 IN A 10.0.0.1"]
+        );
+    }
+
+    // Nothing healthy: NXDOMAIN, with the SOA built for the question.
+    let critical = [with_check(
+        instance("a", "10.0.0.1", "web"),
+        Status::Critical,
+    )];
+    let records = q
+        .question()
+        .service_records("dc1", "web", None, Some(&critical[..]));
+    assert!(records.nxdomain && !records.has_answers());
+    expect(
+        records.answer(&q.question(), &[]),
+        ResponseCode::NXDomain,
+        &[],
+        &[SOA],
+        &[],
+    );
+}

@@ -163,3 +163,74 @@ fn authority_that_cannot_fit_is_dropped() {
     assert!(m.answers.is_empty() && m.authorities.is_empty());
     assert!(encoded_len(&m) <= 512);
 }
+
+/// The size without compression bounds the real size from above, so a message whose bound
+/// fits is never cut (and never encoded to find out); with no records it is exact.
+#[test]
+fn the_uncompressed_size_bounds_the_encoded_size() {
+    use hickory_proto::rr::rdata::{AAAA, CNAME, NS, PTR, SOA, TXT};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    for edns in [None, Some(1232)] {
+        let m = message("web.service.mesh.", RecordType::A, edns);
+        assert_eq!(upper_len(&m), Some(encoded_len(&m)), "{edns:?}");
+    }
+
+    let mut rng = StdRng::seed_from_u64(0x6669);
+    let names = [
+        "web.service.mesh.",
+        "WEB.Service.mesh.",
+        "node-1.node.dc1.mesh.",
+        "0a000001.addr.dc1.mesh.",
+        "mesh.",
+        "db.example.com.",
+        ".",
+    ];
+    let pick = |rng: &mut StdRng| name(names[rng.random_range(0..names.len())]);
+    for _ in 0..2_000 {
+        let mut m = message("web.service.mesh.", RecordType::ANY, Some(4096));
+        for _ in 0..rng.random_range(0..12) {
+            let owner = pick(&mut rng);
+            let data = match rng.random_range(0..8) {
+                0 => RData::A(A(Ipv4Addr::new(10, 0, 0, rng.random()))),
+                1 => RData::AAAA(AAAA("2001:db8::1".parse().unwrap())),
+                2 => RData::SRV(SRV::new(1, 1, 80, pick(&mut rng))),
+                3 => RData::CNAME(CNAME(pick(&mut rng))),
+                4 => RData::NS(NS(pick(&mut rng))),
+                5 => RData::PTR(PTR(pick(&mut rng))),
+                6 => RData::TXT(TXT::new(vec!["rack=r1".into(), String::new()])),
+                _ => RData::SOA(SOA::new(pick(&mut rng), pick(&mut rng), 1, 2, 3, 4, 5)),
+            };
+            let record = Record::from_rdata(owner, 0, data);
+            match rng.random_range(0..3) {
+                0 => m.answers.push(record),
+                1 => m.authorities.push(record),
+                _ => m.additionals.push(record),
+            }
+        }
+        let bound = upper_len(&m).expect("every record here encodes");
+        let len = encoded_len(&m);
+        assert!(len <= bound, "{len} > {bound}: {m:?}");
+        for record in m.answers.iter().chain(&m.authorities).chain(&m.additionals) {
+            assert_eq!(record_len(record), uncompressed_len(record), "{record}");
+        }
+    }
+}
+
+#[test]
+fn a_message_over_its_bound_is_measured_before_it_is_cut() {
+    // Header and question: 34 bytes; an A record: 32 bytes uncompressed, 16 compressed.
+    // 31 records: 1026 bytes uncompressed, 530 compressed; neither fits 512.
+    let mut m = message("web.service.mesh.", RecordType::A, None);
+    a_records(&mut m, 31);
+    assert!(upper_len(&m).unwrap() > 512 && encoded_len(&m) > 512);
+    assert!(fit(&mut m, Limits::new(Transport::Udp, None, 0)));
+    // 29: over the bound (962), but 498 bytes compressed: not cut.
+    let mut m = message("web.service.mesh.", RecordType::A, None);
+    a_records(&mut m, 29);
+    let len = encoded_len(&m);
+    assert!(upper_len(&m).unwrap() > 512 && len <= 512, "{len}");
+    assert!(!fit(&mut m, Limits::new(Transport::Udp, None, 0)));
+    assert_eq!(m.answers.len(), 29);
+}

@@ -505,3 +505,138 @@ async fn random_questions_never_panic() {
     }
     assert!(decoded > 1_000, "mutated packets decode: {decoded}");
 }
+
+fn web_turns(lookup: &MemoryLookup, node: &str, status: Status) {
+    lookup.edit_instances("dc1", |instances| {
+        for i in instances.iter_mut().filter(|i| i.node.name == node) {
+            i.checks = vec![catalog::HealthCheck::new(
+                node,
+                "serfHealth",
+                "Serf",
+                status,
+            )];
+        }
+    });
+}
+
+#[tokio::test]
+async fn service_records_are_built_once_per_set_of_instances() {
+    let lookup = catalog();
+    let h = handler(|_| {}, lookup.clone());
+    let key = cache::Key::new(
+        &Name::from_ascii("web.service.mesh.").unwrap(),
+        RecordType::A,
+    )
+    .unwrap();
+    let web = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"];
+    assert_eq!(
+        rdata(&ask(&h, "web.service.mesh.", RecordType::A).await),
+        web
+    );
+    let built = h.cache.get(&key).expect("cached");
+    assert_eq!(
+        rdata(&ask(&h, "web.service.mesh.", RecordType::A).await),
+        web
+    );
+    let reused = h.cache.get(&key).expect("cached");
+    assert!(
+        Arc::ptr_eq(&built, &reused),
+        "the second answer reuses the records"
+    );
+    // Another spelling or type is another entry; every answer is named as asked.
+    let m = ask(&h, "Web.Service.Mesh.", RecordType::A).await;
+    assert!(m
+        .answers
+        .iter()
+        .all(|r| r.name.to_ascii() == "Web.Service.Mesh."));
+    ask(&h, "web.service.mesh.", RecordType::SRV).await;
+    assert_eq!(h.cache.len(), 3);
+
+    // An instance that turns critical drops out of the very next answer.
+    web_turns(&lookup, "web-2", Status::Critical);
+    let m = ask(&h, "web.service.mesh.", RecordType::A).await;
+    assert_eq!(rdata(&m), ["10.0.0.1", "10.0.0.3", "10.0.0.4"]);
+    let rebuilt = h.cache.get(&key).expect("cached");
+    assert!(!Arc::ptr_eq(&built, &rebuilt));
+    let m = ask(&h, "_web._tcp.service.mesh.", RecordType::SRV).await;
+    assert_eq!(m.answers.len(), 3);
+    assert!(m
+        .additionals
+        .iter()
+        .all(|r| !r.name.to_ascii().starts_with("web-2.")));
+    // Every instance critical: NXDOMAIN with the SOA of this question's time.
+    for node in ["web-1", "web-3", "web-4"] {
+        web_turns(&lookup, node, Status::Critical);
+    }
+    let m = ask(&h, "web.service.mesh.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(soa_only(&m));
+    // And back.
+    web_turns(&lookup, "web-2", Status::Passing);
+    let m = ask(&h, "web.service.mesh.", RecordType::A).await;
+    assert_eq!(rdata(&m), ["10.0.0.2"]);
+    // A lookup failure is SERVFAIL, not the cached answer.
+    lookup.set_failing(true);
+    let m = ask(&h, "web.service.mesh.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn cached_records_are_shuffled_and_cut_per_question() {
+    let h = handler(|_| {}, catalog());
+    let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let ask_seeded = |m: Message, protocol: Protocol, seed: u64| {
+        let request = Request::from_bytes(m.to_vec().unwrap(), src, protocol).unwrap();
+        let h = &h;
+        async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            h.respond(&request, &mut rng, 1_700_000_000).await
+        }
+    };
+    let mut orders = std::collections::HashSet::new();
+    for seed in 0..20 {
+        let m = ask_seeded(
+            query("many.service.mesh.", RecordType::A, None),
+            Protocol::Tcp,
+            seed,
+        )
+        .await;
+        assert_eq!(m.answers.len(), 100);
+        assert!(!m.metadata.truncation);
+        orders.insert(
+            m.answers
+                .iter()
+                .map(|r| r.data.to_string())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(orders.len(), 20, "every question gets its own order");
+
+    // Over UDP, the cached records are cut as fresh ones are, with TC, every time.
+    let mut firsts = std::collections::HashSet::new();
+    for seed in 0..20 {
+        let m = ask_seeded(
+            query("many.service.mesh.", RecordType::SRV, None),
+            Protocol::Udp,
+            seed,
+        )
+        .await;
+        assert!(m.metadata.truncation);
+        assert!(fit::encoded_len(&m) <= 512);
+        assert_eq!(m.additionals.len(), m.answers.len());
+        firsts.insert(m.answers[0].data.to_string());
+        let m = ask_seeded(
+            query("web.service.mesh.", RecordType::A, Some(1232)),
+            Protocol::Udp,
+            seed,
+        )
+        .await;
+        assert_eq!((m.answers.len(), m.metadata.truncation), (4, false));
+        assert_eq!(m.edns.as_ref().map(Edns::max_payload), Some(1232));
+    }
+    assert!(
+        firsts.len() > 10,
+        "cut from a fresh order: {}",
+        firsts.len()
+    );
+}

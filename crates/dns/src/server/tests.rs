@@ -7,7 +7,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -16,6 +16,13 @@ use crate::handler::tests::{catalog, query};
 
 /// Every network wait in these tests is bounded by this.
 const BOUND: Duration = Duration::from_secs(10);
+
+/// One UDP socket and a TCP listener on the same port.
+fn bind_both(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+    let (mut udp, tcp) = bind_sockets(addr, 1)?;
+    let udp = UdpSocket::from_std(udp.remove(0)).expect("inside a runtime");
+    Ok((udp, tcp))
+}
 
 struct Running {
     addr: SocketAddr,
@@ -165,7 +172,7 @@ async fn udp_answer_is_truncated_with_tc_and_tcp_has_everything() {
 /// A fake upstream resolver on UDP and TCP: `example.com.` has one A record; `big.example.com.`
 /// is truncated over UDP and has ten A records over TCP; anything else is NXDOMAIN.
 async fn upstream() -> (SocketAddr, JoinHandle<()>) {
-    let (udp, tcp) = bind_both("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (udp, tcp) = bind_both("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = udp.local_addr().unwrap();
     let answer = |query: &Message, over_udp: bool| -> Vec<u8> {
         let mut m = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
@@ -281,7 +288,7 @@ async fn unreachable_recursors_give_servfail_within_the_timeout() {
 #[tokio::test]
 async fn serve_binds_the_given_address_and_stops_on_shutdown() {
     // Pick a port free for UDP and TCP, then hand it to `serve`, as the agent does.
-    let (udp_socket, tcp_listener) = bind_both("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (udp_socket, tcp_listener) = bind_both("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = udp_socket.local_addr().unwrap();
     drop((udp_socket, tcp_listener));
     let config = DnsConfig {
@@ -350,4 +357,72 @@ async fn bind_reports_errors() {
     };
     let err = DnsServer::bind(config, catalog()).await.unwrap_err();
     assert!(matches!(err, DnsError::Config(_)), "{err}");
+}
+
+#[tokio::test]
+async fn every_udp_worker_answers_and_stops() {
+    let server = Running::start(|c| c.udp_workers = 3).await;
+    let addr = server.addr;
+    // Clients on many ports, so the kernel spreads them over the three sockets.
+    let clients = (0..24).map(|i| {
+        tokio::spawn(async move {
+            let (name, qtype) = if i % 2 == 0 {
+                ("web.service.mesh.", RecordType::A)
+            } else {
+                ("_web._tcp.service.mesh.", RecordType::SRV)
+            };
+            udp(addr, &query(name, qtype, Some(1232))).await.0
+        })
+    });
+    for client in clients {
+        let m = client.await.expect("client did not panic");
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 4, "{m:?}");
+        assert!(!m.metadata.truncation);
+        if m.answers.iter().any(|r| r.record_type() == RecordType::SRV) {
+            let mut targets: Vec<String> = m
+                .answers
+                .iter()
+                .map(|r| match &r.data {
+                    RData::SRV(srv) => srv.target.to_ascii(),
+                    other => panic!("{other}"),
+                })
+                .collect();
+            let mut glue: Vec<String> = m.additionals.iter().map(|r| r.name.to_ascii()).collect();
+            targets.sort();
+            glue.sort();
+            assert_eq!(targets, glue, "each target's address, once");
+        }
+    }
+    server.stop().await;
+    // Every worker closed its socket: the port can be bound again without sharing it.
+    std::net::UdpSocket::bind(addr).expect("the UDP sockets are closed");
+}
+
+#[tokio::test]
+async fn dropping_a_running_server_stops_its_workers() {
+    let server = DnsServer::bind(
+        DnsConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            udp_workers: 2,
+            ..DnsConfig::default()
+        },
+        catalog(),
+    )
+    .await
+    .expect("binds");
+    let addr = server.local_addr();
+    let task = tokio::spawn(server.run(std::future::pending()));
+    let (m, _) = udp(addr, &query("web.service.mesh.", RecordType::A, None)).await;
+    assert_eq!(m.answers.len(), 3);
+    task.abort();
+    let _ = task.await;
+    // The workers notice and close their sockets.
+    tokio::time::timeout(BOUND, async {
+        while std::net::UdpSocket::bind(addr).is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the workers stop");
 }
