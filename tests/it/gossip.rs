@@ -23,10 +23,10 @@ const SOON: Duration = Duration::from_secs(30);
 
 /// The shortest time in which a pool of 5 can declare a member failed, from the gossip defaults
 /// (crates/gossip/src/config.rs): `suspicion_mult * max(1, log10(n)) * probe_period` =
-/// 1.5 * max(1, log10(5) = 0.70) * 500 ms = 750 ms. It is the floor: it applies only once another
+/// 1.875 * max(1, log10(5) = 0.70) * 400 ms = 750 ms. It is the floor: it applies only once another
 /// member confirms the suspicion (a lone suspecter waits `suspicion_max_mult` = 6 times longer,
 /// 4.5 s), and a suspicion is only raised after a probe of the member went unanswered for the
-/// 200 ms probe timeout and the indirect probes to the end of its 500 ms probe period. So a
+/// 200 ms probe timeout and the indirect probes to the end of its 400 ms probe period. So a
 /// member frozen for less than 750 ms must never be declared failed by anyone.
 const MIN_SUSPICION: Duration = Duration::from_millis(750);
 

@@ -1,21 +1,24 @@
 //! Gossip configuration, with LAN defaults tuned for fast failure detection.
 //!
-//! The defaults aim to notice a crashed (`kill -9`) agent about three times sooner than Consul, whose
+//! The defaults aim to notice a crashed (`kill -9`) agent at least three times sooner than Consul, whose
 //! memberlist probes every 1 s and suspects for at least `4 * max(1, log10(n))` s (4 s up to ten members,
-//! 8 s at a hundred), while raising no false alarm at 10% packet loss. Four choices get there together:
+//! 8 s at a hundred), while raising no false alarm at 10% packet loss. Five choices get there together:
 //!
-//! * probes twice as often (500 ms), with a 200 ms timeout that still dwarfs LAN round trips;
-//! * a suspicion multiplier of 1.5 probe periods instead of 4 seconds' worth, so the shortest suspicion
-//!   is 0.75 s up to ten members, 1.5 s at a hundred, 2.25 s at a thousand;
+//! * probes 2.5 times as often (400 ms), with a 200 ms timeout that still dwarfs LAN round trips; a
+//!   crash is noticed about two probe periods after it happens, and probes are small (see `codec`);
+//! * a suspicion multiplier of 1.875 probe periods instead of 4 seconds' worth, so the shortest
+//!   suspicion is 0.75 s up to ten members, 1.5 s at a hundred, 2.25 s at a thousand;
 //! * Lifeguard's dynamic suspicion: that minimum only applies once another member independently confirms
 //!   the suspicion; a lone suspecter waits six times longer, so one slow or badly connected node cannot
 //!   take a healthy member down, and random loss rarely hits two probers of the same member at once;
 //! * a buddy notice: whoever suspects a member tells it directly, every probe timeout, so a live member
-//!   refutes within a round trip instead of waiting for the suspicion to reach it through gossip.
+//!   refutes within a round trip instead of waiting for the suspicion to reach it through gossip;
+//! * news of a member going down (or coming up) is pushed on at once by every member that learns it,
+//!   so the whole pool knows within a few round trips of the first member that declares it.
 //!
-//! Measured in the simulator (`sim::run_scenario`), a crash is seen by every member after about 2 s in
-//! pools of 5 to 30 and 3 s at 100, against roughly 6 s and 10 s for Consul. Lifeguard's awareness
-//! stretches this node's probe interval and timeout while it is itself slow.
+//! Measured in the simulator, a crash is seen by every member after about 1.8 s at 20 members and 2.1 s
+//! at 50, against roughly 7 s and 8 s for serf in the benchmark (`docs/benchmarks.md`). Lifeguard's
+//! awareness stretches this node's probe interval and timeout while it is itself slow.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,7 +55,7 @@ pub struct Config {
     /// life in everyone's table; the driver uses wall-clock milliseconds when this is 0.
     pub incarnation: u64,
 
-    /// How often a random member is probed. Default 500 ms (Consul: 1 s).
+    /// How often a random member is probed. Default 400 ms (Consul: 1 s).
     pub probe_period: Duration,
     /// How long to wait for a direct ack before asking others to probe. Default 200 ms (Consul: 500 ms);
     /// must be shorter than `probe_period`.
@@ -60,7 +63,7 @@ pub struct Config {
     /// Members asked to probe indirectly when a direct probe times out. Default 3 (Consul's).
     pub indirect_probes: usize,
     /// The shortest suspicion is `suspicion_mult * max(1, log10(n)) * probe_period` for a pool of n.
-    /// Default 1.5.
+    /// Default 1.875 (0.75 s up to ten members).
     pub suspicion_mult: f64,
     /// A suspicion nobody confirms lasts this many times the minimum (Lifeguard). Default 6 (Consul's).
     pub suspicion_max_mult: u32,
@@ -76,15 +79,14 @@ pub struct Config {
     pub gossip_nodes: usize,
     /// Updates are sent `retransmit_mult * max(2, ceil(log10(n + 1)))` times. Default 4 (Consul's).
     pub retransmit_mult: u32,
-    /// How often a random member is asked for its view (foca's periodic announce). Default 30 s.
-    pub announce_interval: Duration,
-    /// How often the full member list is pulled from a random member (serf's push-pull), for pools of up
-    /// to 32; larger pools stretch it as memberlist does. A joining node pulls at once. Default 30 s.
+    /// How often the member list is pulled from a random member (serf's push-pull), for pools of up to 32;
+    /// larger pools stretch it as memberlist does. A joining node pulls the whole list at once; later
+    /// pulls are rosters of life hashes (about ten bytes a member). Default 30 s.
     pub sync_interval: Duration,
-    /// How often a membership digest is compared with a random member; a mismatch triggers a sync with
-    /// it (at most one per five intervals), so that a member missed by gossip is learned within seconds
-    /// rather than at the next periodic sync. Default 1 s.
-    pub digest_interval: Duration,
+    /// Every ping carries the sender's membership digest; a receiver whose own (stable) view differs
+    /// sends the sender its roster, so that a member missed by gossip is learned within seconds rather
+    /// than at the next periodic sync. This is the least time between two such rosters. Default 1 s.
+    pub sync_backoff: Duration,
     /// Largest datagram produced or accepted. Default 1400 bytes, below common MTUs.
     pub max_packet_size: usize,
 
@@ -116,19 +118,18 @@ impl Config {
             addr,
             tags: BTreeMap::new(),
             incarnation: 0,
-            probe_period: Duration::from_millis(500),
+            probe_period: Duration::from_millis(400),
             probe_timeout: Duration::from_millis(200),
             indirect_probes: 3,
-            suspicion_mult: 1.5,
+            suspicion_mult: 1.875,
             suspicion_max_mult: 6,
             suspicion_confirmations: 1,
             awareness_max: 8,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             retransmit_mult: 4,
-            announce_interval: Duration::from_secs(30),
             sync_interval: Duration::from_secs(30),
-            digest_interval: Duration::from_secs(1),
+            sync_backoff: Duration::from_secs(1),
             max_packet_size: 1400,
             reconnect_interval: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(72 * 3600),
@@ -203,17 +204,16 @@ impl Config {
             self.reap_interval,
             self.reconnect_interval,
             self.join_retry_interval,
-            self.announce_interval,
             self.sync_interval,
-            self.digest_interval,
         ];
         if periods.iter().any(Duration::is_zero) {
-            return invalid("gossip, reap, reconnect, join, announce, sync and digest intervals must be positive");
+            return invalid("gossip, reap, reconnect, join and sync intervals must be positive");
         }
         let all = periods.iter().chain([
             &self.reconnect_timeout,
             &self.tombstone_timeout,
             &self.leave_propagate_delay,
+            &self.sync_backoff,
         ]);
         if all.into_iter().any(|duration| *duration > MAX_DURATION) {
             return invalid("intervals and timeouts must not exceed ten years");
@@ -242,10 +242,9 @@ impl Config {
             NonZeroUsize::new(self.max_packet_size - FRAME_OVERHEAD).unwrap_or(NonZeroUsize::MIN);
         // Lets a member declared down learn it (and rejoin with a new incarnation) when it talks to us.
         config.notify_down_members = true;
-        config.periodic_announce = Some(PeriodicParams {
-            frequency: self.announce_interval,
-            num_members: NonZeroUsize::MIN,
-        });
+        // The periodic sync does what foca's periodic announce would, and digests on every ping catch a
+        // divergence sooner.
+        config.periodic_announce = None;
         // The engine reconnects to failed members itself: foca's version would also call on members that left.
         config.periodic_announce_to_down_members = None;
         config.periodic_gossip = Some(PeriodicParams {

@@ -15,15 +15,15 @@ mod timers;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use foca::PostcardCodec;
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
 use crate::awareness::{Awareness, ProbeWatch};
 use crate::broadcast::{BroadcastFilter, BroadcastItem};
+use crate::codec::{IdentityBook, SharedBook, WireCodec};
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::{Event, QueryRequest};
@@ -38,7 +38,7 @@ use crate::wire::{Frame, MembershipDigest};
 
 use self::join::Joins;
 
-type Foca = foca::Foca<NodeIdentity, PostcardCodec, StdRng, BroadcastFilter>;
+type Foca = foca::Foca<NodeIdentity, WireCodec, StdRng, BroadcastFilter>;
 
 /// Most bytes a user event's id and three filters may take, so that a maximal event still fits in one
 /// datagram next to a maximal header (checked by a test in `wire`).
@@ -60,6 +60,8 @@ pub struct Gossip {
     inbox: mpsc::Receiver<BroadcastItem>,
     rng: StdRng,
     identity: NodeIdentity,
+    /// Whole identities by life hash, shared with foca's codec.
+    book: SharedBook,
     local: Member,
     table: MemberTable,
     awareness: Awareness,
@@ -69,12 +71,16 @@ pub struct Gossip {
     event_clock: u64,
     queries: Queries,
     joins: Joins,
-    /// No digest-triggered sync before this time (one per five digest intervals).
+    /// No digest-triggered roster before this time (see `Config::sync_backoff`).
     digest_sync_after: Option<Instant>,
     /// Digest of the active members, until membership changes.
     digest: Option<MembershipDigest>,
+    /// When the active members last changed here.
+    membership_changed_at: Instant,
     /// Pool size foca's configuration was last computed for.
     sized_for: usize,
+    /// A member came up or went down since the last push of updates (see `spread_news`).
+    news: bool,
     effects: Effects,
     transmits: VecDeque<Transmit>,
     timers: VecDeque<(Duration, Timer)>,
@@ -105,11 +111,12 @@ impl Gossip {
         )?;
         let mut rng = StdRng::from_seed(seed);
         let (filter, inbox) = BroadcastFilter::new();
+        let book = IdentityBook::shared(&identity);
         let foca = Foca::with_custom_broadcast(
             identity.clone(),
             config.foca_config(1),
             StdRng::from_rng(&mut rng),
-            PostcardCodec,
+            WireCodec::new(Arc::clone(&book)),
             filter,
         );
         let mut gossip = Gossip {
@@ -120,6 +127,7 @@ impl Gossip {
             inbox,
             rng,
             identity,
+            book,
             table: MemberTable::default(),
             probes: ProbeWatch::default(),
             suspicions: Suspicions::default(),
@@ -128,7 +136,9 @@ impl Gossip {
             joins: Joins::default(),
             digest_sync_after: None,
             digest: None,
+            membership_changed_at: now,
             sized_for: 1,
+            news: false,
             effects: Effects::default(),
             transmits: VecDeque::new(),
             timers: VecDeque::new(),
@@ -138,7 +148,6 @@ impl Gossip {
         gossip.schedule(gossip.config.reconnect_interval, TimerKind::Reconnect);
         gossip.schedule(gossip.config.gossip_interval, TimerKind::BroadcastTick);
         gossip.schedule(gossip.config.sync_interval, TimerKind::Sync);
-        gossip.schedule(gossip.config.digest_interval, TimerKind::Digest);
         Ok(gossip)
     }
 
@@ -237,10 +246,20 @@ impl Gossip {
     }
 
     fn adopt_identity(&mut self, identity: NodeIdentity, now: Instant) {
-        self.digest = None;
+        self.membership_changed(now);
+        self.book().set_local(&identity);
         let status = self.local.status;
         self.local = Member::from_identity(&identity, status, now);
         self.identity = identity;
+    }
+
+    fn membership_changed(&mut self, now: Instant) {
+        self.digest = None;
+        self.membership_changed_at = now;
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, IdentityBook> {
+        IdentityBook::lock(&self.book)
     }
 
     fn schedule(&mut self, after: Duration, kind: TimerKind) {
@@ -325,7 +344,10 @@ impl Gossip {
             note,
             Note::Up(_) | Note::Down(_) | Note::Renamed(_) | Note::Rejoined(_)
         ) {
-            self.digest = None;
+            self.membership_changed(now);
+        }
+        if matches!(note, Note::Up(_) | Note::Down(_)) {
+            self.news = true;
         }
         let event = match note {
             Note::Up(id) => self.table.member_up(&id, now),
@@ -413,6 +435,19 @@ impl Gossip {
                 self.events.extend(events);
             }
             BroadcastItem::Suspicion(confirmation) => self.confirm_suspicion(confirmation, now),
+        }
+    }
+
+    /// Pushes fresh membership news (a member up or down) to a few members at once instead of waiting for
+    /// the next gossip round: each member that learns it does the same, so news reaches a pool in a few
+    /// network round trips rather than a few gossip intervals. The updates count these sends among their
+    /// `max_transmissions`, so this adds datagrams only when something changed.
+    fn spread_news(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.news) || self.foca.updates_backlog() == 0 {
+            return;
+        }
+        if let Err(error) = self.drive(now, |foca, effects| foca.gossip(effects)) {
+            tracing::debug!(%error, "spreading news");
         }
     }
 

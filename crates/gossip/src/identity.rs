@@ -8,6 +8,10 @@
 //!
 //! The incarnation separates lives of that node: `renew()` (auto-rejoin after being declared down) and tag
 //! changes bump it, and the higher incarnation wins the conflict, so the newest life replaces older ones.
+//!
+//! The life hash covers everything an identity says (name, address, incarnation, tags): it is how message
+//! headers name an identity once the receiver knows it whole (see `codec`), eight bytes instead of a name
+//! and a hundred bytes of tags.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +24,9 @@ use crate::member::Tags;
 /// Longest node name, in bytes.
 pub(crate) const MAX_NAME_LEN: usize = 128;
 
-/// Largest encoded identity. Every foca header carries two identities, and a datagram must still have room
-/// for a maximal user event next to them (see `wire::tests::largest_broadcast_fits_next_to_largest_header`).
+/// Largest encoded identity. A foca header carries up to two whole identities (an announce does), and a
+/// datagram must still have room for a maximal user event next to them (see
+/// `wire::tests::largest_broadcast_fits_next_to_largest_header`).
 pub(crate) const MAX_IDENTITY_LEN: usize = 300;
 
 /// One life of one node: name, gossip address, incarnation and tags.
@@ -36,6 +41,8 @@ pub(crate) struct NodeIdentity {
     pub(crate) tags: Arc<Tags>,
     /// Hash of `name`, foca's `Addr`.
     key: u64,
+    /// Hash of name, address, incarnation and tags: what headers call this identity.
+    life: u64,
 }
 
 /// The identity as it travels: everything but the derived key.
@@ -51,6 +58,7 @@ impl From<WireIdentity> for NodeIdentity {
     fn from(wire: WireIdentity) -> Self {
         NodeIdentity {
             key: name_key(&wire.name),
+            life: life_hash(&wire),
             name: wire.name,
             addr: wire.addr,
             incarnation: wire.incarnation,
@@ -72,16 +80,66 @@ impl From<NodeIdentity> for WireIdentity {
 
 /// FNV-1a of the name, finished with splitmix64's mixer so that similar names spread over all 64 bits.
 fn name_key(name: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    let mut hash = Fnv::default();
+    hash.write(name.as_bytes());
+    hash.finish()
+}
+
+/// The hash of a whole identity. Every field is length-prefixed, tagged or fixed-size, so two different
+/// identities never feed the hasher the same bytes.
+fn life_hash(identity: &WireIdentity) -> u64 {
+    let mut hash = Fnv::default();
+    hash.write_str(&identity.name);
+    match identity.addr {
+        SocketAddr::V4(addr) => {
+            hash.write(&[4]);
+            hash.write(&addr.ip().octets());
+        }
+        SocketAddr::V6(addr) => {
+            hash.write(&[6]);
+            hash.write(&addr.ip().octets());
+        }
     }
-    hash ^= hash >> 30;
-    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    hash ^= hash >> 27;
-    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
-    hash ^ (hash >> 31)
+    hash.write(&identity.addr.port().to_le_bytes());
+    hash.write(&identity.incarnation.to_le_bytes());
+    for (key, value) in identity.tags.iter() {
+        hash.write_str(key);
+        hash.write_str(value);
+    }
+    hash.finish()
+}
+
+/// FNV-1a: the same on every node and every build, unlike std's randomly keyed hasher.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_str(&mut self, text: &str) {
+        self.write(&(text.len() as u64).to_le_bytes());
+        self.write(text.as_bytes());
+    }
+
+    /// splitmix64's finalizer, so that similar inputs spread over all 64 bits.
+    fn finish(&self) -> u64 {
+        let mut hash = self.0;
+        hash ^= hash >> 30;
+        hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        hash ^= hash >> 27;
+        hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+        hash ^ (hash >> 31)
+    }
 }
 
 impl NodeIdentity {
@@ -129,6 +187,30 @@ impl NodeIdentity {
         })
     }
 
+    /// An identity a header named by its life hash only, which this node does not know. It stands in
+    /// for the real one where foca only passes an identity on (the target of an indirect probe) or
+    /// compares it with its own (a message's destination); it is never a member.
+    pub(crate) fn unresolved(life: u64, addr: SocketAddr) -> Self {
+        NodeIdentity {
+            name: Arc::from(""),
+            addr,
+            incarnation: 0,
+            tags: Arc::default(),
+            key: life,
+            life,
+        }
+    }
+
+    /// False for [`NodeIdentity::unresolved`] stand-ins.
+    pub(crate) fn is_resolved(&self) -> bool {
+        !self.name.is_empty()
+    }
+
+    /// The hash of the whole identity, by which message headers name it.
+    pub(crate) fn life(&self) -> u64 {
+        self.life
+    }
+
     pub(crate) fn encoded_len(&self) -> usize {
         postcard::to_allocvec(self).map_or(usize::MAX, |bytes| bytes.len())
     }
@@ -138,10 +220,12 @@ impl foca::Identity for NodeIdentity {
     type Addr = u64;
 
     fn renew(&self) -> Option<Self> {
-        Some(NodeIdentity {
+        Some(NodeIdentity::from(WireIdentity {
+            name: Arc::clone(&self.name),
+            addr: self.addr,
             incarnation: self.incarnation + 1,
-            ..self.clone()
-        })
+            tags: Arc::clone(&self.tags),
+        }))
     }
 
     fn addr(&self) -> u64 {

@@ -11,7 +11,10 @@
 //!
 //! * a member table with serf's statuses (`alive`, `leaving`, `left`, `failed`), graceful leave through
 //!   a broadcast leave intent, force-leave, reaping, and reconnecting to failed members;
-//! * joining by address, a member-list sync on join, and digest-driven syncs (serf's push-pull);
+//! * joining by address, a member-list sync on join, periodic syncs, and membership digests on every
+//!   ping that bring a member that missed news up to date within seconds (serf's push-pull);
+//! * small datagrams: headers name members by a hash of their identity once the receiver has it whole,
+//!   so a probe is about thirty bytes however many tags a member has; news is pushed on at once;
 //! * user events with a Lamport clock, and request/response queries;
 //! * Lifeguard: local health awareness, suspicion timeouts that shrink with independent confirmations, and
 //!   a direct notice to suspected members;
@@ -19,11 +22,13 @@
 //!
 //! Module map: `engine` is [`Gossip`] (its submodules split commands, inbound datagrams, timers,
 //! Lifeguard and anti-entropy); `member` the table; `broadcast` what rides on foca's custom broadcasts;
-//! `wire` our datagram frames; `identity` what foca gossips about; `suspicion`, `awareness`, `query`
-//! small state machines; [`keyring`] encryption; [`driver`] the tokio task; `sim` the simulator (feature `sim`).
+//! `wire` our datagram frames; `codec` how foca's messages look on the wire; `identity` what foca gossips
+//! about; `suspicion`, `awareness`, `query` small state machines; [`keyring`] encryption; [`driver`] the
+//! tokio task; `sim` the simulator (feature `sim`).
 
 mod awareness;
 mod broadcast;
+mod codec;
 mod config;
 pub mod driver;
 mod engine;

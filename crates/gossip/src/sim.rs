@@ -32,13 +32,18 @@ pub fn node_addr(index: usize) -> SocketAddr {
     SocketAddr::new(ip.into(), 8301)
 }
 
-/// Default configuration of simulated node `index`: name `node-<index>`, tags like a Consul client's.
+/// Default configuration of simulated node `index`: name `node-<index>`, tags like a Consul client's
+/// (with a 36-character node id).
 pub fn node_config(index: usize) -> Config {
     let mut config = Config::new(format!("node-{index}"), node_addr(index));
     config.tags = Tags::from([
         ("role".to_owned(), "node".to_owned()),
         ("dc".to_owned(), "dc1".to_owned()),
         ("build".to_owned(), "0.1.0".to_owned()),
+        (
+            "id".to_owned(),
+            format!("{index:08x}-0000-4000-8000-{index:012x}"),
+        ),
     ]);
     config
 }

@@ -32,8 +32,6 @@ pub(crate) enum TimerKind {
     SuspicionCheck(SuspicionKey),
     /// Pull the member list from a random member.
     Sync,
-    /// Compare membership digests with a random member.
-    Digest,
 }
 
 impl Timer {
@@ -50,7 +48,6 @@ impl Timer {
             TimerKind::SuspicionNotice(_) => "suspicion-notice",
             TimerKind::SuspicionCheck(_) => "suspicion-check",
             TimerKind::Sync => "sync",
-            TimerKind::Digest => "digest",
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The datagram format below encryption: one tag byte, then the frame.
 //!
-//! Most datagrams carry a foca message verbatim. The others are ours: the join handshake (learn the name
-//! behind an address), the Lifeguard buddy notice and its refutation, query responses, which go straight
-//! to the asking node instead of through gossip, and the member-list sync with its digest.
+//! Most datagrams carry a foca message verbatim (encoded by `codec`). The others are ours: the join
+//! handshake (learn the identity behind an address), the Lifeguard buddy notice and its refutation, query
+//! responses, which go straight to the asking node instead of through gossip, and the member-list sync:
+//! whole on join, otherwise a roster of life hashes from which the puller asks only for the members it
+//! does not know whole. Membership digests ride on foca's pings (see `codec`).
 //!
 //! Tags start at 0x10 so that a plaintext frame can never be mistaken for a sealed message (version 1).
 
-use foca::Member as FocaMember;
+use foca::{Incarnation, Member as FocaMember, State};
 use serde::{Deserialize, Serialize};
 
 use crate::event::QueryId;
@@ -20,7 +22,9 @@ const TAG_REFUTE: u8 = 0x14;
 const TAG_QUERY_RESPONSE: u8 = 0x15;
 const TAG_SYNC_REQUEST: u8 = 0x16;
 const TAG_SYNC: u8 = 0x17;
-const TAG_DIGEST: u8 = 0x18;
+const TAG_ROSTER_REQUEST: u8 = 0x18;
+const TAG_ROSTER: u8 = 0x19;
+const TAG_WHO_IS: u8 = 0x1a;
 
 /// A frame that is not ours.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +45,10 @@ pub enum WireError {
 pub(crate) enum Frame<'a> {
     /// A foca message.
     Foca(&'a [u8]),
-    /// "Who are you?", sent by `join` to an address.
+    /// "Who are you?", sent by `join` to an address, and to the sender of a header naming an identity this
+    /// node does not know.
     JoinProbe,
-    /// The answer to a join probe: the identity to announce to.
+    /// The answer to a join probe: the whole identity.
     JoinAck(NodeIdentity),
     /// Buddy notice: "I suspect you", sent straight to the suspected member.
     Suspect(FocaMember<NodeIdentity>),
@@ -51,19 +56,50 @@ pub(crate) enum Frame<'a> {
     Refute(FocaMember<NodeIdentity>),
     /// An answer to a query, sent to the asking node.
     QueryResponse(QueryResponseMessage),
-    /// "Send me your member list" (serf's push-pull, pull half).
+    /// "Send me your whole member list", from a joining node.
     SyncRequest,
-    /// Part of a member list, in answer to a sync request.
+    /// Part of a member list, whole: the answer to a sync request or a who-is.
     Sync(Vec<FocaMember<NodeIdentity>>),
-    /// A summary of the sender's active members; a mismatch makes the receiver sync with the sender.
-    Digest(MembershipDigest),
+    /// "Send me your roster" (serf's push-pull, pull half): periodically, and when digests differ.
+    RosterRequest,
+    /// Part of a member list by life hash, in answer to a roster request.
+    Roster(Vec<RosterEntry>),
+    /// "Send me these members whole": the lives of a roster the receiver could not look up.
+    WhoIs(Vec<LifeHash>),
 }
 
+/// One member in a roster: ten bytes or so instead of a whole identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RosterEntry {
+    pub(crate) life: LifeHash,
+    pub(crate) incarnation: Incarnation,
+    pub(crate) state: State,
+}
+
+/// An identity's life hash on the wire (see `identity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct LifeHash(#[serde(with = "fixed64")] pub(crate) u64);
+
 /// Who is active, in a few bytes: how many, and an order-independent hash of names and incarnations.
+/// Every ping carries the sender's; a mismatch makes the receiver sync with the sender.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct MembershipDigest {
     pub(crate) count: u32,
+    #[serde(with = "fixed64")]
     pub(crate) hash: u64,
+}
+
+/// Serializes a hash as its eight bytes: postcard's variable-length integers would take nine or ten.
+pub(crate) mod fixed64 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        value.to_le_bytes().serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        <[u8; 8]>::deserialize(deserializer).map(u64::from_le_bytes)
+    }
 }
 
 impl MembershipDigest {
@@ -107,7 +143,9 @@ impl<'a> Frame<'a> {
             Frame::QueryResponse(response) => (TAG_QUERY_RESPONSE, to_vec(response)),
             Frame::SyncRequest => (TAG_SYNC_REQUEST, Vec::new()),
             Frame::Sync(members) => (TAG_SYNC, to_vec(members)),
-            Frame::Digest(digest) => (TAG_DIGEST, to_vec(digest)),
+            Frame::RosterRequest => (TAG_ROSTER_REQUEST, Vec::new()),
+            Frame::Roster(entries) => (TAG_ROSTER, to_vec(entries)),
+            Frame::WhoIs(lives) => (TAG_WHO_IS, to_vec(lives)),
         };
         let mut out = Vec::with_capacity(body.len() + 1);
         out.push(tag);
@@ -126,23 +164,25 @@ impl<'a> Frame<'a> {
             TAG_QUERY_RESPONSE => Frame::QueryResponse(postcard::from_bytes(body)?),
             TAG_SYNC_REQUEST => Frame::SyncRequest,
             TAG_SYNC => Frame::Sync(postcard::from_bytes(body)?),
-            TAG_DIGEST => Frame::Digest(postcard::from_bytes(body)?),
+            TAG_ROSTER_REQUEST => Frame::RosterRequest,
+            TAG_ROSTER => Frame::Roster(postcard::from_bytes(body)?),
+            TAG_WHO_IS => Frame::WhoIs(postcard::from_bytes(body)?),
             other => return Err(WireError::UnknownTag(other)),
         })
     }
 }
 
-/// Splits a member list into `Sync` frames whose bodies fit in `budget` bytes each.
-pub(crate) fn sync_chunks(
-    members: impl IntoIterator<Item = FocaMember<NodeIdentity>>,
+/// Splits a list (members, roster entries, lives) into chunks whose frames fit in `budget` bytes each.
+pub(crate) fn chunks<T: Serialize>(
+    items: impl IntoIterator<Item = T>,
     budget: usize,
-) -> Vec<Vec<FocaMember<NodeIdentity>>> {
+) -> Vec<Vec<T>> {
     /// Tag byte plus the largest length prefix a chunk can need.
     const FRAME_HEADER: usize = 1 + 3;
     let mut chunks = Vec::new();
     let mut chunk = Vec::new();
     let mut used = FRAME_HEADER;
-    for member in members {
+    for member in items {
         let size = postcard::to_allocvec(&member).map_or(budget, |bytes| bytes.len());
         if used + size > budget && !chunk.is_empty() {
             chunks.push(std::mem::take(&mut chunk));

@@ -53,5 +53,5 @@ fn defaults_are_valid_and_bad_timeouts_are_not() {
 fn foca_packets_leave_room_for_the_envelope() {
     let foca = config().foca_config(10);
     assert_eq!(foca.max_packet_size.get() + FRAME_OVERHEAD, 1400);
-    assert_eq!(foca.probe_period, Duration::from_millis(500));
+    assert_eq!(foca.probe_period, Duration::from_millis(400));
 }

@@ -26,9 +26,32 @@ impl Gossip {
             return Ok(());
         }
         let plaintext = self.open(datagram)?;
-        match Frame::decode(&plaintext)? {
+        let result = self.handle_frame(from, Frame::decode(&plaintext)?, now);
+        self.spread_news(now);
+        result
+    }
+
+    fn handle_frame(
+        &mut self,
+        from: SocketAddr,
+        frame: Frame<'_>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        match frame {
             Frame::Foca(message) => {
-                self.drive(now, |foca, effects| foca.handle_data(message, effects))
+                let result = self.drive(now, |foca, effects| foca.handle_data(message, effects));
+                let (digest, unknown_sender) = {
+                    let mut book = self.book();
+                    (book.take_received_digest(), book.take_unknown_sender())
+                };
+                if unknown_sender.is_some() {
+                    // The sender named itself by a life this node never saw whole: ask for it.
+                    self.send_frame(from, &Frame::JoinProbe);
+                }
+                if let Some(digest) = digest {
+                    self.compare_digest(from, digest, now);
+                }
+                result
             }
             Frame::JoinProbe => {
                 let identity = Frame::JoinAck(self.identity.clone());
@@ -46,19 +69,15 @@ impl Gossip {
                 self.send_member_list(from);
                 Ok(())
             }
-            Frame::Digest(digest) => {
-                self.compare_digest(from, digest, now);
+            Frame::Sync(members) => self.apply_synced(members, now),
+            Frame::RosterRequest => {
+                self.send_roster(from);
                 Ok(())
             }
-            Frame::Sync(members) => {
-                // Knowledge the pool already has: apply what is news here, without gossiping it again.
-                let news: Vec<_> = members
-                    .into_iter()
-                    .filter(|member| self.is_news(member))
-                    .collect();
-                self.drive(now, |foca, effects| {
-                    foca.apply_many(news.into_iter(), false, effects)
-                })
+            Frame::Roster(entries) => self.roster_received(from, entries, now),
+            Frame::WhoIs(lives) => {
+                self.send_who_is(from, &lives);
+                Ok(())
             }
         }
     }
@@ -79,6 +98,7 @@ impl Gossip {
         seed: NodeIdentity,
         now: Instant,
     ) -> Result<(), Error> {
+        self.book().learn(&seed);
         if *seed.name == *self.local.name || !self.joins.ack(from, seed.clone()) {
             return Ok(());
         }
@@ -94,6 +114,7 @@ impl Gossip {
         suspicion: FocaMember<NodeIdentity>,
         now: Instant,
     ) -> Result<(), Error> {
+        self.book().learn(suspicion.id());
         if *suspicion.id() != self.identity || suspicion.state() != State::Suspect {
             return Ok(());
         }
@@ -110,6 +131,7 @@ impl Gossip {
         if member.state() != State::Alive || *member.id().name == *self.local.name {
             return Ok(());
         }
+        self.book().learn(member.id());
         self.drive(now, |foca, effects| {
             foca.apply_many(iter::once(member), true, effects)
         })

@@ -20,6 +20,9 @@ impl Gossip {
         }
         match timer.0 {
             TimerKind::Foca(timer) => {
+                if matches!(timer, foca::Timer::ProbeRandomMember(_)) {
+                    self.refresh_ping_digest();
+                }
                 if let Err(error) =
                     self.drive(now, |foca, effects| foca.handle_timer(timer, effects))
                 {
@@ -39,8 +42,8 @@ impl Gossip {
             TimerKind::SuspicionNotice(suspect) => self.repeat_suspicion_notice(suspect),
             TimerKind::SuspicionCheck(key) => self.check_suspicion(key, now),
             TimerKind::Sync => self.sync(),
-            TimerKind::Digest => self.send_digest(),
         }
+        self.spread_news(now);
     }
 
     fn reap(&mut self, now: Instant) {
@@ -52,6 +55,7 @@ impl Gossip {
         self.events.extend(reaped);
         self.suspicions
             .expire(self.config.suspicion_policy(self.pool_size()), now);
+        self.prune_identity_book();
         self.schedule(self.config.reap_interval, TimerKind::Reap);
     }
 

@@ -58,3 +58,43 @@ fn names_and_identities_are_bounded() {
         })
     ));
 }
+
+#[test]
+fn the_life_hash_covers_the_whole_identity_and_survives_the_wire() {
+    let base = identity(3);
+    let lives = [
+        base.life(),
+        identity(4).life(),
+        NodeIdentity::new("node-2", base.addr, 3, Tags::new())
+            .unwrap()
+            .life(),
+        NodeIdentity::new("node-1", "10.0.0.2:8301".parse().unwrap(), 3, Tags::new())
+            .unwrap()
+            .life(),
+        NodeIdentity::new(
+            "node-1",
+            "[::ffff:10.0.0.1]:8301".parse().unwrap(),
+            3,
+            Tags::new(),
+        )
+        .unwrap()
+        .life(),
+        base.with_tags(Tags::from([("role".into(), "node".into())]))
+            .unwrap()
+            .life(),
+        NodeIdentity::new(
+            "node-1",
+            base.addr,
+            3,
+            Tags::from([("role".into(), "node".into())]),
+        )
+        .unwrap()
+        .life(),
+    ];
+    let distinct: std::collections::BTreeSet<u64> = lives.iter().copied().collect();
+    assert_eq!(distinct.len(), lives.len(), "{lives:x?}");
+    let bytes = postcard::to_allocvec(&base).unwrap();
+    let decoded: NodeIdentity = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(decoded.life(), base.life());
+    assert_eq!(base.renew().unwrap().life(), identity(4).life());
+}

@@ -80,6 +80,23 @@ fn ten_percent_loss_causes_no_false_failures() {
     );
 }
 
+/// Once members know each other, headers name them by a hash and digests ride on pings: a quiet pool
+/// sends its probes and acks (about thirty and twenty bytes) and a small roster now and then. Before,
+/// every header carried two whole identities and a digest went out every second: about 830 bytes.
+#[test]
+fn a_quiet_pool_sends_little_more_than_its_probes() {
+    let mut sim = formed(20, 18, |_| {});
+    // Long enough for every node to have probed every other (19 members at 400 ms each).
+    sim.run_for(Duration::from_secs(30));
+    let before = sim.bytes_sent();
+    let window = Duration::from_secs(120);
+    sim.run_for(window);
+    let per_node = (sim.bytes_sent() - before) as f64 / 20.0 / window.as_secs_f64();
+    eprintln!("N=20, quiet: {per_node:.0} bytes per node per second");
+    assert!(per_node < 180.0, "{per_node:.0} bytes per node per second");
+    assert_eq!(sim.failures(), &[]);
+}
+
 #[test]
 fn a_crash_is_detected_at_ten_percent_loss_too() {
     let mut sim = formed(30, 12, |_| {});

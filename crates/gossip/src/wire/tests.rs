@@ -1,7 +1,8 @@
-use foca::{Header, Message, State};
+use foca::{Codec, Header, Message, State};
 
 use super::*;
 use crate::broadcast::{BroadcastItem, QueryMessage};
+use crate::codec::{IdentityBook, WireCodec};
 use crate::config::Config;
 use crate::engine::EVENT_EXTRAS_LIMIT;
 use crate::event::UserEvent;
@@ -44,7 +45,13 @@ fn frames_round_trip() {
         Frame::Refute(member),
         Frame::QueryResponse(response),
         Frame::SyncRequest,
-        Frame::Digest(MembershipDigest { count: 3, hash: 42 }),
+        Frame::RosterRequest,
+        Frame::Roster(vec![RosterEntry {
+            life: LifeHash(u64::MAX),
+            incarnation: 3,
+            state: State::Suspect,
+        }]),
+        Frame::WhoIs(vec![LifeHash(1), LifeHash(u64::MAX)]),
         Frame::Sync(vec![FocaMember::new(largest_identity('c'), 1, State::Down)]),
     ];
     for frame in frames {
@@ -56,17 +63,22 @@ fn frames_round_trip() {
     assert!(matches!(Frame::decode(&[1]), Err(WireError::UnknownTag(1))));
 }
 
-/// The size limits are chosen so that a maximal user event or query fits in one broadcast message between
-/// two maximal identities; otherwise foca would keep it queued forever.
+/// The size limits are chosen so that a maximal user event or query fits in one broadcast message next to
+/// the largest header, two maximal identities (only an announce has that, and it carries no broadcasts);
+/// otherwise foca would keep it queued forever.
 #[test]
 fn largest_broadcast_fits_next_to_largest_header() {
+    let src = largest_identity('a');
     let header = Header {
-        src: largest_identity('a'),
+        src: src.clone(),
         src_incarnation: u16::MAX,
         dst: largest_identity('b'),
-        message: Message::Broadcast,
+        message: Message::Announce,
     };
-    let header_len = postcard::to_allocvec(&header).unwrap().len();
+    let mut codec = WireCodec::new(IdentityBook::shared(&src));
+    let mut encoded = Vec::new();
+    codec.encode_header(&header, &mut encoded).unwrap();
+    let header_len = encoded.len();
     let event = BroadcastItem::UserEvent(UserEvent {
         id: "i".repeat(EVENT_EXTRAS_LIMIT),
         name: "n".repeat(USER_EVENT_SIZE_LIMIT / 2),
@@ -96,12 +108,12 @@ fn largest_broadcast_fits_next_to_largest_header() {
 }
 
 #[test]
-fn sync_chunks_fit_the_budget() {
+fn chunks_fit_the_budget() {
     let members: Vec<_> = (0..20)
         .map(|i| FocaMember::new(largest_identity(char::from(b'a' + i)), 0, State::Alive))
         .collect();
     let budget = 1370;
-    let chunks = sync_chunks(members.clone(), budget);
+    let chunks = chunks(members.clone(), budget);
     assert!(chunks.len() > 1);
     assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), members.len());
     for chunk in chunks {
@@ -124,4 +136,22 @@ fn digests_ignore_order_and_see_incarnations() {
     renewed.add(&a);
     renewed.add(&NodeIdentity::new("b", addr, 2, Tags::new()).unwrap());
     assert_ne!(ab, renewed);
+}
+
+#[test]
+fn a_roster_costs_about_ten_bytes_a_member() {
+    let entries: Vec<RosterEntry> = (0..200u64)
+        .map(|i| RosterEntry {
+            life: LifeHash(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            incarnation: 1,
+            state: State::Alive,
+        })
+        .collect();
+    let chunked = chunks(entries, 1370);
+    assert_eq!(chunked.len(), 2);
+    let bytes: usize = chunked
+        .into_iter()
+        .map(|chunk| Frame::Roster(chunk).encode().len())
+        .sum();
+    assert!(bytes <= 200 * 10 + 2 * 4, "{bytes} bytes");
 }
