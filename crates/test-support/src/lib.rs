@@ -218,15 +218,34 @@ impl ServerProcess {
 
     /// A server on `ip` with free ports, not started yet.
     pub fn new(ip: std::net::Ipv4Addr, data_dir: &Path, args: Vec<String>) -> anyhow::Result<Self> {
+        // TCP and UDP ephemeral ports are handed out independently, so a port picked for
+        // gossip (UDP) may come back for DNS (TCP, then UDP): pick until all four differ.
+        let mut ports = None;
+        for _ in 0..100 {
+            let picked = [
+                free_port_on(ip)?,
+                free_port_on(ip)?,
+                free_udp_port_on(ip)?,
+                free_dual_port_on(ip)?,
+            ];
+            let mut sorted = picked;
+            sorted.sort_unstable();
+            if sorted.windows(2).all(|w| w[0] != w[1]) {
+                ports = Some(picked);
+                break;
+            }
+        }
+        let [http_port, rpc_port, serf_port, dns_port] =
+            ports.with_context(|| format!("no four distinct free ports on {ip}"))?;
         Ok(ServerProcess {
             client: false,
             child: None,
             ip,
             data_dir: data_dir.to_path_buf(),
-            http_port: free_port_on(ip)?,
-            rpc_port: free_port_on(ip)?,
-            serf_port: free_udp_port_on(ip)?,
-            dns_port: free_dual_port_on(ip)?,
+            http_port,
+            rpc_port,
+            serf_port,
+            dns_port,
             log: data_dir.with_extension("log"),
             args,
             node: None,
