@@ -10,6 +10,7 @@
 
 pub mod ca;
 pub mod catalog;
+pub mod child;
 pub mod dns;
 pub mod gossip;
 pub mod kv;

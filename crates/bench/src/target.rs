@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -891,7 +891,7 @@ impl ServerProcess {
     }
 
     fn log_tail(&self) -> String {
-        log_tail(&self.log, 20)
+        crate::child::log_tail(&self.log, 20)
     }
 }
 
@@ -900,16 +900,5 @@ impl Drop for ServerProcess {
         // Already exited is fine; there is nothing else to do about a failed kill in a drop.
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The last `lines` lines of a log file, for error messages.
-fn log_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
 }

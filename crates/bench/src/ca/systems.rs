@@ -3,10 +3,9 @@
 //! killed by PID (SIGKILL through its `Child`, then reaped) when the deployment drops, also on
 //! error or Ctrl-C, before the directory goes.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -14,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 
+pub use crate::child::Proc;
 use crate::load::HttpClient;
 use crate::target::fetch;
 
@@ -42,66 +42,6 @@ pub fn server_config(limit: CsrLimit) -> Option<String> {
     limit.0.map(|rate| {
         serde_json::json!({"connect": {"ca_config": {"csr_max_per_second": rate}}}).to_string()
     })
-}
-
-/// One child process with its log file.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: &'static str,
-    pub pid: u32,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name,
-            pid: child.id(),
-            child: Some(child),
-            log,
-        })
-    }
-
-    /// Fails, with the end of the log, if the process has exited.
-    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
-        let Some(child) = &mut self.child else {
-            bail!("{} was killed", self.name);
-        };
-        match child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(anyhow!(
-                "{} (pid {}) exited with {status}; log tail:\n{}",
-                self.name,
-                self.pid,
-                self.log_tail(20)
-            )),
-            Err(e) => Err(anyhow!("checking on {} (pid {}): {e}", self.name, self.pid)),
-        }
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Already exited is fine: either way the process is gone once reaped.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// A mesh-server that has created the CA and a client agent that has read its roots.

@@ -3,10 +3,9 @@
 //! zone file. Each lives in its own temporary directory; every process is killed (SIGKILL, then
 //! reaped) when its deployment drops, also on error or Ctrl-C, before the directory goes.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -16,6 +15,7 @@ use http_body_util::Full;
 use hyper::Request;
 
 use super::records::{self, INSTANCES};
+pub use crate::child::Proc;
 use crate::load::HttpClient;
 use crate::target::fetch;
 
@@ -31,70 +31,6 @@ const SERVER_PORT: u16 = 8300;
 /// Registrations in flight at once.
 const REGISTER_CONCURRENCY: usize = 32;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One child process with its log file.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: &'static str,
-    pub pid: u32,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name,
-            pid: child.id(),
-            child: Some(child),
-            log,
-        })
-    }
-
-    /// Fails, with the end of the log, if the process has exited.
-    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
-        let Some(child) = &mut self.child else {
-            bail!("{} was killed", self.name);
-        };
-        match child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(anyhow!(
-                "{} (pid {}) exited with {status}; log tail:\n{}",
-                self.name,
-                self.pid,
-                log_tail(&self.log, 20)
-            )),
-            Err(e) => Err(anyhow!("checking on {} (pid {}): {e}", self.name, self.pid)),
-        }
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        log_tail(&self.log, lines)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Already exited is fine: either way the process is gone once reaped.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn log_tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 /// A mesh-server holding the services, and optionally a client agent joined to it.
 #[derive(Debug)]
