@@ -254,13 +254,27 @@ async fn watch_topic<T>(
     wait: Duration,
     read: impl Fn(&catalog::Catalog) -> T,
 ) -> (T, u64) {
+    let subscribe = || node.reader().notifier().catalog(topic);
+    watch_state(node, subscribe, index, wait, |state| {
+        (read(&state.catalog), state.catalog.index(topic).max(1))
+    })
+    .await
+}
+
+/// The loop behind every blocking read here: subscribe, read the value and its index, and
+/// return once the index differs from `index` or `wait` has passed. Subscribing before
+/// reading means no change in between is missed.
+async fn watch_state<T>(
+    node: &RaftNode,
+    subscribe: impl Fn() -> raft_store::Subscription,
+    index: u64,
+    wait: Duration,
+    read: impl Fn(&raft_store::State) -> (T, u64),
+) -> (T, u64) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let mut changed = node.reader().notifier().catalog(topic);
-        let (value, current) = {
-            let state = node.reader().state();
-            (read(&state.catalog), state.catalog.index(topic).max(1))
-        };
+        let mut changed = subscribe();
+        let (value, current) = read(&node.reader().state());
         if current != index || tokio::time::Instant::now() >= deadline {
             return (value, current);
         }
@@ -307,21 +321,12 @@ async fn watch_table<T>(
     wait: Duration,
     read: impl Fn(&raft_store::State) -> Option<(T, u64)>,
 ) -> (Option<T>, u64) {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let mut changed = node.reader().notifier().table(table);
-        let (value, current) = match read(&node.reader().state()) {
-            Some((value, at)) => (Some(value), at.max(1)),
-            None => (None, 0),
-        };
-        if current != index || tokio::time::Instant::now() >= deadline {
-            return (value, current);
-        }
-        tokio::select! {
-            () = changed.changed() => {}
-            () = tokio::time::sleep_until(deadline) => {}
-        }
-    }
+    let subscribe = || node.reader().notifier().table(table);
+    watch_state(node, subscribe, index, wait, |state| match read(state) {
+        Some((value, at)) => (Some(value), at.max(1)),
+        None => (None, 0),
+    })
+    .await
 }
 
 /// Adds `joiner` to the raft configuration (as a learner until it has caught up, then as a
