@@ -112,6 +112,73 @@ impl Intentions {
         self.plan(op).map(|_| ())
     }
 
+    /// `PUT /v1/connect/intentions/exact`.
+    pub fn upsert(
+        &mut self,
+        source: &str,
+        destination: &str,
+        write: IntentionWrite,
+        index: u64,
+    ) -> Result<Applied, IntentionError> {
+        let op = IntentionOp::Upsert {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+            write,
+        };
+        self.apply(&op, index)
+    }
+
+    /// `POST /v1/connect/intentions`.
+    pub fn create(
+        &mut self,
+        id: &str,
+        now: &str,
+        write: IntentionWrite,
+        index: u64,
+    ) -> Result<Applied, IntentionError> {
+        let op = IntentionOp::Create {
+            id: id.to_owned(),
+            now: now.to_owned(),
+            write,
+        };
+        self.apply(&op, index)
+    }
+
+    /// `PUT /v1/connect/intentions/:id`.
+    pub fn update(
+        &mut self,
+        id: &str,
+        now: &str,
+        write: IntentionWrite,
+        index: u64,
+    ) -> Result<Applied, IntentionError> {
+        let op = IntentionOp::Update {
+            id: id.to_owned(),
+            now: now.to_owned(),
+            write,
+        };
+        self.apply(&op, index)
+    }
+
+    /// `DELETE /v1/connect/intentions/:id`.
+    pub fn delete(&mut self, id: &str, index: u64) -> Result<Applied, IntentionError> {
+        self.apply(&IntentionOp::Delete { id: id.to_owned() }, index)
+    }
+
+    /// `DELETE /v1/connect/intentions/exact`.
+    pub fn delete_exact(
+        &mut self,
+        source: &str,
+        destination: &str,
+        index: u64,
+    ) -> Result<Applied, IntentionError> {
+        let op = IntentionOp::DeleteExact {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+        };
+        self.apply(&op, index)
+    }
+
     // ---- reads ---------------------------------------------------------------------------
 
     /// The raft index of the last change (`X-Consul-Index` of every intention read).

@@ -2,9 +2,6 @@
 
 use crate::model::{Action, Intention, Permission, SourceType, DEFAULT_NAMESPACE};
 use crate::precedence::precedence;
-use crate::error::IntentionError;
-use crate::store::{Applied, IntentionOp, Intentions};
-use crate::write::IntentionWrite;
 
 /// An L4 intention between two default-namespace services.
 pub fn l4(source: &str, destination: &str, action: &str) -> Intention {
@@ -37,76 +34,5 @@ fn base(source: &str, destination: &str) -> Intention {
         updated_at: None,
         create_index: 0,
         modify_index: 0,
-    }
-}
-
-/// Each write as a method, for tests; the product proposes [`IntentionOp`]s through raft and
-/// applies them with [`Intentions::apply`].
-impl Intentions {
-    /// `PUT /v1/connect/intentions/exact`.
-    pub(crate) fn upsert(
-        &mut self,
-        source: &str,
-        destination: &str,
-        write: IntentionWrite,
-        index: u64,
-    ) -> Result<Applied, IntentionError> {
-        let op = IntentionOp::Upsert {
-            source: source.to_owned(),
-            destination: destination.to_owned(),
-            write,
-        };
-        self.apply(&op, index)
-    }
-
-    /// `POST /v1/connect/intentions`.
-    pub(crate) fn create(
-        &mut self,
-        id: &str,
-        now: &str,
-        write: IntentionWrite,
-        index: u64,
-    ) -> Result<Applied, IntentionError> {
-        let op = IntentionOp::Create {
-            id: id.to_owned(),
-            now: now.to_owned(),
-            write,
-        };
-        self.apply(&op, index)
-    }
-
-    /// `PUT /v1/connect/intentions/:id`.
-    pub(crate) fn update(
-        &mut self,
-        id: &str,
-        now: &str,
-        write: IntentionWrite,
-        index: u64,
-    ) -> Result<Applied, IntentionError> {
-        let op = IntentionOp::Update {
-            id: id.to_owned(),
-            now: now.to_owned(),
-            write,
-        };
-        self.apply(&op, index)
-    }
-
-    /// `DELETE /v1/connect/intentions/:id`.
-    pub(crate) fn delete(&mut self, id: &str, index: u64) -> Result<Applied, IntentionError> {
-        self.apply(&IntentionOp::Delete { id: id.to_owned() }, index)
-    }
-
-    /// `DELETE /v1/connect/intentions/exact`.
-    pub(crate) fn delete_exact(
-        &mut self,
-        source: &str,
-        destination: &str,
-        index: u64,
-    ) -> Result<Applied, IntentionError> {
-        let op = IntentionOp::DeleteExact {
-            source: source.to_owned(),
-            destination: destination.to_owned(),
-        };
-        self.apply(&op, index)
     }
 }
