@@ -8,11 +8,37 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::params::{check_dc, Params};
 use crate::render;
-use crate::Ctx;
+use crate::{AgentInfo, Ctx};
+use intentions::DefaultPolicy;
 
 /// The Consul release whose API we match. Tools gate features on `Config.Version`, so this is
 /// what they see; our own version is in `Stats.build.mesh_version`.
 pub const CONSUL_COMPAT_VERSION: &str = "1.21.0";
+
+/// `DebugConfig.DefaultIntentionPolicy`: the configured `default_intention_policy`, empty
+/// when the ACL default decides.
+pub(crate) fn default_intention_policy(agent: &AgentInfo) -> &'static str {
+    match agent.intention_default {
+        DefaultPolicy::Intention { allow } => allow_or_deny(allow),
+        DefaultPolicy::Acl { .. } => "",
+    }
+}
+
+/// `DebugConfig.ACLResolverSettings.ACLDefaultPolicy` (`allow` while ACLs are disabled).
+pub(crate) fn acl_default_policy(agent: &AgentInfo) -> &'static str {
+    match agent.intention_default {
+        DefaultPolicy::Acl { allow } => allow_or_deny(allow),
+        DefaultPolicy::Intention { .. } => "allow",
+    }
+}
+
+fn allow_or_deny(allow: bool) -> &'static str {
+    if allow {
+        "allow"
+    } else {
+        "deny"
+    }
+}
 
 pub async fn self_(
     State(ctx): State<Ctx>,
@@ -46,6 +72,8 @@ pub async fn self_(
             "GRPCPort": -1,
             "KVMaxValueSize": ctx.kv_max_value_size,
             "TxnMaxReqLen": ctx.txn_max_req_len,
+            "DefaultIntentionPolicy": default_intention_policy(agent),
+            "ACLResolverSettings": {"ACLDefaultPolicy": acl_default_policy(agent)},
         },
         "Coord": {
             "Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],

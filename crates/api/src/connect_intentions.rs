@@ -278,7 +278,7 @@ pub async fn check(
     let allowed = ctx.node.reader().state().intentions.check(
         &src.name,
         &dst.name,
-        ctx.intention_default.allows(),
+        ctx.agent.intention_default.allows(),
     );
     Ok(render::json(&json!({ "Allowed": allowed }), opts.pretty))
 }

@@ -13,7 +13,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use crate::agent::CONSUL_COMPAT_VERSION;
+use crate::agent::{acl_default_policy, default_intention_policy, CONSUL_COMPAT_VERSION};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::{agent_routes, common_headers, render, AgentInfo, LocalContext};
@@ -66,6 +66,8 @@ async fn client_self(
             "ServerMode": false,
             "HTTPPort": info.http_port,
             "GRPCPort": -1,
+            "DefaultIntentionPolicy": default_intention_policy(info),
+            "ACLResolverSettings": {"ACLDefaultPolicy": acl_default_policy(info)},
         },
         "Member": {
             "Name": info.node_name,

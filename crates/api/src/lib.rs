@@ -61,6 +61,9 @@ pub struct AgentInfo {
     pub advertise_addr: String,
     pub http_port: u16,
     pub server_port: u16,
+    /// What intentions decide when none matches (`default_intention_policy`, else the ACL
+    /// default): `/v1/connect/intentions/check`, and sidecars read it from `/v1/agent/self`.
+    pub intention_default: intentions::DefaultPolicy,
 }
 
 /// Everything handlers share.
@@ -74,8 +77,6 @@ pub struct ApiContext {
     /// This server as other servers see it, for `/v1/agent/join`.
     pub identity: rpc::Identity,
     pub autopilot: rpc::Autopilot,
-    /// What intentions decide when none matches (`/v1/connect/intentions/check`).
-    pub intention_default: intentions::DefaultPolicy,
 }
 
 /// What the server routes share: the context the binary built, and state of the API's own.

@@ -79,11 +79,11 @@ impl Fixture {
                 advertise_addr: "127.0.0.1".into(),
                 http_port: 8500,
                 server_port: 8300,
+                intention_default: intentions::DefaultPolicy::Acl { allow: true },
             },
             kv_max_value_size: KV_MAX,
             txn_max_req_len: 64 * 1024,
             session_ttl_min: Duration::from_secs(10),
-            intention_default: intentions::DefaultPolicy::Acl { allow: true },
             identity: rpc::Identity {
                 raft_id: 1,
                 node_name: NODE_NAME.into(),
@@ -1176,6 +1176,9 @@ async fn status_and_agent_self() {
         ("/Stats/consul/leader", "true"),
         ("/Stats/consul/leader_addr", RAFT_ADDR),
         ("/Stats/raft/num_peers", "0"),
+        // What a sidecar applies when no intention matches: the ACL default here.
+        ("/DebugConfig/DefaultIntentionPolicy", ""),
+        ("/DebugConfig/ACLResolverSettings/ACLDefaultPolicy", "allow"),
     ] {
         assert_eq!(
             me.pointer(pointer).and_then(Value::as_str),

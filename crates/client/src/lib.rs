@@ -301,6 +301,7 @@ impl ClientAgent {
             advertise_addr: advertise.to_string(),
             http_port,
             server_port: 0,
+            intention_default: agent::connect::default_policy(&config),
         };
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let local = api::LocalContext {

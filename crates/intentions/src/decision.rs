@@ -115,7 +115,7 @@ pub fn authorize<'a>(
 }
 
 /// [`authorize`] for a source in namespace `source_ns` (from a client certificate).
-pub(crate) fn authorize_in<'a>(
+pub fn authorize_in<'a>(
     intentions: impl IntoIterator<Item = &'a Intention>,
     source_ns: &str,
     source: &str,

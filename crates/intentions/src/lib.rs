@@ -24,7 +24,9 @@ pub mod wire;
 mod write;
 
 pub use authorize::{AuthorizeError, AuthorizeRequest, AuthorizeResponse};
-pub use decision::{authorize, Decision, DefaultPolicy, HttpRequest, MatchBy, MatchedIntention};
+pub use decision::{
+    authorize, authorize_in, Decision, DefaultPolicy, HttpRequest, MatchBy, MatchedIntention,
+};
 pub use error::IntentionError;
 pub use model::{
     Action, HeaderMatch, HeaderMatchKind, HttpMatch, Intention, PathMatch, Pattern, Permission,

@@ -189,6 +189,7 @@ impl Server {
                 advertise_addr: advertise.to_string(),
                 http_port,
                 server_port,
+                intention_default: agent::connect::default_policy(&config),
             },
             kv_max_value_size: usize::try_from(config.limits.kv_max_value_size)
                 .unwrap_or(usize::MAX),
@@ -196,7 +197,6 @@ impl Server {
             session_ttl_min: config.session_ttl_min,
             identity: me_for_api,
             autopilot: autopilot.clone(),
-            intention_default: agent::connect::default_policy(&config),
         };
         // Client agents forward API calls here; they are answered by the server's own routes.
         let forwarded = api::forward_handler(api::finish(api::server_routes(ctx.clone())));
