@@ -1,11 +1,17 @@
 //! The inbound listener: the sidecar's public port. It terminates mTLS (a client certificate
-//! chained to the current roots is required), takes the source's identity from the
-//! certificate, asks the [`Authorize`] it was given, and on allow forwards to the local
-//! application (`LocalServiceAddress:LocalServicePort`); on deny it closes the connection and
-//! logs and counts the source.
+//! chained to the current roots is required) and takes the source's identity from the
+//! certificate. What follows depends on the service's [`Protocol`]:
+//!
+//! - `tcp`: the [`Authorize`] it was given decides for the connection; on allow the bytes are
+//!   forwarded to the local application (`LocalServiceAddress:LocalServicePort`), on deny the
+//!   connection is closed and the source logged and counted.
+//! - `http`, `http2`, `grpc` (module `http`): HTTP is served on the TLS stream and the
+//!   authorizer decides for every request, seeing its method, path and headers; a denied
+//!   request gets Envoy's 403, an allowed one goes to the local application over pooled
+//!   connections.
 //!
 //! The authorizer is synchronous and local: the sidecar backs it with the intentions it keeps
-//! cached, so a connection never waits on the network to be authorized.
+//! cached, so neither a connection nor a request waits on the network to be authorized.
 
 use std::fmt;
 use std::io;
@@ -14,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ca::SpiffeId;
+use intentions::HttpRequest;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -24,19 +31,25 @@ use crate::accept::accept_loop;
 use crate::drain::{Drained, Watch};
 use crate::duplex::duplex;
 use crate::metrics::{ActiveGuard, InboundMetrics};
+use crate::protocol::Protocol;
 use crate::tls::{peer_identity, Identity};
 
-/// Decides whether a verified source may connect to this sidecar's service.
+mod http;
+
+/// Decides whether a verified source may reach this sidecar's service.
 pub trait Authorize: Send + Sync + 'static {
-    fn authorize(&self, source: &SpiffeId) -> Authorization;
+    /// `request` is `None` to authorize a connection (`tcp` services), `Some` to authorize
+    /// one request on a connection (HTTP services; the connection itself is then not
+    /// authorized, as an L7 intention cannot answer for one).
+    fn authorize(&self, source: &SpiffeId, request: Option<&HttpRequest<'_>>) -> Authorization;
 }
 
 impl<F> Authorize for F
 where
-    F: Fn(&SpiffeId) -> Authorization + Send + Sync + 'static,
+    F: Fn(&SpiffeId, Option<&HttpRequest<'_>>) -> Authorization + Send + Sync + 'static,
 {
-    fn authorize(&self, source: &SpiffeId) -> Authorization {
-        self(source)
+    fn authorize(&self, source: &SpiffeId, request: Option<&HttpRequest<'_>>) -> Authorization {
+        self(source, request)
     }
 }
 
@@ -77,10 +90,16 @@ impl From<intentions::Decision> for Authorization {
 pub struct InboundConfig {
     /// Where the local application listens.
     pub app_addr: SocketAddr,
+    /// What the local application speaks, and so what mesh peers speak to this listener.
+    /// Default `tcp`.
+    pub protocol: Protocol,
     /// Longest a TLS handshake may take from accept.
     pub handshake_timeout: Duration,
     /// Longest a connect to the local application may take.
     pub connect_timeout: Duration,
+    /// L7: how long a pooled connection to the local application may stay unused before it
+    /// is closed. Default 90 s.
+    pub idle_timeout: Duration,
     /// How long established connections may run on after a drain starts.
     pub drain_grace: Duration,
 }
@@ -89,8 +108,10 @@ impl InboundConfig {
     pub fn new(app_addr: SocketAddr) -> InboundConfig {
         InboundConfig {
             app_addr,
+            protocol: Protocol::Tcp,
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
             drain_grace: Duration::from_secs(30),
         }
     }
@@ -103,9 +124,12 @@ pub struct Inbound {
 
 struct Shared {
     config: InboundConfig,
+    identity: Identity,
     acceptor: TlsAcceptor,
     authorize: Box<dyn Authorize>,
     metrics: Arc<InboundMetrics>,
+    /// L7: the pooled client to the local application.
+    app: http::AppClient,
 }
 
 impl fmt::Debug for Inbound {
@@ -122,7 +146,9 @@ impl Inbound {
     pub fn new(config: InboundConfig, identity: &Identity, authorize: impl Authorize) -> Inbound {
         Inbound {
             shared: Arc::new(Shared {
+                app: http::AppClient::new(&config),
                 config,
+                identity: identity.clone(),
                 acceptor: TlsAcceptor::from(identity.server_config()),
                 authorize: Box::new(authorize),
                 metrics: Arc::default(),
@@ -137,17 +163,19 @@ impl Inbound {
     /// Serves `listener` until `drain` signals, then drains (see [`crate::drain`]).
     pub async fn serve(self, listener: TcpListener, drain: Watch) -> Drained {
         let grace = self.shared.config.drain_grace;
+        let watch = drain.clone();
         accept_loop(listener, drain, grace, |tcp, peer| {
             let shared = self.shared.clone();
+            let drain = watch.clone();
             let span = tracing::info_span!("inbound", %peer, source = tracing::field::Empty);
-            async move { shared.handle(tcp).await }.instrument(span)
+            async move { shared.handle(tcp, drain).await }.instrument(span)
         })
         .await
     }
 }
 
 impl Shared {
-    async fn handle(&self, tcp: TcpStream) {
+    async fn handle(self: Arc<Self>, tcp: TcpStream, drain: Watch) {
         let metrics = &self.metrics;
         metrics.accepted.inc();
         let _ = tcp.set_nodelay(true);
@@ -181,7 +209,12 @@ impl Shared {
             }
         };
         tracing::Span::current().record("source", tracing::field::display(&source));
-        let decision = self.authorize.authorize(&source);
+        if self.config.protocol.is_http() {
+            let _active = ActiveGuard::new(&metrics.active);
+            self.clone().serve_http(tls, source, &drain).await;
+            return;
+        }
+        let decision = self.authorize.authorize(&source, None);
         if !decision.allowed {
             metrics.denied.inc();
             info!(source = %source, reason = %decision.reason, "connection denied");

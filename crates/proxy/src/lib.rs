@@ -1,37 +1,49 @@
-//! The sidecar's data plane (the core of `mesh-sidecar`): L4 mTLS in both directions between
-//! services of the mesh.
+//! The sidecar's data plane (the core of `mesh-sidecar`): mTLS in both directions between
+//! services of the mesh, proxying bytes (L4, `tcp`) or HTTP requests (L7: `http`, `http2`,
+//! `grpc`, over HTTP/1.1 or HTTP/2 with hyper).
 //!
 //! - [`tls`]: rustls configurations from the agent's PEM material (leaf + roots), identities from
 //!   SPIFFE URI SANs, and hot reload through [`Identity`].
-//! - [`inbound`]: the public listener: mTLS termination, the source's identity, authorization,
-//!   forwarding to the local application.
+//! - [`inbound`]: the public listener: mTLS termination, the source's identity, authorization
+//!   per connection (L4) or per request (L7 intentions), forwarding to the local application.
 //! - [`outbound`]: one local listener per upstream: instance choice (power of two choices),
 //!   failover and ejection ([`outbound::Balancer`], pure), mTLS origination with the server's
-//!   identity checked.
-//! - [`drain`]: graceful shutdown; [`metrics`]: counters.
+//!   identity checked; for L7, per-request balancing over pooled connections, a request
+//!   timeout and retries within a budget.
+//! - [`Protocol`]: which of the two a listener does, from Consul's `protocol` values.
+//! - [`drain`]: graceful shutdown; [`metrics`]: counters, status codes and latency histograms.
 //!
 //! IO stays at the edges: listeners are handed bound sockets, configuration arrives as values
 //! and through [`Identity`], [`Endpoints`] and the [`Authorize`] implementation, and the decision
-//! logic (balancing, ejection, identity checks) is plain code tested without sockets. Whoever
-//! composes a sidecar (the binary, tests) fetches the material and the instance lists.
+//! logic (balancing, ejection, identity checks, retry rules, path normalization) is plain code
+//! tested without sockets. Whoever composes a sidecar (the binary, tests) fetches the material
+//! and the instance lists.
 //!
 //! This crate never depends on the agent, raft, RocksDB, the catalog or the HTTP API servers
 //! (`api`, axum); it uses the `ca` and `intentions` crates only for their pure types
-//! (`SpiffeId`, `Decision`). A test below keeps the manifest honest.
+//! (`SpiffeId`, `Decision`, `HttpRequest`). hyper is its HTTP engine, as a proxy, not an API
+//! framework. A test below keeps the manifest honest.
 
 mod accept;
 pub mod drain;
 mod duplex;
+mod http;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;
+mod protocol;
 pub mod tls;
 
 pub use ca::SpiffeId;
 pub use drain::{Drained, Trigger, Watch};
 pub use inbound::{Authorization, Authorize, Inbound, InboundConfig};
-pub use metrics::{InboundCounts, InboundMetrics, OutboundCounts, OutboundMetrics};
-pub use outbound::{EjectionPolicy, Endpoint, Endpoints, Outbound, OutboundConfig};
+pub use intentions::HttpRequest;
+pub use metrics::{
+    HistogramSnapshot, HttpCounts, HttpMetrics, InboundCounts, InboundMetrics, OutboundCounts,
+    OutboundMetrics,
+};
+pub use outbound::{EjectionPolicy, Endpoint, Endpoints, Outbound, OutboundConfig, RetryPolicy};
+pub use protocol::Protocol;
 pub use tls::{Identity, IdentityError, LeafCert, TlsError, TrustedRoots};
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Choosing an upstream instance, as pure state: the instance list with per-instance
-//! outstanding connections, consecutive failures and ejections. Power of two choices on
-//! outstanding connections; an instance that fails `consecutive_failures` connects in a row is
+//! outstanding work (connections for L4, requests in flight for L7), consecutive failures and
+//! ejections. Power of two choices on outstanding work; an instance that fails
+//! `consecutive_failures` times in a row (connects, or for L7 also gateway-error answers) is
 //! ejected for a period that doubles with every ejection that is not followed by a success.
 //!
 //! No IO, no clock, no hidden randomness: time and the random source are arguments, so every

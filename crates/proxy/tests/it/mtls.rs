@@ -7,8 +7,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::support::{
-    bounded, endpoint, payload, round_trip, start_inbound, start_outbound, wait_until, Conn,
-    EchoApp, IntentionsCache, TestCa, CLUSTER, DC, FOREIGN_CLUSTER,
+    allow_all, bounded, endpoint, payload, round_trip, start_inbound, start_outbound, wait_until,
+    Conn, EchoApp, IntentionsCache, TestCa, CLUSTER, DC, FOREIGN_CLUSTER,
 };
 
 #[tokio::test]
@@ -94,7 +94,6 @@ async fn a_client_certificate_from_a_foreign_ca_is_rejected_at_the_handshake() -
     let mut ca = TestCa::new(CLUSTER);
     let mut foreign = TestCa::new(FOREIGN_CLUSTER);
     let app = EchoApp::start().await;
-    let allow_all = |_: &proxy::SpiffeId| proxy::Authorization::allow("test");
     let db = start_inbound(InboundConfig::new(app.addr), &ca.identity("db"), allow_all).await;
 
     // The impostor trusts the mesh's roots (so its side of the handshake succeeds) but presents
@@ -130,7 +129,6 @@ async fn a_client_certificate_from_a_foreign_ca_is_rejected_at_the_handshake() -
 async fn an_upstream_presenting_another_identity_is_refused_by_the_client() -> anyhow::Result<()> {
     let mut ca = TestCa::new(CLUSTER);
     let app = EchoApp::start().await;
-    let allow_all = |_: &proxy::SpiffeId| proxy::Authorization::allow("test");
     // `api` listens where web expects `db`.
     let api = start_inbound(InboundConfig::new(app.addr), &ca.identity("api"), allow_all).await;
     let (web, _) = start_outbound(
