@@ -14,4 +14,5 @@ mod jepsen;
 mod partition;
 mod recovery;
 mod sessions;
+mod sidecar;
 mod snapshot;

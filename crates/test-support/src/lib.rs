@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod faults;
 pub mod netns;
+pub mod sidecar;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
