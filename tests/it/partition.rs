@@ -142,8 +142,20 @@ async fn a_partitioned_leader_refuses_reads_and_writes_and_rejoins() -> anyhow::
     assert_eq!((stale.status, stale.body.as_str()), (200, "after"));
 
     // The write the minority leader refused was never committed, so it never appears.
+    // Each server is asked with a linearizable read; one that is between leaders answers
+    // 500 (`No cluster leader`) for a moment, so ask until it answers for real.
     for (i, server) in cluster.servers.iter().enumerate() {
-        let reply = server.http().get("/v1/kv/minority", LIMIT).await?;
+        let http = server.http();
+        let answered = std::sync::Mutex::new(None);
+        wait_until("a definite answer", Duration::from_secs(30), || async {
+            let reply = http.get("/v1/kv/minority", LIMIT).await.ok();
+            let definite = reply.as_ref().is_some_and(|r| r.status != 500);
+            *answered.lock().expect("answer") = reply;
+            definite
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("server {i}: {e}\n{}", logs(&cluster)))?;
+        let reply = answered.lock().expect("answer").take().expect("an answer");
         assert_eq!(
             reply.status,
             404,
