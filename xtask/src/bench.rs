@@ -2,13 +2,14 @@
 //!
 //! The measuring itself lives in `crates/bench` (binary `mesh-bench`); this module only builds
 //! `mesh-bench` and the product binaries the area runs (`mesh-server`; for `gossip`, `dns` and `ca`
-//! also `mesh-client`) in release mode and replaces itself with
+//! also `mesh-client`; for `proxy` also `mesh-sidecar`) in release mode and replaces itself with
 //! `mesh-bench <area> [args] --mesh-server <target>/release/mesh-server [--mesh-client ...]`.
 //! Examples: `cargo xtask bench kv --rounds 3 --concurrency 1,16,64`,
 //! `cargo xtask bench catalog --watchers 1000,10000`, `cargo xtask bench catalog --quick`,
 //! `cargo xtask bench gossip --sizes 20,50`, `cargo xtask bench gossip --quick`,
 //! `cargo xtask bench dns`, `cargo xtask bench dns --quick --qps 20000`,
-//! `cargo xtask bench ca`, `cargo xtask bench ca --quick`.
+//! `cargo xtask bench ca`, `cargo xtask bench ca --quick`, `cargo xtask bench proxy`,
+//! `cargo xtask bench proxy --quick`, `cargo xtask bench proxy --only haproxy`.
 //!
 //! Target directory: `$CARGO_TARGET_DIR`, else `$HOME/.cache/mesh/target`, so the long RocksDB
 //! build is shared with other clones and survives `cargo clean` in this one.
@@ -18,7 +19,7 @@ use anyhow::bail;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.is_empty() {
         bail!(
-            "usage: cargo xtask bench <area> [args]; areas: kv, catalog, gossip, dns, ca \
+            "usage: cargo xtask bench <area> [args]; areas: kv, catalog, gossip, dns, ca, proxy \
              (see `cargo xtask bench <area> --help`)"
         );
     }
@@ -26,12 +27,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The product binaries an invocation runs, so they are built and passed to `mesh-bench`.
-/// `--only etcd` (or `--only serf`) measures no mesh binary, so none need be built (nor RocksDB
-/// with them); the gossip, dns and ca areas run client agents besides the server
-/// (`dns --no-client` does not).
+/// `--only etcd` (or `--only serf`, `--only haproxy`) measures no mesh binary, so none need be
+/// built (nor RocksDB with them); the gossip, dns and ca areas run client agents besides the
+/// server (`dns --no-client` does not), the proxy area runs sidecars configured by the server.
 fn products(args: &[String]) -> &'static [&'static str] {
     if wants_only_peer(args) || crate::is_help(args) {
         &[]
+    } else if args.first().is_some_and(|a| a == "proxy") {
+        &["mesh-server", "mesh-sidecar"]
     } else if args.first().is_some_and(|a| a == "gossip" || a == "ca")
         || (args.first().is_some_and(|a| a == "dns") && !args.iter().any(|a| a == "--no-client"))
     {
@@ -87,5 +90,11 @@ mod tests {
             ["mesh-server", "mesh-client"]
         );
         assert!(products(&args("dns --only knot")).is_empty());
+        assert_eq!(
+            products(&args("proxy --quick")),
+            ["mesh-server", "mesh-sidecar"]
+        );
+        assert!(products(&args("proxy --only haproxy")).is_empty());
+        assert!(products(&args("proxy --only direct")).is_empty());
     }
 }

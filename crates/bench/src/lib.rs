@@ -18,6 +18,7 @@ pub mod load;
 pub mod machine;
 pub mod proc;
 pub mod procfs;
+pub mod proxy;
 pub mod report;
 pub mod stats;
 pub mod target;

@@ -117,6 +117,15 @@ pub fn ensure_dnsperf() -> anyhow::Result<PathBuf> {
     ensure_apt_binary(DNSPERF_PACKAGE, DNSPERF_BIN, "install dnsperf")
 }
 
+/// The Debian package and binary of the TLS proxy peer (`bench proxy`): HAProxy.
+pub const HAPROXY_PACKAGE: &str = "haproxy";
+pub const HAPROXY_BIN: &str = "/usr/sbin/haproxy";
+
+/// Returns the haproxy binary, installing the Debian package `haproxy` when it is missing.
+pub fn ensure_haproxy() -> anyhow::Result<PathBuf> {
+    ensure_apt_binary(HAPROXY_PACKAGE, HAPROXY_BIN, "install HAProxy")
+}
+
 /// The installed version of a Debian package, `None` when it is not installed.
 pub fn package_version(package: &str) -> Option<String> {
     Command::new("dpkg-query")

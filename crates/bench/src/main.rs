@@ -31,6 +31,10 @@ enum Area {
     /// Connect CA: leaf signings through a client agent (server and agent CPU per signing)
     /// and authorize decisions from the agent's cache, plus a burst at the default CSR limit.
     Ca(bench::ca::CaArgs),
+    /// Proxy: mesh's sidecar pair (mTLS) against an HAProxy pair (TLS) and no proxy, on
+    /// loopback, interleaved rounds: CPU per request, per handshake and per MB over both
+    /// proxies, RSS idle and with 1,000s of connections, throughput and added latency.
+    Proxy(bench::proxy::ProxyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Area::Gossip(args) => bench::gossip::run(args, &command),
         Area::Dns(args) => bench::dns::run(args, &command),
         Area::Ca(args) => bench::ca::run(args, &command),
+        Area::Proxy(args) => bench::proxy::run(args, &command),
     }
 }
