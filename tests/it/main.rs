@@ -1,6 +1,7 @@
 //! Integration tests over real `mesh-server` processes on loopback.
 
 mod catalog;
+mod cli;
 mod cluster;
 mod config_errors;
 mod connect;

@@ -1,8 +1,26 @@
-//! Operator commands that talk to the local agent's HTTP API, with Consul's names, flags and
-//! output: `members`, `join`, `leave`, `force-leave`, `keyring`, `event`, and `keygen` (which
-//! needs no agent). Errors go to stderr and exit with status 1.
+//! Operator commands that talk to the local agent's HTTP API, with Consul's names, flags,
+//! output and exit statuses: `members`, `join`, `leave`, `force-leave`, `keyring`, `event`
+//! here, the command families in the submodules (`kv`, `catalog`, `services`, `intention`,
+//! `connect`, `operator`, `snapshot`, `info`/`version`/`reload`/`maint`, `lock`, `watch`), and
+//! `keygen` (which needs no agent). Output layouts are pure functions tested next to them.
 
+pub mod args;
+pub mod catalog;
+pub mod connect;
 mod http;
+pub mod info;
+pub mod intention;
+pub mod kv;
+pub mod lock;
+pub mod operator;
+pub mod services;
+pub mod snapshot;
+mod text;
+pub mod watch;
+
+use std::fmt;
+use std::io::{IsTerminal, Read, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hyper::body::Bytes;
@@ -10,6 +28,58 @@ use hyper::Method;
 use serde_json::Value;
 
 use self::http::Api;
+
+/// How a command ends when not with plain success: the line Consul prints on stderr (if
+/// any) and its exit status. `main` prints any other error as `Error: ...` with status 1.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub message: Option<String>,
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.message {
+            Some(message) => f.write_str(message),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Ends the command with status 1 and `message` as it is on stderr (Consul's
+/// `c.UI.Error(...); return 1`).
+pub fn fail(message: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: 1,
+        message: Some(message.into()),
+    }
+    .into()
+}
+
+/// Ends the command with `code` and nothing more on stderr.
+pub fn exit_with(code: i32) -> anyhow::Error {
+    Exit {
+        code,
+        message: None,
+    }
+    .into()
+}
+
+/// Consul's way of reporting a failed step: `<what>: <why>` on stderr, status 1.
+trait OrFail<T> {
+    fn or_fail(self, what: &str) -> anyhow::Result<T>;
+}
+
+impl<T> OrFail<T> for anyhow::Result<T> {
+    fn or_fail(self, what: &str) -> anyhow::Result<T> {
+        self.map_err(|err| match err.downcast::<Exit>() {
+            Ok(exit) => exit.into(),
+            Err(err) => fail(format!("{what}: {err:#}")),
+        })
+    }
+}
 
 /// Where the agent's HTTP API is, for every command that talks to it.
 #[derive(Debug, clap::Args)]
@@ -351,6 +421,137 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// Percent-encodes a KV key or other path for a URL path, keeping its `/`s.
+fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A DATA argument as Consul's `kv put` and `kv import` read it: `@file` is the file's
+/// contents, `-` is stdin, anything else (`-x` included) is itself.
+fn read_data(arg: &str) -> anyhow::Result<Vec<u8>> {
+    if let Some(path) = arg.strip_prefix('@') {
+        return std::fs::read(path).map_err(|err| anyhow::anyhow!("Failed to read file: {err}"));
+    }
+    if arg == "-" {
+        let mut data = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .map_err(|err| anyhow::anyhow!("Failed to read stdin: {err}"))?;
+        return Ok(data);
+    }
+    Ok(arg.as_bytes().to_vec())
+}
+
+/// Progress of a long transfer on stderr: redrawn in place at most ten times a second on a
+/// terminal, else one line each time another `step` is done.
+#[derive(Debug)]
+struct Progress {
+    label: &'static str,
+    total: Option<u64>,
+    step: u64,
+    render: fn(u64) -> String,
+    terminal: bool,
+    next_line: u64,
+    last_draw: Option<Instant>,
+    /// The amount the last line (not on a terminal) showed.
+    shown: Option<u64>,
+}
+
+impl Progress {
+    fn new(label: &'static str, total: Option<u64>, step: u64, render: fn(u64) -> String) -> Self {
+        Progress {
+            label,
+            total,
+            step: step.max(1),
+            render,
+            terminal: std::io::stderr().is_terminal(),
+            next_line: step.max(1),
+            last_draw: None,
+            shown: None,
+        }
+    }
+
+    fn line(&self, done: u64) -> String {
+        match self.total {
+            Some(total) if total > 0 => format!(
+                "{}: {}/{} ({}%)",
+                self.label,
+                (self.render)(done),
+                (self.render)(total),
+                done * 100 / total
+            ),
+            _ => format!("{}: {}", self.label, (self.render)(done)),
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        let mut stderr = std::io::stderr();
+        if self.terminal {
+            let due = self
+                .last_draw
+                .is_none_or(|at| at.elapsed() >= Duration::from_millis(100));
+            if due {
+                let _ = write!(stderr, "\r{}", self.line(done));
+                self.last_draw = Some(Instant::now());
+            }
+        } else if done >= self.next_line {
+            let _ = writeln!(stderr, "{}", self.line(done));
+            self.shown = Some(done);
+            while self.next_line <= done {
+                self.next_line += self.step;
+            }
+        }
+    }
+
+    fn finish(&mut self, done: u64) {
+        let mut stderr = std::io::stderr();
+        if self.terminal {
+            let _ = writeln!(stderr, "\r{}", self.line(done));
+        } else if self.shown != Some(done) {
+            let _ = writeln!(stderr, "{}", self.line(done));
+        }
+    }
+}
+
+/// A child command as Consul's `lock` and `watch` run it: with `shell`, the arguments
+/// joined into one script for `$SHELL -c` (`/bin/sh` by default), else the program and its
+/// arguments as given.
+fn child_command(args: &[String], shell: bool) -> anyhow::Result<tokio::process::Command> {
+    if shell {
+        let program = std::env::var("SHELL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/bin/sh".to_owned());
+        let mut command = tokio::process::Command::new(program);
+        command.arg("-c").arg(args.join(" "));
+        return Ok(command);
+    }
+    let (program, rest) = args.split_first().context("a child command is required")?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(rest);
+    Ok(command)
+}
+
+/// A Go `-flag key=value` map entry.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("missing '=' in {text:?}: expected key=value"))
+}
+
+/// A Go duration flag (`15s`, `1m30s`).
+fn go_duration(text: &str) -> Result<Duration, String> {
+    config::parse_go_duration(text).map_err(|err| err.to_string())
+}
+
+/// Flushes stdout, for output written before an early exit.
+pub fn flush_stdout() {
+    let _ = std::io::stdout().flush();
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -396,6 +597,34 @@ mod tests {
             keyring_listing(&pools),
             "\ndc1 (LAN):\n  K1 [3/3] (primary)\n  K2 [1/3]\n"
         );
+    }
+
+    #[test]
+    fn paths_keep_their_slashes() {
+        assert_eq!(encode_path("a b/c?d/"), "a%20b/c%3Fd/");
+    }
+
+    #[test]
+    fn data_arguments_are_files_stdin_or_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("value");
+        std::fs::write(&file, b"from a file").unwrap();
+        assert_eq!(
+            read_data(&format!("@{}", file.display())).unwrap(),
+            b"from a file"
+        );
+        assert_eq!(read_data("-x").unwrap(), b"-x");
+        assert_eq!(read_data("plain").unwrap(), b"plain");
+        let missing = read_data("@/nonexistent/file").unwrap_err().to_string();
+        assert!(missing.starts_with("Failed to read file: "), "{missing}");
+    }
+
+    #[test]
+    fn progress_lines_say_how_far() {
+        let progress = Progress::new("Importing keys", Some(4000), 400, |n| n.to_string());
+        assert_eq!(progress.line(1000), "Importing keys: 1000/4000 (25%)");
+        let progress = Progress::new("Downloading snapshot", None, 1, text::byte_size);
+        assert_eq!(progress.line(2048), "Downloading snapshot: 2KB");
     }
 
     #[test]

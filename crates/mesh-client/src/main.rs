@@ -1,6 +1,7 @@
-//! `mesh-client`: the client agent on every node (`mesh-client agent ...`), and later the
-//! operator CLI. Parses flags and config files, sets up logging, runs
-//! [`client::ClientAgent`] until SIGINT or SIGTERM, then shuts down gracefully.
+//! `mesh-client`: the client agent on every node (`mesh-client agent ...`), and the operator
+//! CLI (`mesh-client kv get ...`, Consul's commands). For the agent it parses flags and config
+//! files, sets up logging, runs [`client::ClientAgent`] until SIGINT or SIGTERM, then shuts
+//! down gracefully; operator commands live in [`cli`].
 //!
 //! Thin on purpose: no logic lives here that a test would need.
 
@@ -8,7 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
@@ -42,6 +43,53 @@ enum Command {
     Event(cli::EventArgs),
     /// Prints a new gossip encryption key.
     Keygen,
+    /// Reads and writes the KV store.
+    Kv {
+        #[command(subcommand)]
+        command: cli::kv::KvCommand,
+    },
+    /// Lists datacenters, nodes and services.
+    Catalog {
+        #[command(subcommand)]
+        command: cli::catalog::CatalogCommand,
+    },
+    /// Registers and deregisters services with the local agent.
+    Services {
+        #[command(subcommand)]
+        command: cli::services::ServicesCommand,
+    },
+    /// Creates, shows, checks and deletes Connect intentions.
+    Intention {
+        #[command(subcommand)]
+        command: cli::intention::IntentionCommand,
+    },
+    /// Connect: the CA's configuration.
+    Connect {
+        #[command(subcommand)]
+        command: cli::connect::ConnectCommand,
+    },
+    /// The servers' raft peers and autopilot.
+    Operator {
+        #[command(subcommand)]
+        command: cli::operator::OperatorCommand,
+    },
+    /// Saves, restores and inspects snapshots of the servers' state.
+    Snapshot {
+        #[command(subcommand)]
+        command: cli::snapshot::SnapshotCommand,
+    },
+    /// Shows the local agent's stats.
+    Info(cli::info::InfoArgs),
+    /// Prints this build's version.
+    Version(cli::info::VersionArgs),
+    /// Makes the local agent reload its configuration files.
+    Reload(cli::info::ReloadArgs),
+    /// Puts the node or a service into maintenance mode, or out of it.
+    Maint(cli::info::MaintArgs),
+    /// Runs a command while holding a lock in the KV store.
+    Lock(cli::lock::LockArgs),
+    /// Runs a handler (or prints) each time a view of the catalog or KV store changes.
+    Watch(cli::watch::WatchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +173,19 @@ impl AgentArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse_from(config::cli::consul_style_args(std::env::args()));
+    // Built, so that clap's own `help` subcommand is known too.
+    let mut command = Cli::command();
+    command.build();
+    let args = cli::args::go_style(&command, std::env::args().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        // Help and version go to stdout with status 0; a bad command line is status 1, as
+        // Consul's flag errors are.
+        Err(err) => {
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { 1 } else { 0 });
+        }
+    };
     let args = match cli.command {
         Command::Agent(args) => args,
         Command::Keygen => {
@@ -145,8 +205,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(config))
 }
 
-/// Runs an operator command against the local agent; an error is one line on stderr and
-/// exit status 1, as with Consul's commands.
+/// Runs an operator command against the local agent. Errors end it as Consul's commands end:
+/// [`cli::Exit`] with its own line and status, anything else as `Error: ...` and status 1.
 fn operator(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -160,12 +220,37 @@ fn operator(command: Command) -> anyhow::Result<()> {
             Command::ForceLeave(args) => cli::force_leave(args).await,
             Command::Keyring(args) => cli::keyring(args).await,
             Command::Event(args) => cli::event(args).await,
+            Command::Kv { command } => cli::kv::run(command).await,
+            Command::Catalog { command } => cli::catalog::run(command).await,
+            Command::Services { command } => cli::services::run(command).await,
+            Command::Intention { command } => cli::intention::run(command).await,
+            Command::Connect { command } => cli::connect::run(command).await,
+            Command::Operator { command } => cli::operator::run(command).await,
+            Command::Snapshot { command } => cli::snapshot::run(command).await,
+            Command::Info(args) => cli::info::info(args).await,
+            Command::Version(args) => cli::info::version(args),
+            Command::Reload(args) => cli::info::reload(args).await,
+            Command::Maint(args) => cli::info::maint(args).await,
+            Command::Lock(args) => cli::lock::run(args).await,
+            Command::Watch(args) => cli::watch::run(args).await,
             Command::Agent(_) | Command::Keygen => unreachable!("handled by main"),
         }
     });
     if let Err(err) = result {
-        eprintln!("Error: {err:#}");
-        std::process::exit(1);
+        let code = match err.downcast_ref::<cli::Exit>() {
+            Some(exit) => {
+                if let Some(message) = &exit.message {
+                    eprintln!("{message}");
+                }
+                exit.code
+            }
+            None => {
+                eprintln!("Error: {err:#}");
+                1
+            }
+        };
+        cli::flush_stdout();
+        std::process::exit(code);
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, Request};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +17,37 @@ pub struct Api {
     base: String,
     token: Option<String>,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An answer of any status, with the raft index of what it shows (`X-Consul-Index`).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub index: Option<u64>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body of a 2xx answer, else Consul's API client error.
+    pub fn ok(self) -> anyhow::Result<Bytes> {
+        if !self.status.is_success() {
+            bail!(unexpected(self.status, &self.body));
+        }
+        Ok(self.body)
+    }
+
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).context("reading the agent's answer")
+    }
+}
+
+/// The error text of Consul's Go API client for a non-2xx answer.
+fn unexpected(status: StatusCode, body: &[u8]) -> String {
+    format!(
+        "Unexpected response code: {} ({})",
+        status.as_u16(),
+        String::from_utf8_lossy(body).trim()
+    )
 }
 
 impl Api {
@@ -38,8 +69,13 @@ impl Api {
         })
     }
 
-    /// Sends a request; the body of a 200, else an error with the agent's status and text.
-    pub async fn call(&self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Bytes> {
+    /// Sends a request and returns the response with its body still streaming.
+    async fn start(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Response<Incoming>> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method).uri(&url);
         if let Some(token) = &self.token {
@@ -48,27 +84,77 @@ impl Api {
         let request = request
             .body(Full::new(body))
             .context("building the request")?;
-        let response = self
-            .client
+        self.client
             .request(request)
             .await
-            .with_context(|| format!("connecting to the agent at {}", self.base))?;
+            .with_context(|| format!("connecting to the agent at {}", self.base))
+    }
+
+    /// Sends a request; the answer whatever its status.
+    pub async fn send(&self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Reply> {
+        let response = self.start(method, path, body).await?;
         let status = response.status();
+        let index = index_of(&response);
         let body = response.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            bail!(
-                "Unexpected response code: {} ({})",
-                status.as_u16(),
-                String::from_utf8_lossy(&body).trim()
-            );
-        }
-        Ok(body)
+        Ok(Reply {
+            status,
+            index,
+            body,
+        })
+    }
+
+    /// Sends a request; the body of a 2xx, else an error with the agent's status and text.
+    pub async fn call(&self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Bytes> {
+        self.send(method, path, body).await?.ok()
     }
 
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let body = self.call(Method::GET, path, Bytes::new()).await?;
         serde_json::from_slice(&body).context("reading the agent's answer")
     }
+
+    /// A write with a JSON body; the answer's body.
+    pub async fn put_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Bytes> {
+        self.call(method, path, Bytes::from(body.to_string())).await
+    }
+
+    /// A GET whose (large) body goes to `sink` chunk by chunk, with the byte count so far
+    /// after each; returns the answer's index.
+    pub async fn download(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8], u64) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<u64>> {
+        let response = self.start(Method::GET, path, Bytes::new()).await?;
+        let status = response.status();
+        let index = index_of(&response);
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let text = body.collect().await?.to_bytes();
+            bail!(unexpected(status, &text));
+        }
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(chunk) = frame?.into_data() {
+                total += chunk.len() as u64;
+                sink(&chunk, total)?;
+            }
+        }
+        Ok(index)
+    }
+}
+
+fn index_of(response: &Response<Incoming>) -> Option<u64> {
+    response
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// `http://host:port` from `host:port`, `http://host:port` or `unix://` (refused).
@@ -95,5 +181,18 @@ mod tests {
             "http://10.0.0.1:8500"
         );
         assert!(base_url("https://10.0.0.1:8501").is_err());
+    }
+
+    #[test]
+    fn errors_read_like_consuls_api_client() {
+        let reply = Reply {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            index: None,
+            body: Bytes::from_static(b"no leader\n"),
+        };
+        assert_eq!(
+            reply.ok().unwrap_err().to_string(),
+            "Unexpected response code: 500 (no leader)"
+        );
     }
 }

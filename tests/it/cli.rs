@@ -1,0 +1,445 @@
+//! The operator CLI (`mesh-client kv ...`, `intention ...`, `snapshot ...`, `lock ...`) against
+//! a real server: Consul's outputs and exit statuses, end to end.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use test_support::{wait_json, ServerProcess};
+use tokio::io::AsyncWriteExt;
+
+const SOON: Duration = Duration::from_secs(30);
+
+/// What a `mesh-client` run printed, and how it ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A single bootstrapped server on `127.0.8.<octet>`, leading.
+async fn server(dir: &Path, octet: u8) -> anyhow::Result<ServerProcess> {
+    let mut server = ServerProcess::new(
+        Ipv4Addr::new(127, 0, 8, octet),
+        &dir.join("server"),
+        vec!["-bootstrap".into()],
+    )?;
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    Ok(server)
+}
+
+/// Runs `mesh-client <command> [-http-addr <http>] <args>`, feeding it `stdin`; killed if it
+/// runs longer than `SOON`.
+async fn run(
+    command: &str,
+    http: Option<&str>,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> anyhow::Result<Run> {
+    let mut cli = tokio::process::Command::new(test_support::binary("mesh-client")?);
+    cli.args(command.split_whitespace());
+    if let Some(http) = http {
+        cli.args(["-http-addr", http]);
+    }
+    cli.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cli.spawn()?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).await?;
+    }
+    let output = tokio::time::timeout(SOON, child.wait_with_output())
+        .await
+        .map_err(|_| anyhow::anyhow!("mesh-client {command} {args:?} ran over {SOON:?}"))??;
+    Ok(Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// `command` against `server`.
+async fn mesh(server: &ServerProcess, command: &str, args: &[&str]) -> anyhow::Result<Run> {
+    run(command, Some(&server.http_addr()), args, None).await
+}
+
+/// `command` without an agent, expected to succeed; its stdout.
+async fn ok_offline(command: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = run(command, None, args, None).await?;
+    anyhow::ensure!(out.code == 0, "mesh-client {command} {args:?}: {out:?}");
+    Ok(out.stdout)
+}
+
+/// `command` against `server`, expected to succeed; its stdout.
+async fn ok(server: &ServerProcess, command: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = mesh(server, command, args).await?;
+    anyhow::ensure!(out.code == 0, "mesh-client {command} {args:?}: {out:?}");
+    Ok(out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_catalog_and_services_commands_read_like_consuls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path(), 1).await?;
+
+    // put and get, from an argument, stdin and a file.
+    assert_eq!(
+        ok(&server, "kv put", &["app/name", "web"]).await?,
+        "Success! Data written to: app/name\n"
+    );
+    let http = server.http_addr();
+    let put = run(
+        "kv put",
+        Some(&http),
+        &["app/stdin", "-"],
+        Some(b"from stdin"),
+    )
+    .await?;
+    assert_eq!(put.code, 0, "{put:?}");
+    let file = dir.path().join("value.txt");
+    std::fs::write(&file, "from a file")?;
+    let at_file = format!("@{}", file.display());
+    ok(&server, "kv put", &["-flags", "42", "app/file", &at_file]).await?;
+    assert_eq!(ok(&server, "kv get", &["app/name"]).await?, "web\n");
+    assert_eq!(ok(&server, "kv get", &["app/stdin"]).await?, "from stdin\n");
+    assert_eq!(
+        ok(&server, "kv get", &["-recurse", "app"]).await?,
+        "app/file:from a file\napp/name:web\napp/stdin:from stdin\n"
+    );
+    assert_eq!(
+        ok(&server, "kv get", &["-keys", "-separator", "/", ""]).await?,
+        "app/\n"
+    );
+    let detailed = ok(&server, "kv get", &["-detailed", "app/file"]).await?;
+    assert!(detailed.contains("Flags            42\n"), "{detailed}");
+    assert!(
+        detailed.ends_with("Value            from a file\n"),
+        "{detailed}"
+    );
+    let missing = mesh(&server, "kv get", &["app/missing"]).await?;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert_eq!(missing.stderr, "Error! No key exists at: app/missing\n");
+
+    // Check-and-set with a stale index fails; with the current one it writes.
+    let index = detailed
+        .lines()
+        .find_map(|l| l.strip_prefix("ModifyIndex"))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    let stale = mesh(
+        &server,
+        "kv put",
+        &["-cas", "-modify-index", "1", "app/file", "x"],
+    )
+    .await?;
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert_eq!(
+        stale.stderr,
+        "Error! Did not write to app/file: CAS failed\n"
+    );
+    ok(
+        &server,
+        "kv put",
+        &[
+            "-cas",
+            "-modify-index",
+            &index,
+            "-flags",
+            "42",
+            "app/file",
+            "y",
+        ],
+    )
+    .await?;
+
+    // export, delete everything, import: the same tree comes back.
+    let exported = ok(&server, "kv export", &["app/"]).await?;
+    let entries: Value = serde_json::from_str(&exported)?;
+    assert_eq!(
+        entries[0],
+        json!({"key": "app/file", "flags": 42, "value": "eQ=="}),
+        "{exported}"
+    );
+    assert_eq!(
+        ok(&server, "kv delete", &["-recurse", "app/"]).await?,
+        "Success! Deleted keys with prefix: app/\n"
+    );
+    assert_eq!(ok(&server, "kv get", &["-recurse", "app"]).await?, "");
+    let export_file = dir.path().join("export.json");
+    std::fs::write(&export_file, &exported)?;
+    let imported = ok(
+        &server,
+        "kv import",
+        &[&format!("@{}", export_file.display())],
+    )
+    .await?;
+    assert_eq!(
+        imported,
+        "Imported: app/file\nImported: app/name\nImported: app/stdin\n"
+    );
+    assert_eq!(ok(&server, "kv export", &["app/"]).await?, exported);
+    assert_eq!(
+        ok(&server, "kv delete", &["app/name"]).await?,
+        "Success! Deleted key: app/name\n"
+    );
+
+    // A watch without a handler prints the view once.
+    let watched = ok(&server, "watch", &["-type", "key", "-key", "app/stdin"]).await?;
+    let pair: Value = serde_json::from_str(&watched)?;
+    assert_eq!(pair["Key"], "app/stdin", "{watched}");
+    assert!(
+        watched.contains("\n    \"Key\": \"app/stdin\""),
+        "four-space indent: {watched}"
+    );
+
+    // A service from a definition file reaches the catalog.
+    let definition = dir.path().join("web.json");
+    std::fs::write(
+        &definition,
+        r#"{"service": {"name": "web", "port": 8080, "tags": ["v2", "blue"]}}"#,
+    )?;
+    assert_eq!(
+        ok(
+            &server,
+            "services register",
+            &[&definition.display().to_string()]
+        )
+        .await?,
+        "Registered service: web\n"
+    );
+    wait_json(
+        &server.http(),
+        "/v1/catalog/services",
+        "web in the catalog",
+        SOON,
+        |services| services.get("web").is_some(),
+    )
+    .await?;
+    assert_eq!(ok(&server, "catalog services", &[]).await?, "consul\nweb\n");
+    let tagged = ok(&server, "catalog services", &["-tags"]).await?;
+    assert!(tagged.ends_with("\nweb         blue,v2\n"), "{tagged}");
+    let nodes = ok(&server, "catalog nodes", &["-service", "web"]).await?;
+    assert!(nodes.starts_with("Node    ID"), "{nodes}");
+    assert!(nodes.contains("127.0.8.1  dc1"), "{nodes}");
+    assert_eq!(ok(&server, "catalog datacenters", &[]).await?, "dc1\n");
+
+    let version = ok_offline("version", &[]).await?;
+    assert!(version.starts_with("Mesh v"), "{version}");
+    let bad = mesh(&server, "kv get", &["-no-such-flag", "k"]).await?;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intentions_raft_peers_and_snapshots() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path(), 2).await?;
+
+    // Intentions, and `check`'s exit statuses: 0 allowed, 1 denied (as Consul's).
+    assert_eq!(
+        ok(&server, "intention create", &["-deny", "web", "db"]).await?,
+        "Created: web => db (deny)\n"
+    );
+    let denied = mesh(&server, "intention check", &["web", "db"]).await?;
+    assert_eq!(
+        (denied.code, denied.stdout.as_str()),
+        (1, "Denied\n"),
+        "{denied:?}"
+    );
+    let duplicate = mesh(&server, "intention create", &["web", "db"]).await?;
+    assert_eq!(duplicate.code, 1, "{duplicate:?}");
+    assert!(
+        duplicate
+            .stderr
+            .starts_with("Error creating intention \"web => db (allow)\": "),
+        "{duplicate:?}"
+    );
+    ok(
+        &server,
+        "intention create",
+        &["-allow", "-replace", "web", "db"],
+    )
+    .await?;
+    let allowed = mesh(&server, "intention check", &["web", "db"]).await?;
+    assert_eq!(
+        (allowed.code, allowed.stdout.as_str()),
+        (0, "Allowed\n"),
+        "{allowed:?}"
+    );
+    let listed = ok(&server, "intention list", &[]).await?;
+    assert!(listed.starts_with("ID  "), "{listed}");
+    assert!(
+        listed.contains("  web     allow   db           "),
+        "{listed}"
+    );
+    assert_eq!(
+        ok(&server, "intention match", &["db"]).await?,
+        "web => db (allow)\n"
+    );
+    let shown = ok(&server, "intention get", &["web", "db"]).await?;
+    assert!(
+        shown.starts_with("Source:       web\nDestination:  db\nAction:       allow\n"),
+        "{shown}"
+    );
+    let usage = mesh(&server, "intention check", &["web"]).await?;
+    assert_eq!(usage.code, 2, "{usage:?}");
+
+    // The raft peers: this server leads.
+    let peers = ok(&server, "operator raft list-peers", &[]).await?;
+    let mut lines = peers.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("Node    ID  ")
+            && header.contains("Address  ")
+            && header.contains("  State  "),
+        "{peers}"
+    );
+    assert!(
+        header.contains("  Voter  RaftProtocol  Commit Index  Trails Leader By"),
+        "{peers}"
+    );
+    let leader = lines.next().unwrap_or_default();
+    assert!(leader.starts_with("node-2  "), "{peers}");
+    assert!(leader.contains("  127.0.8.2:"), "{peers}");
+    assert!(leader.contains("  leader  true   3  "), "{peers}");
+
+    // A snapshot saved, inspected, and restored over later changes.
+    ok(&server, "kv put", &["snap/key", "before"]).await?;
+    let file = dir.path().join("backup.snap");
+    let file_arg = file.display().to_string();
+    let saved = mesh(&server, "snapshot save", &[&file_arg]).await?;
+    assert_eq!(saved.code, 0, "{saved:?}");
+    let index: u64 = saved
+        .stdout
+        .strip_prefix("Saved and verified snapshot to index ")
+        .and_then(|rest| rest.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{saved:?}"))?;
+    assert!(
+        saved.stderr.starts_with("Downloading snapshot: "),
+        "{saved:?}"
+    );
+    let inspected = ok_offline("snapshot inspect", &[&file_arg]).await?;
+    assert!(
+        inspected.contains(&format!("\n Index        {index}\n")),
+        "{inspected}"
+    );
+    assert!(inspected.contains("\n Version      1\n"), "{inspected}");
+    assert!(inspected.contains("\n KVS  "), "{inspected}");
+    ok(&server, "kv put", &["snap/key", "after"]).await?;
+    assert_eq!(
+        ok(&server, "intention delete", &["web", "db"]).await?,
+        "Intention deleted.\n"
+    );
+    assert_eq!(ok(&server, "intention match", &["db"]).await?, "");
+    assert_eq!(
+        ok(&server, "snapshot restore", &[&file_arg]).await?,
+        "Restored snapshot\n"
+    );
+    assert_eq!(ok(&server, "kv get", &["snap/key"]).await?, "before\n");
+    // The restore brought back the intention too.
+    assert_eq!(
+        ok(&server, "intention match", &["db"]).await?,
+        "web => db (allow)\n"
+    );
+
+    let corrupt = dir.path().join("corrupt.snap");
+    std::fs::write(&corrupt, b"not an archive")?;
+    let refused = run(
+        "snapshot inspect",
+        None,
+        &[&corrupt.display().to_string()],
+        None,
+    )
+    .await?;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.starts_with("Error inspecting snapshot: "),
+        "{refused:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_runs_the_child_while_holding_the_lock() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path(), 3).await?;
+    let client = test_support::binary("mesh-client")?;
+
+    // The child sees the lock held (by a session) and its status becomes the command's.
+    let script = format!(
+        "test \"$CONSUL_LOCK_HELD\" = true || exit 9; \
+         {} kv get -http-addr {} -detailed jobs/nightly/.lock | grep '^Session' | grep -qv ' -$' || exit 8; \
+         echo child ran; exit 3",
+        client.display(),
+        server.http_addr()
+    );
+    let run = mesh(&server, "lock", &["jobs/nightly", &script]).await?;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stdout, "child ran\n", "{run:?}");
+
+    // Afterwards the key is gone and the session destroyed.
+    let gone = mesh(&server, "kv get", &["jobs/nightly/.lock"]).await?;
+    assert_eq!(gone.code, 1, "{gone:?}");
+    let sessions = server.http().get("/v1/session/list").await?.json()?;
+    assert_eq!(sessions, json!([]));
+
+    // Without a shell, the child's own flags reach it untouched.
+    let listed = ok(
+        &server,
+        "lock",
+        &["-shell=false", "jobs/ls", "ls", "-a", "-d", "/"],
+    )
+    .await?;
+    assert_eq!(listed, "/\n");
+
+    // A held lock makes a second `lock` give up at its timeout.
+    let holder = {
+        let mut command = tokio::process::Command::new(&client);
+        command
+            .args([
+                "lock",
+                "-http-addr",
+                &server.http_addr(),
+                "jobs/busy",
+                "sleep 20",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        command.spawn()?
+    };
+    wait_json(
+        &server.http(),
+        "/v1/kv/jobs/busy/.lock",
+        "the first lock held",
+        SOON,
+        |pairs| pairs[0]["Session"].as_str().is_some_and(|s| !s.is_empty()),
+    )
+    .await?;
+    let waited = mesh(
+        &server,
+        "lock",
+        &["-timeout", "500ms", "jobs/busy", "echo never"],
+    )
+    .await?;
+    assert_eq!(waited.code, 1, "{waited:?}");
+    assert_eq!(
+        waited.stderr,
+        "Shutdown triggered or timeout during lock acquisition\n"
+    );
+    assert_eq!(waited.stdout, "");
+    drop(holder);
+    Ok(())
+}
