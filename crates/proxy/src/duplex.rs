@@ -10,15 +10,19 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
 
 use crate::metrics::Counter;
 
 #[cfg(test)]
 mod tests;
 
-/// Per direction. A TLS record carries at most 16 KiB; half of that keeps idle-heavy sidecars
-/// small while bulk copies still move whole socket buffers in few calls.
+/// Per direction, while bytes are moving. A TLS record carries at most 16 KiB; half of that
+/// keeps busy sidecars small while bulk copies still move whole socket buffers in few calls.
+/// A direction with nothing to read gives its buffer back, so an idle connection holds none
+/// (most of a sidecar's connections are idle keep-alives).
 const BUFFER: usize = 8 * 1024;
 
 /// Copies `a` → `b` and `b` → `a` until both directions have ended, counting bytes written in
@@ -50,9 +54,10 @@ where
 /// One direction: read into the buffer, write it all out, repeat; at end of stream shut the
 /// writer down.
 struct HalfDuplex<'a> {
-    buf: Box<[u8]>,
+    /// Empty, and without an allocation, whenever the reader has nothing for us.
+    buf: BytesMut,
+    /// How much of `buf` was written out.
     pos: usize,
-    filled: usize,
     read_done: bool,
     needs_flush: bool,
     done: bool,
@@ -62,9 +67,8 @@ struct HalfDuplex<'a> {
 impl<'a> HalfDuplex<'a> {
     fn new(bytes: &'a Counter) -> Self {
         HalfDuplex {
-            buf: vec![0; BUFFER].into_boxed_slice(),
+            buf: BytesMut::new(),
             pos: 0,
-            filled: 0,
             read_done: false,
             needs_flush: false,
             done: false,
@@ -86,10 +90,8 @@ impl<'a> HalfDuplex<'a> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            while self.pos < self.filled {
-                let n = ready!(
-                    Pin::new(&mut *writer).poll_write(cx, &self.buf[self.pos..self.filled])
-                )?;
+            while self.pos < self.buf.len() {
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.buf[self.pos..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
@@ -103,19 +105,17 @@ impl<'a> HalfDuplex<'a> {
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
-            let mut buf = ReadBuf::new(&mut self.buf);
-            match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => {
-                    let n = buf.filled().len();
-                    if n == 0 {
-                        self.read_done = true;
-                    } else {
-                        self.pos = 0;
-                        self.filled = n;
-                    }
-                }
+            self.buf.clear();
+            self.pos = 0;
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(BUFFER);
+            }
+            match poll_read_buf(Pin::new(&mut *reader), cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => self.read_done = true,
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
+                    self.buf = BytesMut::new();
                     // Nothing more to read for now: push out what the writer buffered (a TLS
                     // writer holds records until flushed).
                     if self.needs_flush {
