@@ -23,7 +23,8 @@ pub enum Watch<'a> {
     Sessions,
     /// A catalog index (see [`catalog::topic`]).
     Catalog(&'a str),
-    /// A whole table ([`raft_store::TABLE_CA`], [`raft_store::TABLE_INTENTIONS`]).
+    /// A whole table ([`raft_store::TABLE_CA`], [`raft_store::TABLE_INTENTIONS`],
+    /// [`raft_store::TABLE_CONFIG_ENTRIES`]).
     Table(&'static str),
 }
 

@@ -414,7 +414,7 @@ const PARTITIONS: &str = "Partitions is a Consul Enterprise feature";
 
 /// Consul CE's `parseEntMeta`: any namespace or partition in the request is refused, even
 /// `default`.
-fn reject_enterprise_meta(params: &Params, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn reject_enterprise_meta(params: &Params, headers: &HeaderMap) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).is_some_and(|v| !v.as_bytes().is_empty());
     let query = |name: &str| params.get(name).is_some_and(|v| !v.is_empty());
     let refusal = if header("X-Consul-Namespace") {
@@ -514,7 +514,7 @@ fn too_large(len: u64) -> String {
 }
 
 /// Go's `%q` for the strings Consul quotes in its errors.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

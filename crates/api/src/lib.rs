@@ -11,6 +11,7 @@ mod agent_connect;
 mod autopilot;
 mod blocking;
 mod catalog;
+mod config_entries;
 mod connect_ca;
 mod connect_intentions;
 mod error;
@@ -271,6 +272,23 @@ pub fn server_routes(ctx: ApiContext) -> Router {
                 &[Method::GET, Method::PUT, Method::DELETE],
                 connect_intentions::by_id,
             ),
+        )
+        .route("/v1/config", methods(&[Method::PUT], config_entries::apply))
+        .route(
+            "/v1/config/",
+            methods(&[Method::GET, Method::DELETE], config_entries::root),
+        )
+        .route(
+            "/v1/config/{kind}",
+            methods(&[Method::GET, Method::DELETE], config_entries::kind),
+        )
+        .route(
+            "/v1/config/{kind}/",
+            methods(&[Method::GET, Method::DELETE], config_entries::empty_name),
+        )
+        .route(
+            "/v1/config/{kind}/{*name}",
+            methods(&[Method::GET, Method::DELETE], config_entries::entry),
         )
         .route(
             "/v1/connect/ca/roots",

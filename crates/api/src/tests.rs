@@ -1252,6 +1252,7 @@ async fn autopilot_configuration_defaults_update_and_cas() {
 }
 
 mod catalog;
+mod config_entries;
 mod connect_intentions;
 
 // ---------------------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::legacy::StateV1;
 use crate::state::State;
 
-/// The archive format version this build writes and reads.
-pub const ARCHIVE_VERSION: u32 = 1;
+/// The archive format version this build writes. It also reads version 1, whose state has
+/// the previous layout ([`crate::StateV1`]).
+pub const ARCHIVE_VERSION: u32 = 2;
 
 /// What an archive says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,24 +45,29 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Packs `state` read at `meta.index` into a compressed archive.
 pub fn pack(meta: &ArchiveMeta, state: &State) -> Result<Vec<u8>, ArchiveError> {
-    let meta_json = serde_json::to_vec_pretty(meta).map_err(|e| ArchiveError::Decode {
-        what: "meta.json",
-        why: e.to_string(),
-    })?;
     let state_bin = postcard::to_stdvec(state).map_err(|e| ArchiveError::Decode {
         what: "state.bin",
+        why: e.to_string(),
+    })?;
+    pack_encoded(meta, &state_bin)
+}
+
+/// Packs an already encoded state.
+fn pack_encoded(meta: &ArchiveMeta, state_bin: &[u8]) -> Result<Vec<u8>, ArchiveError> {
+    let meta_json = serde_json::to_vec_pretty(meta).map_err(|e| ArchiveError::Decode {
+        what: "meta.json",
         why: e.to_string(),
     })?;
     let sums = format!(
         "{}  meta.json\n{}  state.bin\n",
         hex(&Sha256::digest(&meta_json)),
-        hex(&Sha256::digest(&state_bin))
+        hex(&Sha256::digest(state_bin))
     );
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     for (name, bytes) in [
         ("meta.json", meta_json.as_slice()),
-        ("state.bin", state_bin.as_slice()),
+        ("state.bin", state_bin),
         ("SHA256SUMS", sums.as_bytes()),
     ] {
         let mut header = tar::Header::new_gnu();
@@ -105,12 +112,71 @@ pub fn unpack(archive: &[u8]) -> Result<(ArchiveMeta, State), ArchiveError> {
             what: "meta.json",
             why: e.to_string(),
         })?;
-    if meta.version != ARCHIVE_VERSION {
-        return Err(ArchiveError::Version(meta.version));
-    }
-    let state = postcard::from_bytes(&state_bin).map_err(|e| ArchiveError::Decode {
+    let decode_failed = |e: postcard::Error| ArchiveError::Decode {
         what: "state.bin",
         why: e.to_string(),
-    })?;
+    };
+    let state = match meta.version {
+        ARCHIVE_VERSION => postcard::from_bytes(&state_bin).map_err(decode_failed)?,
+        1 => postcard::from_bytes::<StateV1>(&state_bin)
+            .map_err(decode_failed)?
+            .into(),
+        other => return Err(ArchiveError::Version(other)),
+    };
     Ok((meta, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(version: u32) -> ArchiveMeta {
+        ArchiveMeta {
+            version,
+            index: 42,
+            term: 3,
+            datacenter: "dc1".into(),
+        }
+    }
+
+    fn kv_set(state: &mut kv::KvStore, key: &str) {
+        let op = kv::KvOp::Set {
+            key: key.into(),
+            value: b"v".to_vec(),
+            flags: 0,
+        };
+        state.apply(op, 7, 1_000).expect("set");
+    }
+
+    #[test]
+    fn an_archive_round_trips_with_its_config_entries() {
+        let mut state = State::default();
+        kv_set(&mut state.kv, "a");
+        let write = config_entries::wire::decode(
+            br#"{"Kind":"service-defaults","Name":"web","Protocol":"http"}"#,
+        )
+        .expect("body");
+        state.config_entries.upsert(&write, None, 8).expect("valid");
+        let archive = pack(&meta(ARCHIVE_VERSION), &state).expect("pack");
+        let (read_meta, read) = unpack(&archive).expect("unpack");
+        assert_eq!(read_meta, meta(ARCHIVE_VERSION));
+        assert_eq!(read, state);
+    }
+
+    #[test]
+    fn a_version_1_archive_still_restores() {
+        let mut old = StateV1::default();
+        kv_set(&mut old.kv, "kept");
+        let bytes = postcard::to_stdvec(&old).expect("encode");
+        let archive = pack_encoded(&meta(1), &bytes).expect("pack");
+        let (read_meta, state) = unpack(&archive).expect("a version 1 archive");
+        assert_eq!(read_meta.version, 1);
+        assert!(state.kv.get("kept").is_some());
+        assert!(state.config_entries.is_empty());
+        let future = pack_encoded(&meta(ARCHIVE_VERSION + 1), &bytes).expect("pack");
+        assert!(matches!(
+            unpack(&future),
+            Err(ArchiveError::Version(v)) if v == ARCHIVE_VERSION + 1
+        ));
+    }
 }

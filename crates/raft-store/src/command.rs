@@ -32,8 +32,9 @@ pub enum Op {
         config: crate::state::AutopilotConfig,
         cas: Option<u64>,
     },
-    /// Replace the whole replicated state with a restored snapshot (`PUT /v1/snapshot`).
-    Restore(Box<crate::state::State>),
+    /// A restore proposed before config entries existed, its state in that layout. Only read
+    /// back from older logs; applied as an [`Op::Restore`] (see [`crate::StateV1`]).
+    RestoreV1(Box<crate::legacy::StateV1>),
     /// Install a Connect CA computed by the proposer (bootstrap, rotation, configuration change,
     /// intermediate renewal, pruning). Applied only if the CA is still the one it was computed
     /// from: `base` is that CA's [`ca::CaState::index`] and `next_serial` (0 and 0 for "no CA
@@ -54,6 +55,11 @@ pub enum Op {
     /// Concurrent client writes proposed as one raft entry (group commit). Applied in order;
     /// every op in the batch gets the entry's index.
     Batch(Vec<Op>),
+    // postcard numbers variants in order: new commands go below, never above.
+    /// A config entry write. Answers [`Response::ConfigEntry`].
+    ConfigEntry(Box<config_entries::ConfigEntryOp>),
+    /// Replace the whole replicated state with a restored snapshot (`PUT /v1/snapshot`).
+    Restore(Box<crate::state::State>),
 }
 
 impl Op {
@@ -74,9 +80,9 @@ impl Op {
             }
             // Roots, intermediates and their keys.
             Op::SetCa { ca, .. } => OVERHEAD * 16 * (ca.roots.len() + 1),
-            Op::Intention(_) => OVERHEAD * 8,
+            Op::Intention(_) | Op::ConfigEntry(_) => OVERHEAD * 8,
             // Never batched with others: it is as large as the whole state.
-            Op::Restore(_) => usize::MAX / 2,
+            Op::Restore(_) | Op::RestoreV1(_) => usize::MAX / 2,
             Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),
         }
     }
@@ -167,4 +173,8 @@ pub enum Response {
     Intention(Result<Option<String>, intentions::IntentionError>),
     /// One response per op of an [`Op::Batch`], in order.
     Batch(Vec<Response>),
+    // New responses go below, as new commands do.
+    /// A config entry write: Consul's `true`/`false` (a check-and-set that did not hold), or
+    /// Consul's refusal.
+    ConfigEntry(Result<bool, config_entries::ConfigEntryError>),
 }

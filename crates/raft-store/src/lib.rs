@@ -1,6 +1,7 @@
 //! The replicated store of a mesh server: openraft's type configuration, a RocksDB log store
 //! with group commit, the state machine that applies committed commands to the pure domain
-//! crates (kv, catalog, ca, intentions), snapshots, and change notification for blocking queries.
+//! crates (kv, catalog, ca, intentions, config-entries), snapshots, and change notification
+//! for blocking queries.
 //!
 //! This crate never depends on HTTP, axum or the Consul wire format: it speaks in commands
 //! and domain types. It owns every byte written under `<data_dir>/raft`.
@@ -13,6 +14,7 @@ mod archive;
 mod as_json;
 mod command;
 mod connect;
+mod legacy;
 mod log_store;
 mod network;
 mod node;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 pub use archive::{pack, unpack, ArchiveError, ArchiveMeta, ARCHIVE_VERSION};
 pub use command::{CaBase, Command, Op, Response};
 pub use connect::{CaUpdateError, SignError};
+pub use legacy::StateV1;
 pub use log_store::LogStore;
 pub use network::NoPeers;
 pub use node::{
@@ -40,7 +43,7 @@ pub use node::{
 };
 pub use notify::{Notifier, Subscription, Topic};
 pub use recovery::{log_position, recover_as_sole_voter, LogPosition};
-pub use state::{AutopilotConfig, State, TABLE_CA, TABLE_INTENTIONS};
+pub use state::{AutopilotConfig, State, TABLE_CA, TABLE_CONFIG_ENTRIES, TABLE_INTENTIONS};
 pub use state_machine::{StateGuard, StateMachineStore, StoreReader};
 pub use types::{NodeId, Raft, ServerNode, TypeConfig};
 

@@ -21,7 +21,8 @@ pub enum Topic {
     /// A catalog index: `service.<name>`, `connect.<name>`, `node.<name>`, or a table
     /// (`nodes`, `services`, `checks`). See [`catalog::topic`].
     Catalog(String),
-    /// A whole table outside KV and the catalog ([`crate::TABLE_CA`], [`crate::TABLE_INTENTIONS`]).
+    /// A whole table outside KV and the catalog ([`crate::TABLE_CA`], [`crate::TABLE_INTENTIONS`],
+    /// [`crate::TABLE_CONFIG_ENTRIES`]).
     Table(&'static str),
 }
 
@@ -116,7 +117,8 @@ impl Notifier {
         self.subscribe(Kind::Catalog, topic)
     }
 
-    /// A whole table ([`crate::TABLE_CA`], [`crate::TABLE_INTENTIONS`]).
+    /// A whole table ([`crate::TABLE_CA`], [`crate::TABLE_INTENTIONS`],
+    /// [`crate::TABLE_CONFIG_ENTRIES`]).
     pub fn table(&self, table: &str) -> Subscription {
         self.subscribe(Kind::Table, table)
     }

@@ -6,13 +6,16 @@
 //! holds the encoded snapshot in memory, and the receiver installs it by checking and renaming
 //! the file it received, then decoding the state from it as a stream.
 //!
-//! Layout: `MESHSNP2`, the length of the metadata (u32, little endian), openraft's snapshot
+//! Layout: `MESHSNP3`, the length of the metadata (u32, little endian), openraft's snapshot
 //! metadata and the state (both postcard), then the SHA-256 of everything before it. It is
 //! written to a temporary name, synced, renamed over the previous one and the directory synced,
 //! so a crash leaves either snapshot whole.
 //!
-//! Older layouts are read once and rewritten in this one when the store opens: a file holding
-//! postcard `{meta, data}` followed by its SHA-256, and before that a RocksDB value.
+//! `MESHSNP2` files are the same but hold the state in its previous layout
+//! ([`SnapshotState::Previous`], see [`crate::legacy`]): they are read (and received from a
+//! leader of the previous version) and converted. Older layouts are read once and rewritten in
+//! the current one when the store opens: `MESHSNP2`, a file holding postcard `{meta, data}`
+//! followed by its SHA-256, and before that a RocksDB value.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -31,7 +34,9 @@ const NAME: &str = "snapshot.bin";
 const TEMPORARY: &str = "snapshot.bin.tmp";
 /// Where a snapshot from the leader is received.
 const RECEIVING: &str = "snapshot.bin.recv";
-const MAGIC: &[u8; 8] = b"MESHSNP2";
+const MAGIC: &[u8; 8] = b"MESHSNP3";
+/// The magic of files holding the state in its previous layout.
+const PREVIOUS_MAGIC: &[u8; 8] = b"MESHSNP2";
 const DIGEST_LEN: u64 = 32;
 /// Room for the largest single string or byte string in the state while decoding from the
 /// file (a KV value, a CA's JSON). Allocated zeroed, so only what is used becomes resident; a
@@ -44,6 +49,11 @@ pub(crate) type Meta = SnapshotMeta<NodeId, ServerNode>;
 #[derive(Debug, Clone)]
 pub(crate) struct SnapshotFile {
     dir: PathBuf,
+}
+
+/// A state that snapshot files hold, and the layout files of the previous magic hold it in.
+pub(crate) trait SnapshotState: DeserializeOwned {
+    type Previous: DeserializeOwned + Into<Self>;
 }
 
 /// A snapshot of the first file layout, and of the RocksDB value before it.
@@ -108,18 +118,18 @@ impl SnapshotFile {
 
     /// Checks a received snapshot, makes it the current one, and returns its metadata and
     /// state.
-    pub(crate) fn install_received<T: DeserializeOwned>(&self) -> io::Result<(Meta, T)> {
+    pub(crate) fn install_received<T: SnapshotState>(&self) -> io::Result<(Meta, T)> {
         let received = self.dir.join(RECEIVING);
         File::open(&received)?.sync_all()?;
-        let decoded = decode(&received)?;
+        let (meta, state, _) = decode(&received)?;
         fs::rename(&received, self.path())?;
         File::open(&self.dir)?.sync_all()?;
-        Ok(decoded)
+        Ok((meta, state))
     }
 
     /// The current snapshot's metadata and state, checked against its digest; `None` when
     /// there is no file. A file of the first layout is returned as a [`LegacySnapshot`].
-    pub(crate) fn read<T: DeserializeOwned>(&self) -> io::Result<Option<Stored<T>>> {
+    pub(crate) fn read<T: SnapshotState>(&self) -> io::Result<Option<Stored<T>>> {
         let path = self.path();
         let mut file = match File::open(&path) {
             Ok(file) => file,
@@ -127,11 +137,15 @@ impl SnapshotFile {
             Err(err) => return Err(err),
         };
         let mut magic = [0u8; MAGIC.len()];
-        let is_current = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
+        let has_magic =
+            file.read_exact(&mut magic).is_ok() && (&magic == MAGIC || &magic == PREVIOUS_MAGIC);
         drop(file);
-        if is_current {
-            let (_, state) = decode(&path)?;
-            return Ok(Some(Stored::Current(state)));
+        if has_magic {
+            let (meta, state, layout) = decode(&path)?;
+            return Ok(Some(match layout {
+                Layout::Current => Stored::Current(state),
+                Layout::Previous => Stored::Previous(meta, state),
+            }));
         }
         let bytes = fs::read(&path)?;
         let body = check_digest(&bytes)?;
@@ -151,13 +165,27 @@ impl SnapshotFile {
         };
         let mut header = [0u8; MAGIC.len() + 4];
         file.read_exact(&mut header)?;
-        if &header[..MAGIC.len()] != MAGIC {
-            return Err(corrupt("not a snapshot file"));
-        }
+        layout_of(&header)?;
         let meta_len = u32::from_le_bytes(header[MAGIC.len()..].try_into().expect("4 bytes"));
         let mut meta_bytes = vec![0u8; meta_len as usize];
         file.read_exact(&mut meta_bytes)?;
         postcard::from_bytes(&meta_bytes).map(Some).map_err(invalid)
+    }
+}
+
+/// Which layout of the state a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Current,
+    Previous,
+}
+
+/// The layout a file's header announces.
+fn layout_of(header: &[u8]) -> io::Result<Layout> {
+    match header.get(..MAGIC.len()) {
+        Some(magic) if magic == MAGIC => Ok(Layout::Current),
+        Some(magic) if magic == PREVIOUS_MAGIC => Ok(Layout::Previous),
+        _ => Err(corrupt("not a snapshot file")),
     }
 }
 
@@ -183,11 +211,14 @@ impl Pending {
 /// What [`SnapshotFile::read`] found.
 pub(crate) enum Stored<T> {
     Current(T),
+    /// A `MESHSNP2` file, its state converted; the file should be rewritten.
+    Previous(Meta, T),
     Legacy(LegacySnapshot),
 }
 
-/// Verifies the digest of the file at `path` (streaming), then decodes its metadata and state.
-fn decode<T: DeserializeOwned>(path: &Path) -> io::Result<(Meta, T)> {
+/// Verifies the digest of the file at `path` (streaming), then decodes its metadata and state
+/// (converted from the previous layout if the file holds that).
+fn decode<T: SnapshotState>(path: &Path) -> io::Result<(Meta, T, Layout)> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let body_len = len
@@ -203,9 +234,7 @@ fn decode<T: DeserializeOwned>(path: &Path) -> io::Result<(Meta, T)> {
     file.seek(SeekFrom::Start(0))?;
     let mut header = [0u8; MAGIC.len() + 4];
     file.read_exact(&mut header)?;
-    if &header[..MAGIC.len()] != MAGIC {
-        return Err(corrupt("not a snapshot file"));
-    }
+    let layout = layout_of(&header)?;
     let meta_len = u32::from_le_bytes(header[MAGIC.len()..].try_into().expect("4 bytes"));
     let mut meta_bytes = vec![0u8; meta_len as usize];
     file.read_exact(&mut meta_bytes)?;
@@ -214,21 +243,46 @@ fn decode<T: DeserializeOwned>(path: &Path) -> io::Result<(Meta, T)> {
     let state_len = body_len
         .checked_sub(state_start)
         .ok_or_else(|| corrupt("shorter than its header"))?;
-    let reader = BufReader::with_capacity(1 << 20, (&mut file).take(state_len));
+    let state = match layout {
+        Layout::Current => decode_state::<T>(&mut file, state_start, state_len)?,
+        Layout::Previous => decode_state::<T::Previous>(&mut file, state_start, state_len)?.into(),
+    };
+    Ok((meta, state, layout))
+}
+
+/// Decodes the `state_len` bytes of state at `state_start` as a stream.
+fn decode_state<T: DeserializeOwned>(
+    file: &mut File,
+    state_start: u64,
+    state_len: u64,
+) -> io::Result<T> {
+    file.seek(SeekFrom::Start(state_start))?;
+    let reader = BufReader::with_capacity(1 << 20, (&mut *file).take(state_len));
     let mut scratch = vec![0u8; SCRATCH];
-    let state = match postcard::from_io::<T, _>((reader, &mut scratch)) {
-        Ok((state, _)) => state,
+    match postcard::from_io::<T, _>((reader, &mut scratch)) {
+        Ok((state, _)) => Ok(state),
         // An item larger than the scratch space: decode from memory.
         Err(postcard::Error::DeserializeUnexpectedEnd) => {
             drop(scratch);
             file.seek(SeekFrom::Start(state_start))?;
             let mut bytes = Vec::with_capacity(state_len as usize);
-            (&mut file).take(state_len).read_to_end(&mut bytes)?;
-            postcard::from_bytes(&bytes).map_err(invalid)?
+            (&mut *file).take(state_len).read_to_end(&mut bytes)?;
+            postcard::from_bytes(&bytes).map_err(invalid)
         }
-        Err(err) => return Err(invalid(err)),
-    };
-    Ok((meta, state))
+        Err(err) => Err(invalid(err)),
+    }
+}
+
+/// Rewrites the file at `path`, written by this version around a state encoded in the
+/// previous layout, as the previous version wrote it: its magic and digest.
+#[cfg(test)]
+pub(crate) fn mark_as_previous(path: &Path) -> io::Result<()> {
+    let mut bytes = fs::read(path)?;
+    let body_len = bytes.len() - DIGEST_LEN as usize;
+    bytes[..MAGIC.len()].copy_from_slice(PREVIOUS_MAGIC);
+    let digest = Sha256::digest(&bytes[..body_len]);
+    bytes[body_len..].copy_from_slice(&digest);
+    fs::write(path, bytes)
 }
 
 /// The body of a first-layout file whose trailing digest matches.

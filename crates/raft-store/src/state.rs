@@ -6,6 +6,10 @@ use crate::command::{CaBase, Command, Op, Response};
 use crate::notify::Topic;
 
 /// Everything a snapshot contains, besides openraft's own metadata.
+///
+/// Snapshots, archives and restore entries encode it with postcard, field by field without
+/// names: a new field changes the layout. Keep the previous layout beside [`crate::StateV1`]
+/// (the `legacy` module) and bump the snapshot magic and archive version, as it explains.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub kv: kv::KvStore,
@@ -15,6 +19,8 @@ pub struct State {
     #[serde(with = "crate::as_json")]
     pub ca: Option<ca::CaState>,
     pub intentions: intentions::Intentions,
+    /// `service-defaults` and `proxy-defaults` config entries.
+    pub config_entries: config_entries::ConfigEntries,
     /// Set when a restore replaced the state; cleared when topics are drained.
     #[serde(skip)]
     restored: bool,
@@ -27,6 +33,8 @@ pub struct State {
 pub const TABLE_CA: &str = "connect-ca";
 /// The topic of the intentions.
 pub const TABLE_INTENTIONS: &str = "intentions";
+/// The topic of the config entries.
+pub const TABLE_CONFIG_ENTRIES: &str = "config-entries";
 
 /// Autopilot's settings (Consul's defaults), replicated so every server reports the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +142,18 @@ impl State {
                 }
                 Err(err) => Response::Intention(Err(err)),
             },
+            Op::ConfigEntry(op) => match self.config_entries.apply(&op, index) {
+                Ok(applied) => {
+                    if applied.changed {
+                        self.tables_changed.push(TABLE_CONFIG_ENTRIES);
+                    }
+                    Response::ConfigEntry(Ok(applied.done))
+                }
+                Err(err) => Response::ConfigEntry(Err(err)),
+            },
+            Op::RestoreV1(restored) => {
+                self.apply_op(index, now, Op::Restore(Box::new(State::from(*restored))))
+            }
             Op::Restore(restored) => {
                 // Discard pending change records: the whole state is new, and the state machine
                 // wakes every blocking query after a restore.
@@ -174,5 +194,18 @@ impl State {
         into.extend(self.catalog.drain_changes().into_iter().map(Topic::Catalog));
         into.extend(self.tables_changed.drain(..).map(Topic::Table));
         std::mem::take(&mut self.restored)
+    }
+}
+
+impl From<crate::legacy::StateV1> for State {
+    fn from(old: crate::legacy::StateV1) -> State {
+        State {
+            kv: old.kv,
+            catalog: old.catalog,
+            autopilot: old.autopilot,
+            ca: old.ca,
+            intentions: old.intentions,
+            ..State::default()
+        }
     }
 }

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::command::Response;
+use crate::legacy::StateV1;
 use crate::notify::Notifier;
-use crate::snapshot_file::{LegacySnapshot, Meta, SnapshotFile, Stored};
+use crate::snapshot_file::{LegacySnapshot, Meta, SnapshotFile, SnapshotState, Stored};
 use crate::state::State;
 use crate::types::{NodeId, ServerNode, TypeConfig};
 use crate::{cf, StoreError};
@@ -38,6 +39,48 @@ pub(crate) struct Applied {
     state: State,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
+}
+
+/// [`Applied`] with the state in its previous layout (`MESHSNP2` files and the first file
+/// layout's data).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct AppliedV1 {
+    pub(crate) state: StateV1,
+    pub(crate) last_applied: Option<LogId<NodeId>>,
+    pub(crate) membership: Membership,
+}
+
+impl From<AppliedV1> for Applied {
+    fn from(old: AppliedV1) -> Applied {
+        Applied {
+            state: old.state.into(),
+            last_applied: old.last_applied,
+            membership: old.membership,
+        }
+    }
+}
+
+impl SnapshotState for Applied {
+    type Previous = AppliedV1;
+}
+
+#[cfg(test)]
+impl Applied {
+    /// This state as the previous version held it (without what that layout lacks).
+    pub(crate) fn to_previous(&self) -> AppliedV1 {
+        let state = &self.state;
+        AppliedV1 {
+            state: StateV1 {
+                kv: state.kv.clone(),
+                catalog: state.catalog.clone(),
+                autopilot: state.autopilot.clone(),
+                ca: state.ca.clone(),
+                intentions: state.intentions.clone(),
+            },
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -102,6 +145,13 @@ impl StateMachineStore {
             .map_err(StoreError::SnapshotFile)?
         {
             Some(Stored::Current(applied)) => Ok(applied),
+            // The previous layout, converted: rewritten in the current one, so that what a
+            // follower is sent is what this version writes.
+            Some(Stored::Previous(meta, applied)) => {
+                write_snapshot(&db, &snapshot_file, &meta, &applied)
+                    .map_err(StoreError::SnapshotFile)?;
+                Ok(applied)
+            }
             Some(Stored::Legacy(legacy)) => Err(Some(legacy)),
             None => match db.get_cf(snapshot_cf(&db), LEGACY_SNAPSHOT)? {
                 Some(bytes) => Err(Some(
@@ -121,11 +171,12 @@ impl StateMachineStore {
             // An older layout: decoded, then rewritten in the current one, which is what a
             // follower that needs a snapshot is sent.
             Err(Some(legacy)) => {
-                let applied: Applied =
-                    postcard::from_bytes(&legacy.data).map_err(|source| StoreError::Decode {
+                let applied: Applied = postcard::from_bytes::<AppliedV1>(&legacy.data)
+                    .map_err(|source| StoreError::Decode {
                         what: "snapshot state",
                         source,
-                    })?;
+                    })?
+                    .into();
                 write_snapshot(&db, &snapshot_file, &legacy.meta, &applied)
                     .map_err(StoreError::SnapshotFile)?;
                 applied

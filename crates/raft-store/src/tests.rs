@@ -158,9 +158,10 @@ async fn a_snapshot_an_older_version_kept_in_rocksdb_is_read_then_moved_to_a_fil
     else {
         panic!("a snapshot in the current layout");
     };
+    // The first layout's data is the state as it was then.
     let encoded = postcard::to_stdvec(&crate::snapshot_file::LegacySnapshot {
         meta,
-        data: postcard::to_stdvec(&applied).expect("encode"),
+        data: postcard::to_stdvec(&applied.to_previous()).expect("encode"),
     })
     .expect("encode");
     std::fs::remove_file(dir.path().join("snapshot.bin")).expect("remove file");
@@ -425,6 +426,193 @@ async fn the_ca_and_intentions_are_replicated_state_that_survives_a_snapshot() {
             .expect("kept")
             .source_name,
         "web"
+    );
+    drop(state);
+    raft.shutdown().await.expect("shutdown");
+}
+
+fn config_entry(body: &str, cas: Option<u64>) -> Op {
+    let entry = Box::new(config_entries::wire::decode(body.as_bytes()).expect("a valid body"));
+    Op::ConfigEntry(Box::new(config_entries::ConfigEntryOp::Upsert {
+        entry,
+        cas,
+    }))
+}
+
+#[tokio::test]
+async fn config_entries_are_replicated_state_that_survives_a_snapshot() {
+    let dir = TempDir::new().expect("temp dir");
+    let web = r#"{"Kind":"service-defaults","Name":"web","Protocol":"http","Meta":{"team":"a"}}"#;
+    let (created, modified);
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        let mut topic = reader.notifier().table(TABLE_CONFIG_ENTRIES);
+        let first = raft
+            .client_write(command(config_entry(web, Some(0))))
+            .await
+            .expect("write");
+        assert_eq!(first.data, Response::ConfigEntry(Ok(true)));
+        topic.changed().await;
+        created = first.log_id.index;
+        // A second create-only write loses, and changes nothing.
+        let again = raft
+            .client_write(command(config_entry(web, Some(0))))
+            .await
+            .expect("write");
+        assert_eq!(again.data, Response::ConfigEntry(Ok(false)));
+        assert_eq!(reader.state().config_entries.index(), created);
+        let global = r#"{"Kind":"proxy-defaults","Config":{"protocol":"grpc"}}"#;
+        let second = raft
+            .client_write(command(config_entry(global, None)))
+            .await
+            .expect("write");
+        modified = second.log_id.index;
+        // Refused by validation: an answer, not a failed write.
+        let bad = raft
+            .client_write(command(config_entry(
+                r#"{"Kind":"proxy-defaults","Name":"x"}"#,
+                None,
+            )))
+            .await
+            .expect("write");
+        assert!(matches!(
+            bad.data,
+            Response::ConfigEntry(Err(config_entries::ConfigEntryError::Invalid(_)))
+        ));
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+    }
+    let (raft, reader) = single_node(dir.path()).await;
+    raft.ensure_linearizable().await.expect("leader read");
+    let state = reader.state();
+    let entries = &state.config_entries;
+    let web = entries
+        .get(config_entries::Kind::ServiceDefaults, "web")
+        .expect("survives");
+    assert_eq!((web.create_index, web.modify_index), (created, created));
+    assert_eq!(web.protocol, config_entries::Protocol::Http);
+    assert_eq!(web.meta.get("team").map(String::as_str), Some("a"));
+    assert_eq!(entries.protocol_of("db"), config_entries::Protocol::Grpc);
+    assert_eq!(entries.index(), modified);
+    drop(state);
+    raft.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_snapshot_file_of_the_previous_layout_loads_and_is_rewritten() {
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        for i in 0..5 {
+            raft.client_write(set(&format!("p/{i}"), "x"))
+                .await
+                .expect("write");
+        }
+        raft.client_write(command(allow("web", "db")))
+            .await
+            .expect("write");
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+        drop((raft, reader));
+    }
+    // The snapshot as the previous version wrote it: its state without config entries,
+    // under the `MESHSNP2` magic.
+    let file = crate::snapshot_file::SnapshotFile::new(dir.path());
+    let meta = file.read_meta().expect("read").expect("a snapshot");
+    let Some(crate::snapshot_file::Stored::Current(applied)) =
+        file.read::<crate::state_machine::Applied>().expect("read")
+    else {
+        panic!("a snapshot in the current layout");
+    };
+    let previous = applied.to_previous();
+    file.write(&meta, |out| {
+        postcard::to_io(&previous, out)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    })
+    .expect("write")
+    .finish()
+    .expect("durable");
+    crate::snapshot_file::mark_as_previous(&file.path()).expect("mark");
+    assert_eq!(&std::fs::read(file.path()).expect("read")[..8], b"MESHSNP2");
+    {
+        let (_log, sm) = open(dir.path()).expect("the previous layout opens");
+        let reader = sm.reader();
+        let state = reader.state();
+        assert_eq!(state.kv.list("p/").len(), 5);
+        assert!(state.intentions.get_exact("web", "db").is_ok());
+        assert!(state.config_entries.is_empty());
+    }
+    assert_eq!(
+        &std::fs::read(file.path()).expect("read")[..8],
+        b"MESHSNP3",
+        "rewritten in the current layout"
+    );
+    let (raft, reader) = single_node(dir.path()).await;
+    let written = raft
+        .client_write(command(config_entry(
+            r#"{"Kind":"service-defaults","Name":"web"}"#,
+            None,
+        )))
+        .await
+        .expect("write");
+    assert_eq!(written.data, Response::ConfigEntry(Ok(true)));
+    assert_eq!(reader.state().kv.list("p/").len(), 5);
+    raft.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn commands_keep_their_postcard_numbers() {
+    // Log entries written by earlier versions are read with these numbers: a variant moved
+    // or inserted above another would make old entries mean something else.
+    let number = |op: &Op| postcard::to_stdvec(op).expect("encode")[0];
+    let cases = [
+        (Op::ReapTombstones { up_to_index: 1 }, 5),
+        (Op::RestoreV1(Box::default()), 7),
+        (Op::ReserveLeaf { ttl: None }, 9),
+        (allow("a", "b"), 10),
+        (Op::Batch(Vec::new()), 11),
+        (config_entry(r#"{"Kind":"proxy-defaults"}"#, None), 12),
+        (Op::Restore(Box::default()), 13),
+    ];
+    for (op, expected) in cases {
+        assert_eq!(number(&op), expected, "{op:?}");
+    }
+    let response = postcard::to_stdvec(&Response::ConfigEntry(Ok(true))).expect("encode");
+    assert_eq!(response[0], 7);
+}
+
+#[tokio::test]
+async fn a_restore_entry_of_the_previous_layout_still_applies() {
+    let dir = TempDir::new().expect("temp dir");
+    let (raft, reader) = single_node(dir.path()).await;
+    raft.client_write(command(config_entry(
+        r#"{"Kind":"service-defaults","Name":"gone"}"#,
+        None,
+    )))
+    .await
+    .expect("write");
+    let mut old = crate::StateV1::default();
+    old.kv
+        .apply(
+            kv::KvOp::Set {
+                key: "restored".into(),
+                value: b"v".to_vec(),
+                flags: 0,
+            },
+            1,
+            1_000,
+        )
+        .expect("set");
+    // As an entry of the previous version's log reads back.
+    let bytes = postcard::to_stdvec(&Op::RestoreV1(Box::new(old))).expect("encode");
+    let op: Op = postcard::from_bytes(&bytes).expect("decode");
+    raft.client_write(command(op)).await.expect("write");
+    let state = reader.state();
+    assert!(state.kv.get("restored").is_some());
+    assert!(
+        state.config_entries.is_empty(),
+        "the whole state was replaced"
     );
     drop(state);
     raft.shutdown().await.expect("shutdown");

@@ -1,5 +1,26 @@
 use super::*;
 
+impl SnapshotState for Vec<String> {
+    type Previous = Vec<String>;
+}
+
+/// A state that gained a field since the previous layout.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Grown {
+    items: Vec<String>,
+    added: u32,
+}
+
+impl From<Vec<String>> for Grown {
+    fn from(items: Vec<String>) -> Grown {
+        Grown { items, added: 0 }
+    }
+}
+
+impl SnapshotState for Grown {
+    type Previous = Vec<String>;
+}
+
 fn meta(id: &str) -> Meta {
     Meta {
         snapshot_id: id.to_owned(),
@@ -23,7 +44,7 @@ fn read(file: &SnapshotFile) -> Option<(String, Vec<String>)> {
             let meta = file.read_meta().expect("meta").expect("a snapshot");
             Some((meta.snapshot_id, state))
         }
-        Some(Stored::Legacy(_)) => panic!("written in the current layout"),
+        Some(Stored::Legacy(_) | Stored::Previous(..)) => panic!("written in the current layout"),
     }
 }
 
@@ -127,4 +148,38 @@ fn a_file_of_the_first_layout_is_read_as_legacy() {
         }
         _ => panic!("a legacy snapshot"),
     }
+}
+
+#[test]
+fn a_file_of_the_previous_magic_is_converted() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = SnapshotFile::new(dir.path());
+    write(&file, "old", &vec!["kept".to_owned()]);
+    mark_as_previous(&file.path()).unwrap();
+    let expected = Grown {
+        items: vec!["kept".to_owned()],
+        added: 0,
+    };
+    match file.read::<Grown>().unwrap() {
+        Some(Stored::Previous(meta, state)) => {
+            assert_eq!(meta.snapshot_id, "old");
+            assert_eq!(state, expected);
+        }
+        _ => panic!("a snapshot of the previous layout"),
+    }
+    assert_eq!(file.read_meta().unwrap().unwrap().snapshot_id, "old");
+    // A leader of the previous version sends such a file.
+    let receiving = dir.path().join("sent.bin");
+    fs::copy(file.path(), &receiving).unwrap();
+    fs::rename(&receiving, file.receiving().unwrap()).unwrap();
+    let (meta, state) = file.install_received::<Grown>().unwrap();
+    assert_eq!((meta.snapshot_id.as_str(), state), ("old", expected));
+    // Any other magic is not a snapshot.
+    let mut bytes = fs::read(file.path()).unwrap();
+    bytes[7] = b'9';
+    fs::write(file.path(), bytes).unwrap();
+    assert_eq!(
+        file.read::<Grown>().err().expect("refused").kind(),
+        io::ErrorKind::InvalidData
+    );
 }
