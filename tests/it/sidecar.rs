@@ -3,7 +3,8 @@
 //! exactly as intentions allow, a change of intentions applies to new connections without
 //! touching established ones, a client certificate from a foreign CA is refused, traffic moves
 //! off a killed instance with no failed connection, a root rotation under load loses nothing,
-//! and an L7 intention denies one path with 403.
+//! and an L7 intention denies one path with 403 for a service that speaks HTTP by its
+//! `service-defaults` config entry.
 //!
 //! Addresses: each test has its own ten in 127.0.7.0/24 (`.10`, `.20`, `.30` and up), so the
 //! tests can run at once without picking each other's ports.
@@ -434,6 +435,11 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
     )
     .await?;
 
+    // db speaks HTTP by its service-defaults entry: neither registration names a protocol,
+    // so both sidecars (db's public listener, web's upstream) take it from there.
+    let entry = json!({"Kind": "service-defaults", "Name": "db", "Protocol": "http"});
+    let reply = http.put("/v1/config", entry.to_string()).await?;
+    anyhow::ensure!(reply.status == 200, "writing service-defaults: {reply:?}");
     let db_app = HttpApp::start(net.ip(2), "db").await?;
     register(
         &agent_http,
@@ -441,7 +447,7 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
         "db",
         db_app.addr,
         net.ip(3),
-        "http",
+        "",
         json!([]),
     )
     .await?;
@@ -453,8 +459,8 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
         "web",
         web_app,
         net.ip(4),
-        "http",
-        upstream_db(bind, "http"),
+        "",
+        upstream_db(bind, ""),
     )
     .await?;
     let db = SidecarProcess::sidecar_for("db", &agent.http_addr(), net.ip(3), dir.path())?;

@@ -38,9 +38,10 @@ struct Cli {
     /// Ad hoc: where the application listens (needed with -listen).
     #[arg(long = "service-addr", value_name = "ADDR:PORT", requires = "listen")]
     service_addr: Option<SocketAddr>,
-    /// Ad hoc: the protocol of the listeners: tcp, http, http2 or grpc.
-    #[arg(long, default_value = "tcp", requires = "service")]
-    protocol: String,
+    /// Ad hoc: the protocol of the listeners: tcp, http, http2 or grpc (default: what the
+    /// config entries say, else tcp).
+    #[arg(long, requires = "service")]
+    protocol: Option<String>,
     /// The local agent's HTTP API (default: MESH_HTTP_ADDR, CONSUL_HTTP_ADDR, or
     /// 127.0.0.1:8500).
     #[arg(long = "http-addr", value_name = "ADDR")]
@@ -82,12 +83,12 @@ impl Cli {
             (Some(id), _, _) => Mode::SidecarFor(id.clone()),
             (None, Some(id), _) => Mode::ProxyId(id.clone()),
             (None, None, Some(service)) => {
-                let protocol = proxy::Protocol::parse(&self.protocol).with_context(|| {
-                    format!(
-                        "-protocol {:?}: expected tcp, http, http2 or grpc",
-                        self.protocol
-                    )
-                })?;
+                let protocol = match &self.protocol {
+                    None => None,
+                    Some(text) => Some(proxy::Protocol::parse(text).with_context(|| {
+                        format!("-protocol {text:?}: expected tcp, http, http2 or grpc")
+                    })?),
+                };
                 Mode::AdHoc(sidecar::config::ad_hoc(
                     service,
                     self.listen,

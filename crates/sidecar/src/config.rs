@@ -2,6 +2,12 @@
 //! (`/v1/agent/service/:id`), the instances of an upstream (`/v1/health/connect/:service`), the
 //! CA roots and the leaf. Pure: values in, values out, no IO.
 //!
+//! A listener's protocol is the one its registration states (`Proxy.Config.protocol` for the
+//! public listener, the upstream's `Config.protocol` for an upstream) and otherwise comes from
+//! the datacenter's config entries ([`Central`]): the service's `service-defaults` `Protocol`,
+//! else `proxy-defaults` `global`'s `Config.protocol`, else `tcp`. Local registration wins, as
+//! when Consul's agents merge central configuration into a proxy's registration.
+//!
 //! Addresses follow Consul's built-in proxy with one difference, kept because several agents
 //! often share one host in tests and small deployments: the public listener binds to
 //! `Proxy.Config.bind_address` if set, else to the proxy service's `Address`, and only then to
@@ -63,7 +69,8 @@ pub struct ProxyConfig {
 pub struct InboundSpec {
     pub bind: SocketAddr,
     pub app: SocketAddr,
-    pub protocol: Protocol,
+    /// As registered; `None` leaves it to the config entries.
+    pub protocol: Option<Protocol>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +81,8 @@ pub struct UpstreamSpec {
     pub datacenter: String,
     /// The local listener the application connects to.
     pub bind: SocketAddr,
-    pub protocol: Protocol,
+    /// As registered; `None` leaves it to the config entries.
+    pub protocol: Option<Protocol>,
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -100,8 +108,14 @@ fn port(what: &'static str, v: Option<&Value>) -> Result<Option<u16>, ConfigErro
     }
 }
 
-fn protocol(text: &str) -> Result<Protocol, ConfigError> {
-    Protocol::parse(text).ok_or_else(|| ConfigError::Protocol(text.to_owned()))
+/// A protocol as configured: `None` when empty.
+fn protocol(text: &str) -> Result<Option<Protocol>, ConfigError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Protocol::parse(text)
+        .map(Some)
+        .ok_or_else(|| ConfigError::Protocol(text.to_owned()))
 }
 
 /// `host:port` (or a bare port) from proxy `Config` values such as `prometheus_bind_addr`.
@@ -173,10 +187,7 @@ pub fn proxy_config(service: &Value) -> Result<ProxyConfig, ConfigError> {
         let bind_port = port("LocalBindPort", upstream.get("LocalBindPort"))?
             .ok_or_else(|| ConfigError::UpstreamPort(destination.clone()))?;
         let upstream_config = upstream.get("Config").unwrap_or(&Value::Null);
-        let protocol = match str_field(upstream_config, "protocol") {
-            "" => service_protocol,
-            text => protocol(text)?,
-        };
+        let protocol = protocol(str_field(upstream_config, "protocol"))?;
         let spec = UpstreamSpec {
             destination,
             datacenter: str_field(upstream, "Datacenter").to_owned(),
@@ -222,7 +233,7 @@ pub fn ad_hoc(
     listen: Option<SocketAddr>,
     service_addr: Option<SocketAddr>,
     upstreams: &[String],
-    protocol: Protocol,
+    protocol: Option<Protocol>,
 ) -> Result<ProxyConfig, ConfigError> {
     let inbound = match (listen, service_addr) {
         (Some(bind), Some(app)) => Some(InboundSpec {
@@ -327,6 +338,64 @@ pub fn instances(entries: &Value) -> Result<Vec<Endpoint>, ConfigError> {
         ));
     }
     Ok(out)
+}
+
+/// The protocols the datacenter's config entries give services: `service-defaults` entries'
+/// `Protocol`, and `proxy-defaults` `global`'s `Config.protocol` for the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Central {
+    services: std::collections::BTreeMap<String, Protocol>,
+    default: Option<Protocol>,
+}
+
+impl Central {
+    /// Replaces the services' protocols from a `/v1/config/service-defaults` answer. Entries
+    /// with an unknown protocol are skipped (and logged): the servers validate what they
+    /// store, so one can only come from a newer server.
+    pub fn set_service_defaults(&mut self, entries: &Value) -> Result<(), ConfigError> {
+        let entries = entries
+            .as_array()
+            .ok_or_else(|| ConfigError::Shape("the config entries are not a list".into()))?;
+        self.services.clear();
+        for entry in entries {
+            let name = str_field(entry, "Name");
+            match protocol(str_field(entry, "Protocol")) {
+                Ok(Some(p)) => {
+                    self.services.insert(name.to_owned(), p);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(service = name, error = %e, "ignoring a service-defaults protocol")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the default protocol from a `/v1/config/proxy-defaults` answer.
+    pub fn set_proxy_defaults(&mut self, entries: &Value) -> Result<(), ConfigError> {
+        let entries = entries
+            .as_array()
+            .ok_or_else(|| ConfigError::Shape("the config entries are not a list".into()))?;
+        let global = entries.iter().find(|e| str_field(e, "Name") == "global");
+        let text = global
+            .and_then(|e| e.get("Config"))
+            .map(|c| str_field(c, "protocol"))
+            .unwrap_or_default();
+        self.default = protocol(text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the proxy-defaults protocol");
+            None
+        });
+        Ok(())
+    }
+
+    /// The protocol of a listener for `service`, registered as `registered`.
+    pub fn protocol(&self, service: &str, registered: Option<Protocol>) -> Protocol {
+        registered
+            .or_else(|| self.services.get(service).copied())
+            .or(self.default)
+            .unwrap_or(Protocol::Tcp)
+    }
 }
 
 /// The trust domain and root PEMs of a `/v1/agent/connect/ca/roots` answer.

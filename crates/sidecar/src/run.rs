@@ -6,7 +6,8 @@
 //! - new intentions go into the [`IntentionsAuthorizer`], used by the next connection or
 //!   request;
 //! - a new instance list of an upstream replaces its [`proxy::Endpoints`] at once;
-//! - a changed registration opens, closes (draining) or reopens exactly the listeners that
+//! - a changed registration, or a changed protocol in the config entries (`service-defaults`,
+//!   `proxy-defaults`), opens, closes (draining) or reopens exactly the listeners that
 //!   changed; the others and their connections are untouched.
 
 use std::fmt;
@@ -21,12 +22,13 @@ use proxy::{
 };
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::agent_api::{AgentApi, AgentError, Answer, Version};
 use crate::authorize::IntentionsAuthorizer;
-use crate::config::{self, ConfigError, InboundSpec, ProxyConfig, UpstreamSpec};
+use crate::config::{self, Central, ConfigError, InboundSpec, ProxyConfig, UpstreamSpec};
 use crate::follow::follow;
 use crate::prometheus::{self, Stats};
 
@@ -92,9 +94,18 @@ struct Listeners {
     upstreams: Vec<Running<UpstreamSpec>>,
 }
 
+/// What the listeners should be: the registration, and the config entries that complete it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Desired {
+    config: ProxyConfig,
+    central: Central,
+}
+
 /// One open listener: what it was opened for, and how to stop it.
 struct Running<S> {
     spec: S,
+    /// The protocol it was opened with (the spec's, or the config entries').
+    protocol: proxy::Protocol,
     trigger: Trigger,
     serving: JoinHandle<Drained>,
     /// The upstream's instance-list follower.
@@ -143,6 +154,8 @@ impl Sidecar {
             default_policy,
         );
 
+        let central = read_central(&agent).await;
+
         let stats = Arc::new(Stats::new(&service, authz.clone()));
         let shared = Arc::new(Shared {
             agent: agent.clone(),
@@ -153,15 +166,23 @@ impl Sidecar {
             drain_grace: options.drain_grace,
             listeners: tokio::sync::Mutex::default(),
         });
-        shared.reconcile(&config).await?;
+        let desired = Desired {
+            config: config.clone(),
+            central: central.value,
+        };
+        shared.reconcile(&desired).await?;
+        let (desired, changes) = tokio::sync::watch::channel(desired);
 
         let mut followers = vec![
             shared.follow_roots(roots.version),
             shared.follow_leaf(leaf.version),
             shared.follow_intentions(intentions.version, default_policy),
+            shared.follow_central(&desired, "service-defaults", central.services),
+            shared.follow_central(&desired, "proxy-defaults", central.proxies),
+            shared.apply_changes(changes),
         ];
         if let Some(version) = registration_version {
-            followers.push(shared.follow_registration(config.proxy_id.clone(), version));
+            followers.push(shared.follow_registration(&desired, config.proxy_id.clone(), version));
         }
         let metrics_addr = match options.metrics_addr.or(config.metrics_addr) {
             Some(addr) => {
@@ -232,8 +253,10 @@ impl Drop for Sidecar {
 }
 
 impl Shared {
-    /// Makes the open listeners match `config`: the ones whose spec is unchanged keep running.
-    async fn reconcile(self: &Arc<Self>, config: &ProxyConfig) -> Result<(), SidecarError> {
+    /// Makes the open listeners match `desired`: the ones whose spec and protocol are
+    /// unchanged keep running.
+    async fn reconcile(self: &Arc<Self>, desired: &Desired) -> Result<(), SidecarError> {
+        let Desired { config, central } = desired;
         if config.service != self.service {
             // The identity, leaf and intentions all belong to the service: a new destination
             // is a new sidecar.
@@ -245,44 +268,76 @@ impl Shared {
             return Ok(());
         }
         let mut listeners = self.listeners.lock().await;
-        if listeners.inbound.as_ref().map(|r| &r.spec) != config.inbound.as_ref() {
+        let inbound = config
+            .inbound
+            .as_ref()
+            .map(|spec| (spec, central.protocol(&config.service, spec.protocol)));
+        if listeners.inbound.as_ref().map(|r| (&r.spec, r.protocol)) != inbound {
             if let Some(old) = listeners.inbound.take() {
                 info!(bind = %old.spec.bind, "closing the public listener");
                 drop(old.stop());
             }
-            if let Some(spec) = &config.inbound {
-                listeners.inbound = Some(self.open_inbound(spec).await?);
+            if let Some((spec, protocol)) = inbound {
+                listeners.inbound = Some(self.open_inbound(spec, protocol).await?);
             }
         }
+        let wanted: Vec<(&UpstreamSpec, proxy::Protocol)> = config
+            .upstreams
+            .iter()
+            .map(|spec| (spec, central.protocol(&spec.destination, spec.protocol)))
+            .collect();
         let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners.upstreams)
             .into_iter()
-            .partition(|running| config.upstreams.contains(&running.spec));
+            .partition(|running| wanted.contains(&(&running.spec, running.protocol)));
         for old in stop {
             info!(upstream = %old.spec.destination, bind = %old.spec.bind, "closing an upstream listener");
             self.stats.remove_upstream(&old.spec.bind);
             drop(old.stop());
         }
         listeners.upstreams = keep;
-        for spec in &config.upstreams {
-            if !listeners.upstreams.iter().any(|r| &r.spec == spec) {
-                let running = self.open_upstream(spec).await?;
+        for (spec, protocol) in wanted {
+            let open = listeners
+                .upstreams
+                .iter()
+                .any(|r| &r.spec == spec && r.protocol == protocol);
+            if !open {
+                let running = self.open_upstream(spec, protocol).await?;
                 listeners.upstreams.push(running);
             }
         }
         Ok(())
     }
 
-    async fn open_inbound(&self, spec: &InboundSpec) -> Result<Running<InboundSpec>, SidecarError> {
+    /// Applies every change of what the listeners should be, the latest first: one that
+    /// arrives while another is applied replaces any still waiting.
+    fn apply_changes(self: &Arc<Self>, mut changes: watch::Receiver<Desired>) -> JoinHandle<()> {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let desired = changes.borrow_and_update().clone();
+                if let Err(e) = shared.reconcile(&desired).await {
+                    error!(error = %e, "cannot apply the new configuration; keeping what runs");
+                }
+            }
+        })
+    }
+
+    async fn open_inbound(
+        &self,
+        spec: &InboundSpec,
+        protocol: proxy::Protocol,
+    ) -> Result<Running<InboundSpec>, SidecarError> {
         let listener = bind("the public listener", spec.bind).await?;
         let mut config = InboundConfig::new(spec.app);
-        config.protocol = spec.protocol;
+        config.protocol = protocol;
         config.drain_grace = self.drain_grace;
         let inbound = Inbound::new(config, &self.identity, self.authz.clone());
         self.stats.set_inbound(inbound.metrics());
         let (trigger, watch) = drain::channel();
-        info!(bind = %spec.bind, app = %spec.app, protocol = ?spec.protocol, "public listener open");
+        info!(bind = %spec.bind, app = %spec.app, %protocol, "public listener open");
         Ok(Running {
             spec: spec.clone(),
+            protocol,
             trigger,
             serving: tokio::spawn(inbound.serve(listener, watch)),
             follower: None,
@@ -292,10 +347,11 @@ impl Shared {
     async fn open_upstream(
         &self,
         spec: &UpstreamSpec,
+        protocol: proxy::Protocol,
     ) -> Result<Running<UpstreamSpec>, SidecarError> {
         let listener = bind(&format!("upstream {}", spec.destination), spec.bind).await?;
         let config = OutboundConfig {
-            protocol: spec.protocol,
+            protocol,
             drain_grace: self.drain_grace,
             ..OutboundConfig::default()
         };
@@ -326,9 +382,10 @@ impl Shared {
             Ok(())
         }));
         let (trigger, watch) = drain::channel();
-        info!(upstream = %spec.destination, bind = %spec.bind, protocol = ?spec.protocol, "upstream listener open");
+        info!(upstream = %spec.destination, bind = %spec.bind, %protocol, "upstream listener open");
         Ok(Running {
             spec: spec.clone(),
+            protocol,
             trigger,
             serving: tokio::spawn(outbound.serve(listener, watch)),
             follower: Some(follower),
@@ -381,38 +438,73 @@ impl Shared {
         ))
     }
 
-    fn follow_registration(self: &Arc<Self>, proxy_id: String, since: Version) -> JoinHandle<()> {
-        let shared = self.clone();
-        // Only the latest registration matters: one that arrives while an earlier one is
-        // being applied replaces any still waiting.
-        let (changes, mut applied) = tokio::sync::watch::channel::<Option<ProxyConfig>>(None);
+    fn follow_registration(
+        &self,
+        desired: &watch::Sender<Desired>,
+        proxy_id: String,
+        since: Version,
+    ) -> JoinHandle<()> {
+        let desired = desired.clone();
         let path = format!("/v1/agent/service/{proxy_id}");
-        let reader = tokio::spawn(follow(self.agent.clone(), path, since, move |answer| {
+        tokio::spawn(follow(self.agent.clone(), path, since, move |answer| {
             let config = config::proxy_config(&answer.body).map_err(|e| e.to_string())?;
-            changes.send_replace(Some(config));
+            desired.send_if_modified(|d| std::mem::replace(&mut d.config, config) != d.config);
             Ok(())
-        }));
-        tokio::spawn(async move {
-            let _reader = AbortOnDrop(reader);
-            while applied.changed().await.is_ok() {
-                let Some(config) = applied.borrow_and_update().clone() else {
-                    continue;
-                };
-                if let Err(e) = shared.reconcile(&config).await {
-                    error!(error = %e, "cannot apply the new registration; keeping what runs");
-                }
+        }))
+    }
+
+    /// Follows the config entries of one kind (`service-defaults` or `proxy-defaults`).
+    fn follow_central(
+        &self,
+        desired: &watch::Sender<Desired>,
+        kind: &'static str,
+        since: Version,
+    ) -> JoinHandle<()> {
+        let desired = desired.clone();
+        let path = format!("/v1/config/{kind}");
+        tokio::spawn(follow(self.agent.clone(), path, since, move |answer| {
+            let mut central = desired.borrow().central.clone();
+            match kind {
+                "service-defaults" => central.set_service_defaults(&answer.body),
+                _ => central.set_proxy_defaults(&answer.body),
             }
-        })
+            .map_err(|e| e.to_string())?;
+            desired.send_if_modified(|d| std::mem::replace(&mut d.central, central) != d.central);
+            Ok(())
+        }))
     }
 }
 
-/// Aborts a task when dropped, so a follower's helper tasks end with it.
-struct AbortOnDrop(JoinHandle<()>);
+/// The config entries at start, and the versions to follow them from.
+struct CentralAtStart {
+    value: Central,
+    services: Version,
+    proxies: Version,
+}
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Reads the config entries; a sidecar starts without them (registered protocols, else
+/// `tcp`) when they cannot be read, and follows them from there.
+async fn read_central(agent: &AgentApi) -> CentralAtStart {
+    let mut central = CentralAtStart {
+        value: Central::default(),
+        services: Version::None,
+        proxies: Version::None,
+    };
+    match agent.get("/v1/config/service-defaults").await {
+        Ok(answer) => match central.value.set_service_defaults(&answer.body) {
+            Ok(()) => central.services = answer.version,
+            Err(e) => warn!(error = %e, "unusable service-defaults"),
+        },
+        Err(e) => warn!(error = %e, "cannot read service-defaults yet"),
     }
+    match agent.get("/v1/config/proxy-defaults").await {
+        Ok(answer) => match central.value.set_proxy_defaults(&answer.body) {
+            Ok(()) => central.proxies = answer.version,
+            Err(e) => warn!(error = %e, "unusable proxy-defaults"),
+        },
+        Err(e) => warn!(error = %e, "cannot read proxy-defaults yet"),
+    }
+    central
 }
 
 async fn read_registration(
@@ -547,7 +639,7 @@ mod tests {
             destination: "db".into(),
             datacenter: String::new(),
             bind: "127.0.0.1:9191".parse().unwrap(),
-            protocol: proxy::Protocol::Tcp,
+            protocol: None,
         };
         assert_eq!(health_path(&spec), "/v1/health/connect/db?passing");
         spec.datacenter = "dc2".into();

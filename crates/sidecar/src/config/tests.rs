@@ -36,20 +36,20 @@ fn a_registration_becomes_listeners() {
             inbound: Some(InboundSpec {
                 bind: "127.0.0.5:21000".parse().unwrap(),
                 app: "127.0.0.1:8080".parse().unwrap(),
-                protocol: Protocol::Http,
+                protocol: Some(Protocol::Http),
             }),
             upstreams: vec![
                 UpstreamSpec {
                     destination: "db".into(),
                     datacenter: String::new(),
                     bind: "127.0.0.1:9191".parse().unwrap(),
-                    protocol: Protocol::Http,
+                    protocol: None,
                 },
                 UpstreamSpec {
                     destination: "cache".into(),
                     datacenter: String::new(),
                     bind: "127.0.0.9:9192".parse().unwrap(),
-                    protocol: Protocol::Tcp,
+                    protocol: Some(Protocol::Tcp),
                 },
             ],
             metrics_addr: None,
@@ -68,7 +68,7 @@ fn proxy_config_keys_override_the_registration() {
     let config = proxy_config(&reg).unwrap();
     let inbound = config.inbound.unwrap();
     assert_eq!(inbound.bind, "0.0.0.0:20000".parse().unwrap());
-    assert_eq!(inbound.protocol, Protocol::Tcp);
+    assert_eq!(inbound.protocol, None);
     assert_eq!(config.metrics_addr, Some("127.0.0.1:9102".parse().unwrap()));
 
     reg["Address"] = json!("");
@@ -212,7 +212,7 @@ fn ad_hoc_flags_become_a_configuration() {
         Some("127.0.0.5:21000".parse().unwrap()),
         Some("127.0.0.1:8080".parse().unwrap()),
         &["db:9191".into(), "cache:9192".into()],
-        Protocol::Tcp,
+        Some(Protocol::Tcp),
     )
     .unwrap();
     assert_eq!(config.service, "web");
@@ -227,23 +227,42 @@ fn ad_hoc_flags_become_a_configuration() {
         .collect();
     assert_eq!(binds, ["127.0.0.1:9191", "127.0.0.1:9192"]);
 
-    let only_upstreams = ad_hoc("web", None, None, &["db:9191".into()], Protocol::Tcp).unwrap();
+    let only_upstreams = ad_hoc("web", None, None, &["db:9191".into()], None).unwrap();
     assert_eq!(only_upstreams.inbound, None);
 
     for bad in ["db", "db:", ":9191", "db:0", "db:port"] {
         assert_eq!(
-            ad_hoc("web", None, None, &[bad.into()], Protocol::Tcp),
+            ad_hoc("web", None, None, &[bad.into()], None),
             Err(ConfigError::AdHocUpstream(bad.into()))
         );
     }
     assert_eq!(
-        ad_hoc(
-            "web",
-            Some("127.0.0.1:1".parse().unwrap()),
-            None,
-            &[],
-            Protocol::Tcp
-        ),
+        ad_hoc("web", Some("127.0.0.1:1".parse().unwrap()), None, &[], None),
         Err(ConfigError::AdHocApp)
     );
+}
+
+#[test]
+fn registration_then_service_defaults_then_proxy_defaults_decide_the_protocol() {
+    let mut central = Central::default();
+    assert_eq!(central.protocol("db", None), Protocol::Tcp);
+    central
+        .set_service_defaults(&json!([
+            {"Kind": "service-defaults", "Name": "db", "Protocol": "http"},
+            {"Kind": "service-defaults", "Name": "cache", "Protocol": ""},
+            {"Kind": "service-defaults", "Name": "odd", "Protocol": "udp"}
+        ]))
+        .unwrap();
+    central
+        .set_proxy_defaults(&json!([
+            {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http2"}}
+        ]))
+        .unwrap();
+    assert_eq!(central.protocol("db", None), Protocol::Http);
+    assert_eq!(central.protocol("db", Some(Protocol::Tcp)), Protocol::Tcp);
+    assert_eq!(central.protocol("cache", None), Protocol::Http2);
+    assert_eq!(central.protocol("odd", None), Protocol::Http2);
+    central.set_proxy_defaults(&json!([])).unwrap();
+    assert_eq!(central.protocol("cache", None), Protocol::Tcp);
+    assert!(central.set_service_defaults(&json!({})).is_err());
 }
