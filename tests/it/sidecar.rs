@@ -170,6 +170,25 @@ async fn intentions_decide_and_a_foreign_ca_is_refused() -> anyhow::Result<()> {
     })
     .await?;
 
+    // An ad-hoc sidecar (`-service web -upstream db:PORT`, nothing registered) reaches db too.
+    let ad_hoc_port = free_port_on(Ipv4Addr::LOCALHOST)?;
+    let ad_hoc = SidecarProcess::ad_hoc(
+        "web",
+        &[format!("db:{ad_hoc_port}")],
+        &agent.http_addr(),
+        net.ip(5),
+        dir.path(),
+    )?;
+    let ad_hoc_bind = SocketAddr::from((Ipv4Addr::LOCALHOST, ad_hoc_port));
+    wait_until("web reaches db through an ad-hoc sidecar", SOON, || async {
+        echo_once(ad_hoc_bind, "hello")
+            .await
+            .is_ok_and(|name| name == "db")
+    })
+    .await
+    .with_context(|| ad_hoc.log_text())?;
+    drop(ad_hoc);
+
     // An established connection outlives a deny; new connections are refused.
     let mut held = tokio::net::TcpStream::connect(bind).await?;
     let mut greeting = [0; 3];

@@ -58,6 +58,33 @@ impl SidecarProcess {
         Ok(process)
     }
 
+    /// Starts an ad-hoc `mesh-sidecar -service <service> -upstream <name:port>...` (nothing
+    /// registered) against the agent at `agent_http`.
+    pub fn ad_hoc(
+        service: &str,
+        upstreams: &[String],
+        agent_http: &str,
+        metrics_ip: std::net::Ipv4Addr,
+        log_dir: &Path,
+    ) -> anyhow::Result<SidecarProcess> {
+        let metrics = SocketAddr::from((metrics_ip, free_port_on(metrics_ip)?));
+        let mut args: Vec<String> = ["-service", service, "-http-addr", agent_http]
+            .map(str::to_owned)
+            .to_vec();
+        for upstream in upstreams {
+            args.extend(["-upstream".to_owned(), upstream.clone()]);
+        }
+        args.extend(["-metrics-addr".to_owned(), metrics.to_string()]);
+        let mut process = SidecarProcess {
+            child: None,
+            args,
+            log: log_dir.join(format!("sidecar-ad-hoc-{service}.log")),
+            metrics,
+        };
+        process.spawn()?;
+        Ok(process)
+    }
+
     /// Starts it (again) with the same flags.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         self.kill9()?;
