@@ -89,6 +89,58 @@ fn upstream_db(bind: SocketAddr, protocol: &str) -> Value {
             "LocalBindPort": bind.port(), "Config": {"protocol": protocol}}])
 }
 
+/// `db` (its app at `db_app`, sidecar on `.3`) and `web` (sidecar on `.4`, upstream `db` on
+/// `bind`), registered with `protocol` ("" leaves it to the config entries), both sidecars
+/// running and db's healthy.
+struct WebToDb {
+    db_public: SocketAddr,
+    bind: SocketAddr,
+    db: SidecarProcess,
+    web: SidecarProcess,
+}
+
+async fn web_to_db(
+    agent: &ServerProcess,
+    net: Net,
+    db_app: SocketAddr,
+    protocol: &str,
+    dir: &Path,
+) -> anyhow::Result<WebToDb> {
+    let agent_http = agent.http();
+    let db_public = register(
+        &agent_http,
+        "db",
+        "db",
+        db_app,
+        net.ip(3),
+        protocol,
+        json!([]),
+    )
+    .await?;
+    let bind = SocketAddr::from((net.ip(7), free_port_on(net.ip(7))?));
+    let web_app = SocketAddr::from((net.ip(9), free_port_on(net.ip(9))?));
+    let upstreams = upstream_db(bind, protocol);
+    register(
+        &agent_http,
+        "web",
+        "web",
+        web_app,
+        net.ip(4),
+        protocol,
+        upstreams,
+    )
+    .await?;
+    let db = SidecarProcess::sidecar_for("db", &agent.http_addr(), net.ip(3), dir)?;
+    let web = SidecarProcess::sidecar_for("web", &agent.http_addr(), net.ip(4), dir)?;
+    healthy_db(&agent_http, 1).await?;
+    Ok(WebToDb {
+        db_public,
+        bind,
+        db,
+        web,
+    })
+}
+
 async fn set_intention(server: &Http, action: Value) -> anyhow::Result<()> {
     let reply = server
         .put(
@@ -122,31 +174,12 @@ async fn intentions_decide_and_a_foreign_ca_is_refused() -> anyhow::Result<()> {
     set_intention(&http, json!({"Action": "deny"})).await?;
 
     let db_app = EchoApp::start(net.ip(2), "db").await?;
-    let db_public = register(
-        &agent_http,
-        "db",
-        "db",
-        db_app.addr,
-        net.ip(3),
-        "tcp",
-        json!([]),
-    )
-    .await?;
-    let bind = SocketAddr::from((net.ip(7), free_port_on(net.ip(7))?));
-    let web_app = SocketAddr::from((net.ip(9), free_port_on(net.ip(9))?));
-    register(
-        &agent_http,
-        "web",
-        "web",
-        web_app,
-        net.ip(4),
-        "tcp",
-        upstream_db(bind, "tcp"),
-    )
-    .await?;
-    let db = SidecarProcess::sidecar_for("db", &agent.http_addr(), net.ip(3), dir.path())?;
-    let web = SidecarProcess::sidecar_for("web", &agent.http_addr(), net.ip(4), dir.path())?;
-    healthy_db(&agent_http, 1).await?;
+    let WebToDb {
+        db_public,
+        bind,
+        db,
+        web,
+    } = web_to_db(&agent, net, db_app.addr, "tcp", dir.path()).await?;
 
     // Denied: the connection reaches db's sidecar and is closed there, counted by source.
     wait_until("a denial at db's sidecar", SOON, || async {
@@ -444,7 +477,7 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let net = Net(30);
     let (server, agent) = datacenter(dir.path(), net).await?;
-    let (http, agent_http) = (server.http(), agent.http());
+    let http = server.http();
     set_intention(
         &http,
         json!({"Permissions": [
@@ -460,31 +493,7 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
     let reply = http.put("/v1/config", entry.to_string()).await?;
     anyhow::ensure!(reply.status == 200, "writing service-defaults: {reply:?}");
     let db_app = HttpApp::start(net.ip(2), "db").await?;
-    register(
-        &agent_http,
-        "db",
-        "db",
-        db_app.addr,
-        net.ip(3),
-        "",
-        json!([]),
-    )
-    .await?;
-    let bind = SocketAddr::from((net.ip(7), free_port_on(net.ip(7))?));
-    let web_app = SocketAddr::from((net.ip(9), free_port_on(net.ip(9))?));
-    register(
-        &agent_http,
-        "web",
-        "web",
-        web_app,
-        net.ip(4),
-        "",
-        upstream_db(bind, ""),
-    )
-    .await?;
-    let db = SidecarProcess::sidecar_for("db", &agent.http_addr(), net.ip(3), dir.path())?;
-    let _web = SidecarProcess::sidecar_for("web", &agent.http_addr(), net.ip(4), dir.path())?;
-    healthy_db(&agent_http, 1).await?;
+    let WebToDb { bind, db, web, .. } = web_to_db(&agent, net, db_app.addr, "", dir.path()).await?;
 
     let through = Http::new(bind);
     wait_until("web reaches db over HTTP", SOON, || async {
@@ -494,7 +503,7 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
             .is_ok_and(|r| r.status == 200 && r.body == "db GET /users")
     })
     .await
-    .with_context(|| db.log_text())?;
+    .with_context(|| format!("db: {}\nweb: {}", db.log_text(), web.log_text()))?;
     let denied = through.get("/admin/keys").await?;
     assert_eq!(
         (denied.status, denied.body.as_str()),
