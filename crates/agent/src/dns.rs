@@ -198,17 +198,29 @@ pub fn settings(config: &config::Config) -> Result<Option<DnsConfig>, String> {
     }))
 }
 
+/// A DNS interface being served.
+#[derive(Debug)]
+pub struct Serving {
+    /// Where it listens (UDP and TCP).
+    pub addr: SocketAddr,
+    /// What it counts, for the agent's metrics.
+    pub stats: Arc<dns::DnsStats>,
+    /// Serves until shutdown.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
 /// Binds the DNS server (UDP and TCP on `client_addr:ports.dns`) when the configuration
-/// enables it, and serves until `shutdown` turns true. Where it listens, and the task.
+/// enables it, and serves until `shutdown` turns true.
 pub async fn start(
     config: &config::Config,
     client: Arc<dyn CatalogClient>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>, String> {
+) -> Result<Option<Serving>, String> {
     let Some(server) = bind(config, client).await? else {
         return Ok(None);
     };
     let addr = server.local_addr();
+    let stats = server.stats();
     let task = tokio::spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -218,7 +230,7 @@ pub async fn start(
         }
     });
     tracing::info!(%addr, "DNS interface ready");
-    Ok(Some((addr, task)))
+    Ok(Some(Serving { addr, stats, task }))
 }
 
 /// Binds the DNS server (UDP and TCP) when the configuration enables it; the returned server

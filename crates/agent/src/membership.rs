@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gossip::driver::GossipHandle;
@@ -137,6 +139,8 @@ pub enum MembershipError {
 pub struct Membership {
     handle: GossipHandle,
     keyring_path: PathBuf,
+    /// Gossip events seen, for the agent's metrics.
+    counters: Arc<EventCounters>,
 }
 
 impl Membership {
@@ -156,9 +160,12 @@ impl Membership {
                 addr: settings.bind,
                 message: err.to_string(),
             })?;
+        let counters = Arc::new(EventCounters::default());
+        tokio::spawn(count_events(counters.clone(), handle.subscribe()));
         let membership = Membership {
             handle,
             keyring_path,
+            counters,
         };
         if let Some(keyring) = membership.handle.keyring() {
             membership.save_keyring(&keyring);
@@ -176,6 +183,11 @@ impl Membership {
     /// Every member this agent knows, itself included.
     pub fn members(&self) -> Vec<Member> {
         self.handle.members()
+    }
+
+    /// The gossip events this agent has seen since it started.
+    pub fn stats(&self) -> GossipStats {
+        self.counters.read()
     }
 
     /// Bumped whenever the member list changes.
@@ -436,6 +448,74 @@ async fn answer_keyring_queries(membership: Membership, mut incoming: broadcast:
     }
 }
 
+/// Gossip events an agent saw since it started, like serf's `member.*` and `events` metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GossipStats {
+    /// Members that became alive (first seen, or back after failing or leaving).
+    pub joined: u64,
+    /// Live members that changed their address or tags.
+    pub updated: u64,
+    pub failed: u64,
+    pub left: u64,
+    /// Failed or left members removed from the member list.
+    pub reaped: u64,
+    /// User events delivered.
+    pub user_events: u64,
+    /// Events this counter fell too far behind to see.
+    pub missed: u64,
+}
+
+#[derive(Debug, Default)]
+struct EventCounters {
+    joined: AtomicU64,
+    updated: AtomicU64,
+    failed: AtomicU64,
+    left: AtomicU64,
+    reaped: AtomicU64,
+    user_events: AtomicU64,
+    missed: AtomicU64,
+}
+
+impl EventCounters {
+    fn count(&self, event: &Event) {
+        let counter = match event {
+            Event::MemberJoin(_) => &self.joined,
+            Event::MemberUpdate(_) => &self.updated,
+            Event::MemberFailed(_) => &self.failed,
+            Event::MemberLeft(_) => &self.left,
+            Event::MemberReaped(_) => &self.reaped,
+            Event::User(_) => &self.user_events,
+            Event::Query(_) | Event::QueryResponse { .. } | Event::QueryDone { .. } => return,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    fn read(&self) -> GossipStats {
+        GossipStats {
+            joined: self.joined.load(Relaxed),
+            updated: self.updated.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            left: self.left.load(Relaxed),
+            reaped: self.reaped.load(Relaxed),
+            user_events: self.user_events.load(Relaxed),
+            missed: self.missed.load(Relaxed),
+        }
+    }
+}
+
+/// Counts gossip events until the gossip task stops.
+async fn count_events(counters: Arc<EventCounters>, mut events: broadcast::Receiver<Event>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => counters.count(&event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                counters.missed.fetch_add(missed, Relaxed);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 /// The RPC address of a live server member, from its address and `port` tag.
 pub fn server_rpc_addr(member: &Member) -> Option<String> {
     let alive = member.status == MemberStatus::Alive;
@@ -648,6 +728,54 @@ mod tests {
             failed.keys.len(),
             1,
             "a failed member's keys are not counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn gossip_events_are_counted_by_kind() {
+        let member = |status| Member {
+            name: "n1".into(),
+            addr: "10.0.0.1:8301".parse().unwrap(),
+            tags: Tags::new(),
+            status,
+            incarnation: 1,
+            status_since: std::time::Instant::now(),
+        };
+        let user = UserEvent {
+            id: "e1".into(),
+            name: "deploy".into(),
+            payload: Vec::new(),
+            node_filter: String::new(),
+            service_filter: String::new(),
+            tag_filter: String::new(),
+            ltime: 1,
+        };
+        let (events, incoming) = broadcast::channel(16);
+        let counters = Arc::new(EventCounters::default());
+        let counting = tokio::spawn(count_events(counters.clone(), incoming));
+        for event in [
+            Event::MemberJoin(member(MemberStatus::Alive)),
+            Event::MemberFailed(member(MemberStatus::Failed)),
+            Event::MemberJoin(member(MemberStatus::Alive)),
+            Event::MemberLeft(member(MemberStatus::Left)),
+            Event::User(user),
+            Event::QueryDone {
+                id: gossip::QueryId(7),
+            },
+        ] {
+            events.send(event).unwrap();
+        }
+        drop(events);
+        counting.await.unwrap();
+        assert_eq!(
+            counters.read(),
+            GossipStats {
+                joined: 2,
+                failed: 1,
+                left: 1,
+                user_events: 1,
+                ..GossipStats::default()
+            }
         );
     }
 

@@ -68,6 +68,8 @@ pub async fn read<T>(
     watch: Watch<'_>,
     eval: impl Fn(&State) -> (u64, T),
 ) -> Result<(QueryMeta, T), ApiError> {
+    // Counted until this read returns or its client goes away (the future is dropped).
+    let _in_flight = opts.blocking.map(|_| ctx.telemetry.blocking().enter());
     let mut subscription = opts.blocking.map(|_| watch.subscribe(ctx));
     let deadline = opts.blocking.map(|b| {
         // Consul spreads waiters out with up to wait/16 of jitter so they do not return together.

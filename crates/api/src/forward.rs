@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::agent::{acl_default_policy, default_intention_policy, CONSUL_COMPAT_VERSION};
 use crate::error::ApiError;
 use crate::params::Params;
-use crate::{agent_routes, common_headers, render, AgentInfo, LocalContext};
+use crate::{agent_routes, common_headers, render, AgentInfo, LocalContext, Telemetry};
 
 /// Forwarded bodies are bounded like the server's largest (a snapshot restore).
 const MAX_FORWARD_BODY: usize = 256 * 1024 * 1024;
@@ -28,11 +28,17 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(11 * 60);
 struct ClientState {
     servers: rpc::Servers,
     info: AgentInfo,
+    telemetry: Telemetry,
 }
 
-/// The whole `/v1` API of a client agent.
+/// The whole `/v1` API of a client agent, each request timed.
 pub fn client_router(local: LocalContext, info: AgentInfo, servers: rpc::Servers) -> Router {
-    let state = ClientState { servers, info };
+    let telemetry = local.telemetry.clone();
+    let state = ClientState {
+        servers,
+        info,
+        telemetry: telemetry.clone(),
+    };
     let own = Router::new()
         .route("/v1/agent/self", get(client_self))
         .fallback(forward)
@@ -40,6 +46,10 @@ pub fn client_router(local: LocalContext, info: AgentInfo, servers: rpc::Servers
     agent_routes(local)
         .merge(own)
         .layer(axum::middleware::from_fn(common_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            crate::metrics::observe_http,
+        ))
 }
 
 async fn client_self(
@@ -109,7 +119,9 @@ async fn forward(State(state): State<ClientState>, req: Request) -> Response {
             .collect(),
         body,
     };
-    match state.servers.http(request, FORWARD_TIMEOUT).await {
+    let answered = state.servers.http(request, FORWARD_TIMEOUT).await;
+    state.telemetry.count_client_rpc(answered.is_ok());
+    match answered {
         Ok(answer) => into_response(answer),
         Err(err) => {
             tracing::warn!(%err, method = %parts.method, uri = %parts.uri, "forwarding to a server failed");

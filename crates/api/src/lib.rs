@@ -21,6 +21,8 @@ mod health;
 mod kv;
 mod local;
 mod members;
+mod metrics;
+mod monitor;
 mod operator;
 mod params;
 mod render;
@@ -47,6 +49,7 @@ use axum::Router;
 pub use error::ApiError;
 pub use forward::{client_router, handler as forward_handler};
 pub use local::{routes as agent_routes, LocalContext};
+pub use metrics::Telemetry;
 
 /// Facts about the local agent that the API reports (`/v1/agent/self`) or needs.
 #[derive(Debug, Clone)]
@@ -78,6 +81,9 @@ pub struct ApiContext {
     /// This server as other servers see it, for `/v1/agent/join`.
     pub identity: rpc::Identity,
     pub autopilot: rpc::Autopilot,
+    /// The agent's measurements (blocking queries in flight, forwarded calls); the same one
+    /// as its [`LocalContext`]'s.
+    pub telemetry: Telemetry,
 }
 
 /// What the server routes share: the context the binary built, and state of the API's own.
@@ -97,9 +103,23 @@ impl std::ops::Deref for Shared {
 
 pub(crate) type Ctx = Arc<Shared>;
 
-/// The whole `/v1` API of a server, with its own agent's endpoints.
+/// The whole `/v1` API of a server, with its own agent's endpoints, each request timed.
 pub fn router(ctx: ApiContext, local: LocalContext) -> Router {
-    finish(server_routes(ctx).merge(agent_routes(local)))
+    let telemetry = local.telemetry.clone();
+    finish(server_routes(ctx).merge(agent_routes(local))).layer(middleware::from_fn_with_state(
+        telemetry,
+        metrics::observe_http,
+    ))
+}
+
+/// The server's routes as they answer calls client agents forward ([`forward_handler`]),
+/// timed as such.
+pub fn forwarded_router(ctx: ApiContext) -> Router {
+    let telemetry = ctx.telemetry.clone();
+    finish(server_routes(ctx)).layer(middleware::from_fn_with_state(
+        telemetry,
+        metrics::observe_forwarded,
+    ))
 }
 
 /// How many connections may wait to be accepted. Thousands of blocking queries reconnect at

@@ -41,6 +41,9 @@ pub struct LocalContext {
     pub prometheus: bool,
     /// Connect's cache: CA roots, leaves of local services, intentions.
     pub connect: agent::connect::Connect,
+    /// What the agent measures, for `/v1/agent/metrics`, and its log lines, for
+    /// `/v1/agent/monitor`.
+    pub telemetry: crate::Telemetry,
 }
 
 type Ctx = Arc<LocalContext>;
@@ -53,7 +56,16 @@ pub fn routes(ctx: LocalContext) -> Router {
             ctx.datacenter.clone(),
             ctx.dev,
         ))
-        .merge(crate::agent_connect::routes(ctx.connect.clone(), ctx.dev));
+        .merge(crate::agent_connect::routes(ctx.connect.clone(), ctx.dev))
+        .merge(crate::metrics::routes(crate::metrics::Observed {
+            telemetry: ctx.telemetry.clone(),
+            local: Some(crate::metrics::LocalAgent {
+                agent: ctx.agent.clone(),
+                membership: ctx.membership.clone(),
+            }),
+            prometheus: ctx.prometheus,
+            dev: ctx.dev,
+        }));
     let ctx = Arc::new(ctx);
     let put = &[Method::PUT];
     let get = &[Method::GET];
@@ -90,7 +102,6 @@ pub fn routes(ctx: LocalContext) -> Router {
         )
         .route("/v1/agent/leave", methods(put, leave))
         .route("/v1/agent/reload", methods(put, reload))
-        .route("/v1/agent/metrics", methods(get, metrics))
         .with_state(ctx)
         .merge(members)
 }
@@ -377,121 +388,6 @@ async fn leave(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
     Ok(StatusCode::OK.into_response())
 }
 
-/// `GET /v1/agent/metrics`: the agent's gauges in Consul's JSON metrics shape, or with
-/// `?format=prometheus` in Prometheus' text format when `telemetry.prometheus_retention_time`
-/// is set (otherwise Consul's 415).
-async fn metrics(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let params = Params::parse(q.as_deref());
-    let gauges = gauges(&ctx);
-    if params.get("format") == Some("prometheus") {
-        if !ctx.prometheus {
-            return Ok(text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Prometheus is not enabled since its retention time is not positive".into(),
-            ));
-        }
-        return Ok((
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            prometheus_text(&gauges),
-        )
-            .into_response());
-    }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let gauges: Vec<Value> = gauges
-        .iter()
-        .map(|g| json!({"Name": g.name, "Value": g.value, "Labels": {}}))
-        .collect();
-    let body = json!({
-        "Timestamp": crate::wire::rfc3339_from_unix_ms(now_ms),
-        "Gauges": gauges,
-        "Points": [],
-        "Counters": [],
-        "Samples": [],
-    });
-    Ok(render::json(&body, pretty(&ctx, &params)))
-}
-
-/// One gauge: Consul's dotted name, what it measures, its value.
-struct Gauge {
-    name: &'static str,
-    help: &'static str,
-    value: f64,
-}
-
-fn gauges(ctx: &LocalContext) -> Vec<Gauge> {
-    let checks = ctx.agent.checks();
-    let count = |status: Status| checks.iter().filter(|c| c.status == status).count() as f64;
-    let members = ctx.membership.members();
-    let members_in =
-        |status: gossip::MemberStatus| members.iter().filter(|m| m.status == status).count() as f64;
-    let gauge = |name, help, value| Gauge { name, help, value };
-    vec![
-        gauge(
-            "consul.agent.services",
-            "Services registered with this agent.",
-            ctx.agent.services().len() as f64,
-        ),
-        gauge(
-            "consul.agent.checks",
-            "Checks registered with this agent.",
-            checks.len() as f64,
-        ),
-        gauge(
-            "consul.agent.checks.passing",
-            "This agent's passing checks.",
-            count(Status::Passing),
-        ),
-        gauge(
-            "consul.agent.checks.warning",
-            "This agent's warning checks.",
-            count(Status::Warning),
-        ),
-        gauge(
-            "consul.agent.checks.critical",
-            "This agent's critical checks.",
-            count(Status::Critical),
-        ),
-        gauge(
-            "mesh.agent.in_sync",
-            "1 when the catalog holds what this agent registered.",
-            f64::from(u8::from(ctx.agent.in_sync())),
-        ),
-        gauge(
-            "mesh.gossip.members.alive",
-            "Alive members of the gossip pool, as this agent sees them.",
-            members_in(gossip::MemberStatus::Alive),
-        ),
-        gauge(
-            "mesh.gossip.members.failed",
-            "Failed members of the gossip pool, as this agent sees them.",
-            members_in(gossip::MemberStatus::Failed),
-        ),
-        gauge(
-            "mesh.gossip.members.left",
-            "Members that left the gossip pool, as this agent sees them.",
-            members_in(gossip::MemberStatus::Left),
-        ),
-    ]
-}
-
-/// Prometheus' text exposition format: dots become underscores, one HELP and TYPE per gauge.
-fn prometheus_text(gauges: &[Gauge]) -> String {
-    let mut out = String::new();
-    for g in gauges {
-        let name = g.name.replace('.', "_");
-        out.push_str(&format!(
-            "# HELP {name} {}\n# TYPE {name} gauge\n{name} {}\n",
-            g.help, g.value
-        ));
-    }
-    out
-}
-
 /// A service's local health: `maintenance` beats `critical` beats `warning`.
 fn aggregated(service: &Service, checks: &[HealthCheck]) -> (&'static str, Vec<Value>) {
     let mine: Vec<&HealthCheck> = checks
@@ -605,34 +501,4 @@ async fn health_by_name(
     let mut resp = render::json(&rows, pretty(&ctx, &params));
     *resp.status_mut() = code;
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_text_has_help_type_and_underscored_names() {
-        let gauges = [
-            Gauge {
-                name: "consul.agent.services",
-                help: "Services registered with this agent.",
-                value: 3.0,
-            },
-            Gauge {
-                name: "mesh.agent.in_sync",
-                help: "1 when in sync.",
-                value: 1.0,
-            },
-        ];
-        assert_eq!(
-            prometheus_text(&gauges),
-            "# HELP consul_agent_services Services registered with this agent.\n\
-             # TYPE consul_agent_services gauge\n\
-             consul_agent_services 3\n\
-             # HELP mesh_agent_in_sync 1 when in sync.\n\
-             # TYPE mesh_agent_in_sync gauge\n\
-             mesh_agent_in_sync 1\n"
-        );
-    }
 }

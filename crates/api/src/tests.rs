@@ -32,6 +32,7 @@ type Reply = (StatusCode, HeaderMap, String);
 struct Fixture {
     app: Router,
     node: RaftNode,
+    telemetry: Telemetry,
     _dir: TempDir,
 }
 
@@ -66,6 +67,8 @@ impl Fixture {
             .await
             .expect("becomes leader");
         let node = RaftNode::new(raft, reader);
+        let telemetry = Telemetry::new();
+        telemetry.attach_raft(node.clone());
         let ctx = ApiContext {
             node: node.clone(),
             agent: AgentInfo {
@@ -93,10 +96,23 @@ impl Fixture {
                 log: None,
             },
             autopilot: rpc::Autopilot::new(rpc::ConnectionPool::new()),
+            telemetry: telemetry.clone(),
         };
+        // As `router` builds it, with the telemetry endpoints and no local agent.
+        let observed = metrics::routes(metrics::Observed {
+            telemetry: telemetry.clone(),
+            local: None,
+            prometheus: true,
+            dev: false,
+        });
+        let app = finish(server_routes(ctx).merge(observed)).layer(middleware::from_fn_with_state(
+            telemetry.clone(),
+            metrics::observe_http,
+        ));
         Fixture {
-            app: finish(server_routes(ctx)),
+            app,
             node,
+            telemetry,
             _dir: dir,
         }
     }
@@ -1337,4 +1353,229 @@ async fn blocking_watchers_of_one_service_share_the_woken_answer() {
         let rows: Vec<Value> = serde_json::from_str(&text).expect("JSON array");
         assert_eq!(rows.len(), 2, "{text}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Telemetry: /v1/agent/metrics and /v1/agent/monitor
+
+/// Waits (bounded) until `condition` holds.
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + MUST_HAPPEN;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The entry named `name` (with `labels`, if given) in a section of the metrics JSON.
+fn metric<'a>(body: &'a Value, section: &str, name: &str, labels: Option<Value>) -> &'a Value {
+    body[section]
+        .as_array()
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|e| e["Name"] == name && labels.as_ref().is_none_or(|l| &e["Labels"] == l))
+        })
+        .unwrap_or_else(|| panic!("no {section} entry {name} {labels:?} in {body}"))
+}
+
+#[tokio::test]
+async fn agent_metrics_answer_in_consul_json_and_prometheus_text() {
+    let fx = Fixture::new().await;
+    fx.put("web/config", "hello").await;
+    let (status, headers, body) = fx.send("GET", "/v1/agent/metrics", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        header_str(&headers, "Content-Type"),
+        Some("application/json")
+    );
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let timestamp = body["Timestamp"].as_str().expect("Timestamp");
+    assert!(timestamp.ends_with(" +0000 UTC"), "{timestamp}");
+    assert_eq!(body["Points"], serde_json::json!([]));
+
+    #[rustfmt::skip]
+    let gauges = [
+        ("consul.server.isLeader", 1.0),
+        ("consul.state.kv_entries", 1.0),
+        ("consul.state.nodes", 0.0),
+        ("consul.rpc.queries_blocking", 0.0),
+    ];
+    for (name, value) in gauges {
+        assert_eq!(
+            metric(&body, "Gauges", name, None)["Value"],
+            value,
+            "{name}"
+        );
+    }
+    for name in [
+        "consul.raft.applied_index",
+        "consul.raft.last_index",
+        "mesh.agent.uptime",
+    ] {
+        assert!(
+            metric(&body, "Gauges", name, None)["Value"].is_f64(),
+            "{name}"
+        );
+    }
+    let leader = metric(&body, "Counters", "consul.raft.state.leader", None);
+    assert_eq!(leader["Count"], 1);
+    let applied = metric(&body, "Counters", "consul.raft.apply", None);
+    assert!(applied["Count"].as_u64() >= Some(1), "{applied}");
+    let commit = metric(&body, "Samples", "consul.raft.commitTime", None);
+    assert!(commit["Count"].as_u64() >= Some(1), "{commit}");
+    for field in ["Rate", "Sum", "Min", "Max", "Mean", "Stddev"] {
+        assert!(commit[field].is_f64(), "{field} in {commit}");
+    }
+    let labels = serde_json::json!({"method": "PUT", "path": "v1.kv._"});
+    let put = metric(&body, "Samples", "consul.api.http", Some(labels));
+    assert_eq!(put["Count"], 1);
+
+    let (status, headers, text) = fx
+        .send("GET", "/v1/agent/metrics?format=prometheus", "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        header_str(&headers, "Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for line in [
+        "# TYPE consul_raft_commitTime summary",
+        "# TYPE consul_raft_apply counter",
+        "consul_server_isLeader 1",
+        "consul_state_kv_entries 1",
+        "consul_raft_state_leader 1",
+        "consul_api_http_count{method=\"PUT\",path=\"v1.kv._\"} 1",
+        "consul_api_http_count{method=\"GET\",path=\"v1.agent.metrics\"} 1",
+        "# TYPE consul_api_http_max gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+
+    // Without `prometheus_retention_time`, Consul's 415.
+    let off = metrics::routes(metrics::Observed {
+        telemetry: fx.telemetry.clone(),
+        local: None,
+        prometheus: false,
+        dev: false,
+    });
+    let (status, _, body) = request(off, "GET", "/v1/agent/metrics?format=prometheus", b"").await;
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Prometheus is not enabled since its retention time is not positive"
+        )
+    );
+}
+
+#[tokio::test]
+async fn blocking_queries_in_flight_are_a_gauge() {
+    let fx = Fixture::new().await;
+    let a0 = fx.put("a", "old").await;
+    let in_flight = || fx.telemetry.blocking().in_flight();
+    let watcher = fx.spawn("GET", &format!("/v1/kv/a?index={a0}&wait=5s"));
+    wait_until("the watcher to block", || in_flight() == 1).await;
+    let (_, _, body) = fx.send("GET", "/v1/agent/metrics", "").await;
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let gauge = metric(&body, "Gauges", "consul.rpc.queries_blocking", None);
+    assert_eq!(gauge["Value"], 1.0);
+    assert_eq!(
+        metric(&body, "Counters", "consul.rpc.query", None)["Count"],
+        1
+    );
+
+    fx.put("a", "new").await;
+    let (status, _, _) = tokio::time::timeout(MUST_HAPPEN, watcher)
+        .await
+        .expect("the write wakes the watcher")
+        .expect("task");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(in_flight(), 0);
+
+    // A watcher whose client goes away stops counting too.
+    let a1 = fx.applied();
+    let abandoned = fx.spawn("GET", &format!("/v1/kv/a?index={a1}&wait=5s"));
+    wait_until("the second watcher to block", || in_flight() == 1).await;
+    abandoned.abort();
+    wait_until("the abandoned watcher to stop counting", || {
+        in_flight() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn monitor_streams_log_lines_until_the_client_goes_away() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let logs = config::cli::LogStream::new();
+    let _logging =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.layer()));
+    let fx = Fixture::new().await;
+    let (status, _, body) = fx.send("GET", "/v1/agent/monitor", "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "log streaming is not available: this process did not set up logging"
+        )
+    );
+    fx.telemetry.attach_logs(logs.clone());
+    let (status, _, body) = fx
+        .send("GET", "/v1/agent/monitor?loglevel=verbose", "")
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_REQUEST, "Unknown log level: verbose")
+    );
+
+    let req = Request::get("/v1/agent/monitor?loglevel=debug&logjson")
+        .body(Body::empty())
+        .expect("valid request");
+    let resp = fx
+        .app
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("infallible router");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header_str(resp.headers(), "Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(logs.readers(), 1);
+    let mut stream = resp.into_body();
+    tracing::debug!(key = "k1", "a line for the monitor");
+    let line = tokio::time::timeout(MUST_HAPPEN, async {
+        loop {
+            let frame = stream
+                .frame()
+                .await
+                .expect("the stream goes on")
+                .expect("frame");
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let text = String::from_utf8(data.to_vec()).expect("UTF-8 line");
+            if text.contains("a line for the monitor") {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("the logged line is streamed");
+    assert!(line.ends_with('\n'), "{line:?}");
+    let json: Value = serde_json::from_str(line.trim_end()).expect("a JSON line");
+    assert_eq!(
+        (&json["@level"], &json["@message"], &json["key"]),
+        (
+            &Value::from("debug"),
+            &Value::from("a line for the monitor"),
+            &Value::from("k1")
+        )
+    );
+
+    // The client goes away: the agent stops feeding it.
+    drop(stream);
+    assert_eq!(logs.readers(), 0);
 }

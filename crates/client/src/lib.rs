@@ -52,9 +52,23 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 struct RemoteCatalog {
     servers: rpc::Servers,
+    /// Counts the calls (`consul.client.rpc`).
+    telemetry: api::Telemetry,
 }
 
 impl RemoteCatalog {
+    /// One call to whichever server answers, counted.
+    async fn call(
+        &self,
+        req: &Request,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<Response, rpc::RpcError> {
+        let answered = self.servers.request(req, timeout, idempotent).await;
+        self.telemetry.count_client_rpc(answered.is_ok());
+        answered
+    }
+
     /// A blocking read on whichever server answers: the request carries its own wait, the
     /// exchange is allowed that long plus the usual timeout. `pick` takes the expected answer.
     async fn watch<T>(
@@ -64,11 +78,7 @@ impl RemoteCatalog {
         what: &str,
         pick: impl FnOnce(Response) -> Option<T>,
     ) -> Result<T, String> {
-        match self
-            .servers
-            .request(&req, wait + SERVER_TIMEOUT, true)
-            .await
-        {
+        match self.call(&req, wait + SERVER_TIMEOUT, true).await {
             Ok(resp) => pick(resp).ok_or_else(|| format!("unexpected answer to a {what}")),
             Err(err) => Err(err.to_string()),
         }
@@ -85,7 +95,7 @@ impl agent::CatalogClient for RemoteCatalog {
     fn apply(&self, op: CatalogOp) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let req = Request::ClientWrite(Op::Catalog(op));
-            match self.servers.request(&req, SERVER_TIMEOUT, false).await {
+            match self.call(&req, SERVER_TIMEOUT, false).await {
                 Ok(Response::ClientWrite(Ok(written))) => match written.response {
                     Applied::Rejected(reason) => Err(reason),
                     _ => Ok(()),
@@ -141,8 +151,7 @@ impl agent::CatalogClient for RemoteCatalog {
     ) -> BoxFuture<'_, Result<agent::AddressOwner, String>> {
         Box::pin(async move {
             match self
-                .servers
-                .request(&Request::ByAddress(addr), SERVER_TIMEOUT, true)
+                .call(&Request::ByAddress(addr), SERVER_TIMEOUT, true)
                 .await
             {
                 Ok(Response::ByAddress(node, service)) => Ok((node, service)),
@@ -155,7 +164,7 @@ impl agent::CatalogClient for RemoteCatalog {
     fn node_state(&self, node: &str) -> BoxFuture<'_, Result<NodeState, String>> {
         let req = Request::NodeState(node.to_owned());
         Box::pin(async move {
-            match self.servers.request(&req, SERVER_TIMEOUT, true).await {
+            match self.call(&req, SERVER_TIMEOUT, true).await {
                 Ok(Response::NodeState(Ok(state))) => Ok(state),
                 Ok(Response::NodeState(Err(err))) => Err(err.to_string()),
                 Ok(_) => Err("unexpected answer to a catalog read".into()),
@@ -202,7 +211,7 @@ impl agent::connect::ConnectClient for RemoteCatalog {
         let req = Request::SignLeaf { csr_pem, service };
         Box::pin(async move {
             // Signing twice only spends a serial number: safe to retry on another server.
-            match self.servers.request(&req, SERVER_TIMEOUT, true).await {
+            match self.call(&req, SERVER_TIMEOUT, true).await {
                 Ok(Response::SignLeaf(Ok(signed))) => Ok(signed),
                 Ok(Response::SignLeaf(Err(raft_store::SignError::RateLimited))) => {
                     Err(agent::connect::SignFailure::RateLimited)
@@ -274,8 +283,13 @@ impl ClientAgent {
         // The servers are whoever gossip says they are.
         let servers = rpc::Servers::new(membership.servers());
         let follow_servers = tokio::spawn(follow_servers(membership.clone(), servers.clone()));
+        let telemetry = api::Telemetry::new();
+        if let Some(logs) = config::cli::log_stream() {
+            telemetry.attach_logs(logs);
+        }
         let catalog = Arc::new(RemoteCatalog {
             servers: servers.clone(),
+            telemetry: telemetry.clone(),
         });
         let agent = agent::Agent::from_config(
             &config,
@@ -317,6 +331,7 @@ impl ClientAgent {
                 agent::connect::default_policy(&config),
                 shutdown_rx.clone(),
             ),
+            telemetry: telemetry.clone(),
         };
         let app = api::client_router(local, info, servers);
         let addr = SocketAddr::new(config.client_addr, http_port);
@@ -327,6 +342,9 @@ impl ClientAgent {
         let dns = agent::dns::start(&config, catalog, shutdown_rx.clone())
             .await
             .map_err(ClientError::Dns)?;
+        if let Some(dns) = &dns {
+            telemetry.attach_dns(dns.stats.clone());
+        }
         let task = tokio::spawn(async move {
             let graceful = async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -344,7 +362,7 @@ impl ClientAgent {
             agent,
             shutdown,
             tasks: std::iter::once(task)
-                .chain(dns.map(|(_, task)| task))
+                .chain(dns.map(|dns| dns.task))
                 .collect(),
             background: vec![follow_servers],
             _dev_dir: dev_dir,

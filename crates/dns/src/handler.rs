@@ -34,6 +34,7 @@ use crate::fit::{self, Limits, Transport};
 use crate::lookup::{Lookup, LookupError};
 use crate::name::{classify, MeshName, Zone};
 use crate::recursor;
+use crate::stats::{DnsStats, QueryKind};
 
 /// Answers DNS requests for the mesh domains from a [`Lookup`], and forwards the rest.
 #[derive(Clone)]
@@ -41,6 +42,7 @@ pub struct DnsHandler {
     settings: Arc<Settings>,
     lookup: Arc<dyn Lookup>,
     cache: Arc<ServiceCache>,
+    stats: Arc<DnsStats>,
 }
 
 impl std::fmt::Debug for DnsHandler {
@@ -131,7 +133,13 @@ impl DnsHandler {
             settings: Arc::new(settings),
             lookup,
             cache: Arc::default(),
+            stats: Arc::default(),
         }
+    }
+
+    /// What this handler has counted since it was made.
+    pub fn stats(&self) -> Arc<DnsStats> {
+        self.stats.clone()
     }
 
     /// The whole response to `request` as a message, sized for the transport it came over.
@@ -150,12 +158,34 @@ impl DnsHandler {
         response.into_message(query)
     }
 
-    /// The response to `request`, sized for the transport it came over.
+    /// The response to `request`, sized for the transport it came over; counted in
+    /// [`DnsStats`] by the kind of question and how long answering took.
     pub(crate) async fn answer<R: Rng + Send>(
         &self,
         request: &Request,
         rng: &mut R,
         serial: u32,
+    ) -> Response {
+        let started = std::time::Instant::now();
+        let mut kind = QueryKind::Other;
+        let response = self
+            .classified_answer(request, rng, serial, &mut kind)
+            .await;
+        let servfail = matches!(
+            &response,
+            Response::Message(message) if message.metadata.response_code == ResponseCode::ServFail
+        );
+        self.stats.record(kind, started.elapsed(), servfail);
+        response
+    }
+
+    /// [`Self::answer`], telling `kind` what was asked.
+    async fn classified_answer<R: Rng + Send>(
+        &self,
+        request: &Request,
+        rng: &mut R,
+        serial: u32,
+        kind: &mut QueryKind,
     ) -> Response {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = !self.settings.recursors.is_empty();
@@ -207,6 +237,7 @@ impl DnsHandler {
                 .lookup
                 .service_now(&target.dc, &target.service, target.connect);
             if matches!(now, Some(Some(instances)) if Arc::ptr_eq(&instances, &entry.instances)) {
+                *kind = QueryKind::Domain;
                 metadata.authoritative = true;
                 return self.service_response(metadata, edns, asked, &entry, rng);
             }
@@ -218,6 +249,7 @@ impl DnsHandler {
         } else {
             match classify(&lower, qtype, &self.settings.domains) {
                 Zone::Mesh { domain, name } => {
+                    *kind = QueryKind::Domain;
                     metadata.authoritative = true;
                     let question = Question {
                         settings: &self.settings,
@@ -229,6 +261,7 @@ impl DnsHandler {
                     Reply::Local(self.mesh(question, domain, name, key.as_ref(), rng).await)
                 }
                 Zone::Reverse(addr) => {
+                    *kind = QueryKind::Ptr;
                     let target = match addr {
                         Some(addr) => self.reverse(addr).await,
                         None => Ok(None),
@@ -252,7 +285,10 @@ impl DnsHandler {
                 Zone::Outside if self.settings.recursors.is_empty() => {
                     Reply::Local(Local::Answer(Answer::code(ResponseCode::Refused)))
                 }
-                Zone::Outside => self.recurse(request, rng).await,
+                Zone::Outside => {
+                    *kind = QueryKind::Recursed;
+                    self.recurse(request, rng).await
+                }
             }
         };
 

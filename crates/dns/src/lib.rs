@@ -26,11 +26,13 @@ pub mod memory;
 mod name;
 mod recursor;
 mod server;
+mod stats;
 
 pub use config::{parse_recursor, ConfigError, DnsConfig, SoaConfig};
 pub use handler::DnsHandler;
 pub use lookup::{Instance, Instances, Lookup, LookupError, LookupFuture};
 pub use server::{serve, DnsError, DnsServer};
+pub use stats::{DnsCounts, DnsStats, LatencyStats};
 
 #[cfg(test)]
 mod layering {

@@ -102,6 +102,11 @@ impl DnsServer {
         self.local_addr
     }
 
+    /// What the server counts (questions by kind, answer times, failures).
+    pub fn stats(&self) -> Arc<crate::DnsStats> {
+        self.handler.stats()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and returns. Dropping the
     /// future stops the UDP workers too.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {

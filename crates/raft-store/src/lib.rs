@@ -23,6 +23,7 @@ mod recovery;
 mod snapshot_file;
 mod state;
 mod state_machine;
+mod stats;
 mod types;
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use notify::{Notifier, Subscription, Topic};
 pub use recovery::{log_position, recover_as_sole_voter, LogPosition};
 pub use state::{AutopilotConfig, State, TABLE_CA, TABLE_CONFIG_ENTRIES, TABLE_INTENTIONS};
 pub use state_machine::{StateGuard, StateMachineStore, StoreReader};
+pub use stats::{LatencyStats, RaftStats};
 pub use types::{NodeId, Raft, ServerNode, TypeConfig};
 
 /// Errors opening or reading the on-disk store.

@@ -113,6 +113,8 @@ pub struct RaftNode {
     leader_contact: Arc<Mutex<std::time::Instant>>,
     /// This server's CSR rate limit.
     pub(crate) limiter: crate::connect::Limiter,
+    /// Commit times and role changes, for the agent's metrics.
+    stats: Arc<crate::stats::Counters>,
 }
 
 /// A client write waiting to be proposed.
@@ -124,7 +126,11 @@ struct Proposal {
 /// Group commit. openraft 0.9 makes each proposal durable before it takes the next, so
 /// concurrent client writes are gathered here into one entry: one append, one fsync, one
 /// apply. While a batch is being committed the next one fills; no write waits for a timer.
-async fn run_proposer(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+async fn run_proposer(
+    raft: Raft,
+    mut queue: mpsc::Receiver<Proposal>,
+    stats: Arc<crate::stats::Counters>,
+) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -142,15 +148,17 @@ async fn run_proposer(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
             }
         }
         let raft = raft.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
-            propose(&raft, batch).await;
+            propose(&raft, batch, &stats).await;
             drop(permit);
         });
     }
 }
 
-async fn propose(raft: &Raft, batch: Vec<Proposal>) {
+async fn propose(raft: &Raft, batch: Vec<Proposal>, stats: &crate::stats::Counters) {
     let batched = batch.len() > 1;
+    let writes = batch.len();
     let (mut ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
     let op = match ops.pop() {
         Some(only) if !batched => only,
@@ -162,11 +170,13 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
     };
     // A leader cut off from its quorum never commits; give up instead of hanging. The write
     // may still commit later if the partition heals, so the outcome is unknown to the client.
+    let proposed = std::time::Instant::now();
     let write = raft.client_write(Command {
         now_ms: now_ms(),
         op,
     });
     let Ok(result) = tokio::time::timeout(COMMIT_TIMEOUT, write).await else {
+        stats.commit_failed();
         let err = ConsensusError::Timeout(COMMIT_TIMEOUT);
         for reply in replies {
             let _ = reply.send(Err(err.clone()));
@@ -175,6 +185,7 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
     };
     match result {
         Ok(resp) => {
+            stats.committed(writes, proposed.elapsed());
             let index = resp.log_id.index;
             let responses = match resp.data {
                 Response::Batch(responses) if batched => responses,
@@ -186,6 +197,7 @@ async fn propose(raft: &Raft, batch: Vec<Proposal>) {
             }
         }
         Err(err) => {
+            stats.commit_failed();
             let err = match err {
                 // The entry may already be in the log and be committed by the next leader:
                 // retrying could apply it twice, so the client is told the outcome is unknown.
@@ -230,7 +242,12 @@ impl RaftNode {
     /// Wraps a started raft member. Spawns the proposer task, so call it inside a runtime.
     pub fn new(raft: Raft, reader: StoreReader) -> Self {
         let (proposals, queue) = mpsc::channel(4 * MAX_BATCH_OPS);
-        tokio::spawn(run_proposer(raft.clone(), queue));
+        let stats = Arc::new(crate::stats::Counters::default());
+        tokio::spawn(run_proposer(raft.clone(), queue, stats.clone()));
+        tokio::spawn(crate::stats::follow_roles(
+            stats.clone(),
+            raft.server_metrics(),
+        ));
         Self {
             raft,
             reader,
@@ -239,6 +256,20 @@ impl RaftNode {
             forward: None,
             leader_contact: Arc::new(Mutex::new(std::time::Instant::now())),
             limiter: crate::connect::Limiter::default(),
+            stats,
+        }
+    }
+
+    /// Where this member's log is, and commit times, committed writes and role changes since
+    /// it started.
+    pub fn stats(&self) -> crate::stats::RaftStats {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        crate::stats::RaftStats {
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            ..self.stats.read()
         }
     }
 

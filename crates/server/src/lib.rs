@@ -176,6 +176,11 @@ impl Server {
             })
         };
         let http_port = port(config.ports.http, 8500);
+        let telemetry = api::Telemetry::new();
+        telemetry.attach_raft(node.clone());
+        if let Some(logs) = config::cli::log_stream() {
+            telemetry.attach_logs(logs);
+        }
         let ctx = api::ApiContext {
             node: node.clone(),
             agent: api::AgentInfo {
@@ -197,9 +202,10 @@ impl Server {
             session_ttl_min: config.session_ttl_min,
             identity: me_for_api,
             autopilot: autopilot.clone(),
+            telemetry: telemetry.clone(),
         };
         // Client agents forward API calls here; they are answered by the server's own routes.
-        let forwarded = api::forward_handler(api::finish(api::server_routes(ctx.clone())));
+        let forwarded = api::forward_handler(api::forwarded_router(ctx.clone()));
         tasks.push(tokio::spawn(rpc::serve(
             rpc_listener,
             node.clone(),
@@ -252,11 +258,12 @@ impl Server {
             catalog.clone(),
         )
         .map_err(|e| ServerError::Agent(e.to_string()))?;
-        if let Some((_, task)) = agent::dns::start(&config, catalog.clone(), shutdown_rx.clone())
+        if let Some(dns) = agent::dns::start(&config, catalog.clone(), shutdown_rx.clone())
             .await
             .map_err(ServerError::Dns)?
         {
-            tasks.push(task);
+            telemetry.attach_dns(dns.stats);
+            tasks.push(dns.task);
         }
         tasks.push(tokio::spawn(membership_sync::run(
             node.clone(),
@@ -285,6 +292,7 @@ impl Server {
                 agent::connect::default_policy(&config),
                 shutdown_rx.clone(),
             ),
+            telemetry,
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = api::listener(addr).map_err(|source| ServerError::Bind { addr, source })?;

@@ -261,6 +261,32 @@ async fn reverse_lookups() {
 }
 
 #[tokio::test]
+async fn questions_are_counted_by_kind() {
+    let lookup = catalog();
+    let h = handler(|_| {}, lookup.clone());
+    // The second question for `web` is answered from the cache: counted the same.
+    ask(&h, "web.service.mesh.", RecordType::A).await;
+    ask(&h, "web.service.mesh.", RecordType::A).await;
+    ask(&h, "1.2.0.10.in-addr.arpa.", RecordType::PTR).await;
+    ask(&h, "example.com.", RecordType::A).await;
+    lookup.set_failing(true);
+    ask(&h, "db.service.dc2.mesh.", RecordType::A).await;
+    let counts = h.stats().read();
+    assert_eq!(
+        (
+            counts.domain_query.count,
+            counts.ptr_query.count,
+            counts.recursed.count,
+            counts.other,
+            counts.servfail
+        ),
+        (3, 1, 0, 1, 1)
+    );
+    let domain = counts.domain_query;
+    assert!(domain.min_us <= domain.max_us && domain.max_us <= domain.sum_us);
+}
+
+#[tokio::test]
 async fn failures_refusals_and_unsupported_requests() {
     let lookup = catalog();
     let h = handler(|_| {}, lookup.clone());
