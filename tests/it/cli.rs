@@ -443,3 +443,25 @@ async fn lock_runs_the_child_while_holding_the_lock() -> anyhow::Result<()> {
     drop(holder);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_checks_files_and_directories_like_an_agent() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = dir.path().join("good.hcl");
+    std::fs::write(&good, "datacenter = \"dc1\"\nports { http = 8501 }\n")?;
+    let good_arg = good.display().to_string();
+    let valid = ok_offline("validate", &[&good_arg]).await?;
+    assert_eq!(valid, "Configuration is valid!\n");
+    assert_eq!(ok_offline("validate", &["-quiet", &good_arg]).await?, "");
+
+    // A directory is loaded whole: one unknown key fails it, naming the file and the key.
+    std::fs::write(dir.path().join("bad.json"), r#"{"colour": "red"}"#)?;
+    let dir_arg = dir.path().display().to_string();
+    let out = run("validate", None, &[&dir_arg], None).await?;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("Config validation failed: ") && out.stderr.contains("colour"),
+        "{out:?}"
+    );
+    Ok(())
+}

@@ -90,6 +90,36 @@ enum Command {
     Lock(cli::lock::LockArgs),
     /// Runs a handler (or prints) each time a view of the catalog or KV store changes.
     Watch(cli::watch::WatchArgs),
+    /// Checks configuration files and directories as an agent would load them.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// Print nothing on success.
+    #[arg(long)]
+    quiet: bool,
+    /// Configuration files (JSON or HCL) and directories of them, loaded together.
+    #[arg(required = true, value_name = "FILE_OR_DIRECTORY")]
+    paths: Vec<PathBuf>,
+}
+
+/// `validate`: Consul's texts, status 1 on an invalid configuration.
+fn validate(args: &ValidateArgs) -> ! {
+    let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) =
+        args.paths.iter().cloned().partition(|p| p.is_dir());
+    match config::load(&files, &dirs, &config::Overrides::default()) {
+        Ok(_) => {
+            if !args.quiet {
+                println!("Configuration is valid!");
+            }
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("Config validation failed: {e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +222,7 @@ fn main() -> anyhow::Result<()> {
             cli::keygen();
             return Ok(());
         }
+        Command::Validate(args) => validate(&args),
         command => return operator(command),
     };
     let mut config = config::load(&args.config_files, &args.config_dirs, &args.overrides())?;
@@ -233,7 +264,9 @@ fn operator(command: Command) -> anyhow::Result<()> {
             Command::Maint(args) => cli::info::maint(args).await,
             Command::Lock(args) => cli::lock::run(args).await,
             Command::Watch(args) => cli::watch::run(args).await,
-            Command::Agent(_) | Command::Keygen => unreachable!("handled by main"),
+            Command::Agent(_) | Command::Keygen | Command::Validate(_) => {
+                unreachable!("handled by main")
+            }
         }
     });
     if let Err(err) = result {
