@@ -18,17 +18,25 @@ use crate::overrides::Overrides;
 pub(crate) struct Key {
     pub(crate) path: &'static str,
     pub(crate) flag: &'static str,
+    /// What a value must be (the text of the error a bad one gets), for docs/configuration.md.
+    pub(crate) kind: &'static str,
+    /// One line on what the key sets, for docs/configuration.md.
+    pub(crate) doc: &'static str,
     /// Parses a file value into the merged values; `Err` describes what was expected.
     set: fn(&mut Overrides, &Value) -> Result<(), &'static str>,
     /// Copies the flag's value if it was given, and says whether it was.
     take_flag: fn(&mut Overrides, &Overrides) -> bool,
 }
 
+/// `key!(path, flag, field, parse; doc)`: a key parsed by the function `parse`, whose
+/// expected-value text (see [`expected!`]) is the key's kind.
 macro_rules! key {
-    ($path:literal, $flag:literal, $($field:ident).+, $parse:expr) => {
+    ($path:literal, $flag:literal, $($field:ident).+, $parse:ident; $doc:literal) => {
         Key {
             path: $path,
             flag: $flag,
+            kind: expected!($parse),
+            doc: $doc,
             set: |values, value| {
                 values.$($field).+ = Some(($parse)(value)?);
                 Ok(())
@@ -44,13 +52,67 @@ macro_rules! key {
     };
 }
 
+/// The text a parse function's error gives as expected, by the function's name.
+macro_rules! expected {
+    (string) => {
+        STRING_EXPECTED
+    };
+    (path) => {
+        PATH_EXPECTED
+    };
+    (ip) => {
+        IP_EXPECTED
+    };
+    (boolean) => {
+        BOOLEAN_EXPECTED
+    };
+    (non_negative) => {
+        NON_NEGATIVE_EXPECTED
+    };
+    (port) => {
+        PORT_EXPECTED
+    };
+    (raft_multiplier) => {
+        RAFT_MULTIPLIER_EXPECTED
+    };
+    (log_level) => {
+        LOG_LEVEL_EXPECTED
+    };
+    (duration) => {
+        DURATION_EXPECTED
+    };
+    (gossip_key) => {
+        GOSSIP_KEY_EXPECTED
+    };
+    (dns_domain) => {
+        DNS_DOMAIN_EXPECTED
+    };
+    (duration_map) => {
+        DURATION_MAP_EXPECTED
+    };
+    (recursor_strategy) => {
+        RECURSOR_STRATEGY_EXPECTED
+    };
+    (ca_provider) => {
+        CA_PROVIDER_EXPECTED
+    };
+    (object) => {
+        OBJECT_EXPECTED
+    };
+    (intention_policy) => {
+        INTENTION_POLICY_EXPECTED
+    };
+}
+
 /// `service`/`services` and `check`/`checks`: one definition or a list of them, appended
 /// across files and kept as written; the agent validates them when it starts. No flags.
 macro_rules! definitions {
-    ($path:literal, $field:ident) => {
+    ($path:literal, $field:ident; $doc:literal) => {
         Key {
             path: $path,
             flag: "",
+            kind: DEFINITIONS_EXPECTED,
+            doc: $doc,
             set: |values, value| append_definitions(&mut values.$field, value),
             take_flag: |_, _| false,
         }
@@ -59,32 +121,64 @@ macro_rules! definitions {
 
 pub(crate) const PORT_EXPECTED: &str = "a port number between 1 and 65535, or -1 to disable";
 pub(crate) const RAFT_MULTIPLIER_EXPECTED: &str = "an integer between 1 and 10";
+const STRING_EXPECTED: &str = "a string";
+const PATH_EXPECTED: &str = "a non-empty path";
+const IP_EXPECTED: &str = "an IP address";
+const BOOLEAN_EXPECTED: &str = "a boolean (true or false)";
+const NON_NEGATIVE_EXPECTED: &str = "a non-negative integer";
+const LOG_LEVEL_EXPECTED: &str = "one of trace, debug, info, warn, err";
+const DURATION_EXPECTED: &str = "a duration such as \"10s\" or \"1m30s\"";
+const GOSSIP_KEY_EXPECTED: &str = "the base64 of 32 random bytes, as `mesh-client keygen` prints";
+const DNS_DOMAIN_EXPECTED: &str = "a DNS domain such as \"mesh\" or \"mesh.example.com\"";
+const RECURSORS_EXPECTED: &str = "a list of IP addresses, each with an optional port";
+const DURATION_MAP_EXPECTED: &str =
+    "an object of service names to durations, such as {\"*\": \"5s\"}";
+const RECURSOR_STRATEGY_EXPECTED: &str = "\"sequential\" or \"random\"";
+const CA_PROVIDER_EXPECTED: &str = "\"consul\" (the built-in CA, the only provider)";
+const OBJECT_EXPECTED: &str = "an object";
+const INTENTION_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
+const STRINGS_EXPECTED: &str = "a list of strings";
+const DEFINITIONS_EXPECTED: &str = "an object or a list of objects";
 
+#[rustfmt::skip]
 pub(crate) static KEYS: &[Key] = &[
-    key!("datacenter", "-datacenter", datacenter, string),
-    key!("node_name", "-node", node_name, string),
-    key!("node_id", "-node-id", node_id, string),
-    key!("data_dir", "-data-dir", data_dir, path),
-    key!("bind_addr", "-bind", bind_addr, ip),
-    key!("advertise_addr", "-advertise", advertise_addr, ip),
-    key!("client_addr", "-client", client_addr, ip),
-    key!("ports.http", "-http-port", ports.http, port),
-    key!("ports.https", "-https-port", ports.https, port),
-    key!("ports.dns", "-dns-port", ports.dns, port),
-    key!("ports.server", "-server-port", ports.server, port),
-    key!("ports.serf_lan", "-serf-lan-port", ports.serf_lan, port),
-    key!("ports.grpc", "-grpc-port", ports.grpc, port),
-    key!("server", "-server", server, boolean),
-    key!(
-        "bootstrap_expect",
-        "-bootstrap-expect",
-        bootstrap_expect,
-        non_negative
-    ),
-    key!("bootstrap", "-bootstrap", bootstrap, boolean),
+    key!("datacenter", "-datacenter", datacenter, string;
+        "The datacenter this agent is in; lowercased, then only letters, digits, `-` and `_`."),
+    key!("node_name", "-node", node_name, string;
+        "This node's name, unique in the datacenter."),
+    key!("node_id", "-node-id", node_id, string;
+        "This node's ID, a UUID (lowercased); when unset, one is generated and kept in `data_dir`."),
+    key!("data_dir", "-data-dir", data_dir, path;
+        "Where the agent keeps its state; required outside `-dev`."),
+    key!("bind_addr", "-bind", bind_addr, ip;
+        "The address the server RPC and gossip listeners bind to."),
+    key!("advertise_addr", "-advertise", advertise_addr, ip;
+        "The address other agents reach this one at (not 0.0.0.0 or ::); defaults to `bind_addr`, or `client_addr` on a server bound to 0.0.0.0."),
+    key!("client_addr", "-client", client_addr, ip;
+        "The address the HTTP API and DNS listeners bind to."),
+    key!("ports.http", "-http-port", ports.http, port;
+        "The HTTP API port."),
+    key!("ports.https", "-https-port", ports.https, port;
+        "Consul's HTTPS API port: checked, but mesh opens no HTTPS listener."),
+    key!("ports.dns", "-dns-port", ports.dns, port;
+        "The DNS port (UDP and TCP)."),
+    key!("ports.server", "-server-port", ports.server, port;
+        "The server RPC port (raft and forwarded requests)."),
+    key!("ports.serf_lan", "-serf-lan-port", ports.serf_lan, port;
+        "The LAN gossip port (UDP)."),
+    key!("ports.grpc", "-grpc-port", ports.grpc, port;
+        "Consul's gRPC port: checked, but mesh opens no gRPC listener."),
+    key!("server", "-server", server, boolean;
+        "Run as a server; mesh-server always sets it (its `-server` flag is accepted for Consul compatibility)."),
+    key!("bootstrap_expect", "-bootstrap-expect", bootstrap_expect, non_negative;
+        "How many servers to wait for before forming the datacenter (0: unset); needs `server`, excludes `bootstrap`."),
+    key!("bootstrap", "-bootstrap", bootstrap, boolean;
+        "Bootstrap a single-server datacenter; needs `server`."),
     Key {
         path: "retry_join",
         flag: "-retry-join",
+        kind: STRINGS_EXPECTED,
+        doc: "Gossip addresses of other agents to join (port 8301 by default); files append to each other, flags to the files.",
         // Lists append across files and flags, like Consul.
         set: |values, value| {
             values.retry_join.extend(strings(value)?);
@@ -95,80 +189,53 @@ pub(crate) static KEYS: &[Key] = &[
             !flags.retry_join.is_empty()
         },
     },
-    definitions!("service", services),
-    definitions!("services", services),
-    definitions!("check", checks),
-    definitions!("checks", checks),
-    key!(
-        "enable_script_checks",
-        "-enable-script-checks",
-        enable_script_checks,
-        boolean
-    ),
-    key!(
-        "enable_local_script_checks",
-        "-enable-local-script-checks",
-        enable_local_script_checks,
-        boolean
-    ),
-    key!("log_level", "-log-level", log_level, log_level),
-    key!("log_json", "-log-json", log_json, boolean),
-    key!(
-        "limits.kv_max_value_size",
-        "-kv-max-value-size",
-        limits.kv_max_value_size,
-        non_negative
-    ),
-    key!(
-        "limits.txn_max_req_len",
-        "-txn-max-req-len",
-        limits.txn_max_req_len,
-        non_negative
-    ),
-    key!(
-        "limits.http_max_conns_per_client",
-        "-http-max-conns-per-client",
-        limits.http_max_conns_per_client,
-        non_negative
-    ),
-    key!(
-        "session_ttl_min",
-        "-session-ttl-min",
-        session_ttl_min,
-        duration
-    ),
-    key!(
-        "check_update_interval",
-        "-check-update-interval",
-        check_update_interval,
-        duration
-    ),
-    key!("ae_interval", "-ae-interval", ae_interval, duration),
-    key!(
-        "raft_snapshot_threshold",
-        "-raft-snapshot-threshold",
-        raft_snapshot_threshold,
-        non_negative
-    ),
-    key!(
-        "raft_trailing_logs",
-        "-raft-trailing-logs",
-        raft_trailing_logs,
-        non_negative
-    ),
-    key!(
-        "performance.raft_multiplier",
-        "-raft-multiplier",
-        performance.raft_multiplier,
-        raft_multiplier
-    ),
-    key!("encrypt", "-encrypt", encrypt, gossip_key),
-    key!("reconnect_timeout", "", reconnect_timeout, duration),
-    key!("domain", "-domain", dns.domain, dns_domain),
-    key!("alt_domain", "-alt-domain", dns.alt_domain, dns_domain),
+    definitions!("service", services;
+        "A service definition to register, kept as written and validated by the agent when it starts; appended across files."),
+    definitions!("services", services;
+        "Service definitions, like `service`."),
+    definitions!("check", checks;
+        "A check definition to register, kept as written and validated by the agent when it starts; appended across files."),
+    definitions!("checks", checks;
+        "Check definitions, like `check`."),
+    key!("enable_script_checks", "-enable-script-checks", enable_script_checks, boolean;
+        "Allow script checks, from files and from the HTTP API."),
+    key!("enable_local_script_checks", "-enable-local-script-checks", enable_local_script_checks, boolean;
+        "Allow script checks from config files only."),
+    key!("log_level", "-log-level", log_level, log_level;
+        "Log verbosity (case-insensitive; `error` is accepted for `err`)."),
+    key!("log_json", "-log-json", log_json, boolean;
+        "Log in JSON."),
+    key!("limits.kv_max_value_size", "-kv-max-value-size", limits.kv_max_value_size, non_negative;
+        "The largest KV value, in bytes."),
+    key!("limits.txn_max_req_len", "-txn-max-req-len", limits.txn_max_req_len, non_negative;
+        "The largest transaction request body, in bytes."),
+    key!("limits.http_max_conns_per_client", "-http-max-conns-per-client", limits.http_max_conns_per_client, non_negative;
+        "Concurrent HTTP connections allowed per client IP."),
+    key!("session_ttl_min", "-session-ttl-min", session_ttl_min, duration;
+        "The shortest session TTL accepted."),
+    key!("check_update_interval", "-check-update-interval", check_update_interval, duration;
+        "How often a check whose output changed but whose status did not is synced to the catalog."),
+    key!("ae_interval", "-ae-interval", ae_interval, duration;
+        "The anti-entropy full sync period, before scaling by cluster size (mesh's key; Consul hard-codes 1m)."),
+    key!("raft_snapshot_threshold", "-raft-snapshot-threshold", raft_snapshot_threshold, non_negative;
+        "Raft log entries since the last snapshot that trigger a new one."),
+    key!("raft_trailing_logs", "-raft-trailing-logs", raft_trailing_logs, non_negative;
+        "Raft log entries kept after a snapshot."),
+    key!("performance.raft_multiplier", "-raft-multiplier", performance.raft_multiplier, raft_multiplier;
+        "Scales raft timing (1s election and heartbeat timeouts, 500ms lease); 1 is fastest."),
+    key!("encrypt", "-encrypt", encrypt, gossip_key;
+        "The gossip encryption key; gossip is plaintext without one."),
+    key!("reconnect_timeout", "", reconnect_timeout, duration;
+        "How long a failed member stays in the member list before it is reaped; at least 8h."),
+    key!("domain", "-domain", dns.domain, dns_domain;
+        "The DNS domain answered (a trailing dot is dropped)."),
+    key!("alt_domain", "-alt-domain", dns.alt_domain, dns_domain;
+        "A second DNS domain answered the same way."),
     Key {
         path: "recursors",
         flag: "-recursor",
+        kind: RECURSORS_EXPECTED,
+        doc: "Where DNS questions outside the mesh's domains go (`ip` or `ip:port`, port 53 by default); files append, then flags.",
         // Lists append across files and flags, like Consul.
         set: |values, value| {
             values.dns.recursors.extend(recursors(value)?);
@@ -182,58 +249,40 @@ pub(crate) static KEYS: &[Key] = &[
             !flags.dns.recursors.is_empty()
         },
     },
-    key!("dns_config.node_ttl", "", dns.node_ttl, duration),
-    key!("dns_config.service_ttl", "", dns.service_ttl, duration_map),
-    key!("dns_config.only_passing", "", dns.only_passing, boolean),
-    key!(
-        "dns_config.udp_answer_limit",
-        "",
-        dns.udp_answer_limit,
-        non_negative
-    ),
-    key!(
-        "dns_config.a_record_limit",
-        "",
-        dns.a_record_limit,
-        non_negative
-    ),
-    key!(
-        "dns_config.enable_truncate",
-        "",
-        dns.enable_truncate,
-        boolean
-    ),
-    key!(
-        "dns_config.recursor_timeout",
-        "",
-        dns.recursor_timeout,
-        duration
-    ),
-    key!(
-        "dns_config.recursor_strategy",
-        "",
-        dns.recursor_strategy,
-        recursor_strategy
-    ),
-    key!("dns_config.soa.refresh", "", dns.soa_refresh, non_negative),
-    key!("dns_config.soa.retry", "", dns.soa_retry, non_negative),
-    key!("dns_config.soa.expire", "", dns.soa_expire, non_negative),
-    key!("dns_config.soa.min_ttl", "", dns.soa_min_ttl, non_negative),
-    key!(
-        "telemetry.prometheus_retention_time",
-        "",
-        prometheus_retention_time,
-        duration
-    ),
-    key!("connect.enabled", "", connect.enabled, boolean),
-    key!("connect.ca_provider", "", connect.ca_provider, ca_provider),
-    key!("connect.ca_config", "", connect.ca_config, object),
-    key!(
-        "default_intention_policy",
-        "",
-        default_intention_policy,
-        intention_policy
-    ),
+    key!("dns_config.node_ttl", "", dns.node_ttl, duration;
+        "TTL of node, NS and address answers."),
+    key!("dns_config.service_ttl", "", dns.service_ttl, duration_map;
+        "TTL of service answers by service name; names ending in `*` are prefixes, an exact name beats the longest prefix."),
+    key!("dns_config.only_passing", "", dns.only_passing, boolean;
+        "Leave out instances with a warning check too, not only critical ones."),
+    key!("dns_config.udp_answer_limit", "", dns.udp_answer_limit, non_negative;
+        "The most answers in a UDP response without EDNS."),
+    key!("dns_config.a_record_limit", "", dns.a_record_limit, non_negative;
+        "The most A/AAAA answers (0: no limit)."),
+    key!("dns_config.enable_truncate", "", dns.enable_truncate, boolean;
+        "Set TC when a UDP answer is cut, so resolvers retry over TCP (Consul's default is false)."),
+    key!("dns_config.recursor_timeout", "", dns.recursor_timeout, duration;
+        "How long a recursor may take to answer."),
+    key!("dns_config.recursor_strategy", "", dns.recursor_strategy, recursor_strategy;
+        "Ask recursors in the order configured or in a random order per question."),
+    key!("dns_config.soa.refresh", "", dns.soa_refresh, non_negative;
+        "The SOA record's refresh, in seconds."),
+    key!("dns_config.soa.retry", "", dns.soa_retry, non_negative;
+        "The SOA record's retry, in seconds."),
+    key!("dns_config.soa.expire", "", dns.soa_expire, non_negative;
+        "The SOA record's expire, in seconds."),
+    key!("dns_config.soa.min_ttl", "", dns.soa_min_ttl, non_negative;
+        "The SOA record's minimum TTL, in seconds."),
+    key!("telemetry.prometheus_retention_time", "", prometheus_retention_time, duration;
+        "Above zero, `/v1/agent/metrics?format=prometheus` answers in Prometheus' text format."),
+    key!("connect.enabled", "", connect.enabled, boolean;
+        "Enable Connect: the built-in CA and service identities."),
+    key!("connect.ca_provider", "", connect.ca_provider, ca_provider;
+        "The CA provider; only the built-in one exists."),
+    key!("connect.ca_config", "", connect.ca_config, object;
+        "The built-in CA's settings (`leaf_cert_ttl`, `root_cert_ttl`, `private_key`, `root_cert`, ...), used only when the CA is first created."),
+    key!("default_intention_policy", "", default_intention_policy, intention_policy;
+        "What intentions decide when none matches; when unset, the ACL default policy decides (allow while ACLs are off)."),
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
@@ -379,7 +428,7 @@ pub(crate) fn render(value: &Value) -> String {
 }
 
 fn append_definitions(list: &mut Vec<Value>, value: &Value) -> Result<(), &'static str> {
-    const EXPECTED: &str = "an object or a list of objects";
+    const EXPECTED: &str = DEFINITIONS_EXPECTED;
     match value {
         Value::Object(_) => list.push(value.clone()),
         Value::Array(items) if items.iter().all(Value::is_object) => {
@@ -391,13 +440,13 @@ fn append_definitions(list: &mut Vec<Value>, value: &Value) -> Result<(), &'stat
 }
 
 fn string(value: &Value) -> Result<String, &'static str> {
-    value.as_str().map(str::to_owned).ok_or("a string")
+    value.as_str().map(str::to_owned).ok_or(STRING_EXPECTED)
 }
 
 fn path(value: &Value) -> Result<PathBuf, &'static str> {
     match value.as_str() {
         Some(text) if !text.is_empty() => Ok(PathBuf::from(text)),
-        _ => Err("a non-empty path"),
+        _ => Err(PATH_EXPECTED),
     }
 }
 
@@ -405,18 +454,18 @@ fn ip(value: &Value) -> Result<IpAddr, &'static str> {
     value
         .as_str()
         .and_then(|text| text.parse().ok())
-        .ok_or("an IP address")
+        .ok_or(IP_EXPECTED)
 }
 
 fn boolean(value: &Value) -> Result<bool, &'static str> {
-    value.as_bool().ok_or("a boolean (true or false)")
+    value.as_bool().ok_or(BOOLEAN_EXPECTED)
 }
 
 fn non_negative<T: TryFrom<u64>>(value: &Value) -> Result<T, &'static str> {
     value
         .as_u64()
         .and_then(|n| T::try_from(n).ok())
-        .ok_or("a non-negative integer")
+        .ok_or(NON_NEGATIVE_EXPECTED)
 }
 
 fn port(value: &Value) -> Result<i32, &'static str> {
@@ -437,20 +486,20 @@ fn log_level(value: &Value) -> Result<LogLevel, &'static str> {
     value
         .as_str()
         .and_then(|text| LogLevel::from_str(text).ok())
-        .ok_or("one of trace, debug, info, warn, err")
+        .ok_or(LOG_LEVEL_EXPECTED)
 }
 
 fn duration(value: &Value) -> Result<std::time::Duration, &'static str> {
     value
         .as_str()
         .and_then(|text| parse_go_duration(text).ok())
-        .ok_or("a duration such as \"10s\" or \"1m30s\"")
+        .ok_or(DURATION_EXPECTED)
 }
 
 /// `encrypt`: the base64 of a 32-byte AES-256 key (what `keygen` prints).
 pub(crate) fn gossip_key(value: &Value) -> Result<String, &'static str> {
     use base64::Engine as _;
-    const EXPECTED: &str = "the base64 of 32 random bytes, as `mesh-client keygen` prints";
+    const EXPECTED: &str = GOSSIP_KEY_EXPECTED;
     let text = value.as_str().ok_or(EXPECTED)?;
     match base64::engine::general_purpose::STANDARD.decode(text) {
         Ok(key) if key.len() == 32 => Ok(text.to_owned()),
@@ -460,7 +509,7 @@ pub(crate) fn gossip_key(value: &Value) -> Result<String, &'static str> {
 
 /// A DNS domain: dot-separated labels of letters, digits and `-`; a trailing dot is dropped.
 pub(crate) fn dns_domain(value: &Value) -> Result<String, &'static str> {
-    const EXPECTED: &str = "a DNS domain such as \"mesh\" or \"mesh.example.com\"";
+    const EXPECTED: &str = DNS_DOMAIN_EXPECTED;
     let text = value.as_str().ok_or(EXPECTED)?.trim_end_matches('.');
     let label_ok = |label: &str| {
         !label.is_empty()
@@ -477,7 +526,7 @@ pub(crate) fn dns_domain(value: &Value) -> Result<String, &'static str> {
 
 /// `recursors`: a list of `ip` or `ip:port` (a single string is accepted too).
 pub(crate) fn recursors(value: &Value) -> Result<Vec<String>, &'static str> {
-    const EXPECTED: &str = "a list of IP addresses, each with an optional port";
+    const EXPECTED: &str = RECURSORS_EXPECTED;
     let list = match value {
         Value::String(one) => vec![one.clone()],
         _ => strings(value).map_err(|_| EXPECTED)?,
@@ -496,7 +545,7 @@ pub(crate) fn recursors(value: &Value) -> Result<Vec<String>, &'static str> {
 fn duration_map(
     value: &Value,
 ) -> Result<std::collections::BTreeMap<String, std::time::Duration>, &'static str> {
-    const EXPECTED: &str = "an object of service names to durations, such as {\"*\": \"5s\"}";
+    const EXPECTED: &str = DURATION_MAP_EXPECTED;
     let map = value.as_object().ok_or(EXPECTED)?;
     map.iter()
         .map(|(name, ttl)| Ok((name.clone(), duration(ttl).map_err(|_| EXPECTED)?)))
@@ -507,20 +556,20 @@ fn recursor_strategy(value: &Value) -> Result<crate::RecursorStrategy, &'static 
     match value.as_str() {
         Some("sequential") => Ok(crate::RecursorStrategy::Sequential),
         Some("random") => Ok(crate::RecursorStrategy::Random),
-        _ => Err("\"sequential\" or \"random\""),
+        _ => Err(RECURSOR_STRATEGY_EXPECTED),
     }
 }
 
 fn ca_provider(value: &Value) -> Result<String, &'static str> {
     match value.as_str() {
         Some("consul") => Ok("consul".to_owned()),
-        _ => Err("\"consul\" (the built-in CA, the only provider)"),
+        _ => Err(CA_PROVIDER_EXPECTED),
     }
 }
 
 /// An object; HCL gives a repeated block as a list of objects, merged in order.
 fn object(value: &Value) -> Result<Map<String, Value>, &'static str> {
-    const EXPECTED: &str = "an object";
+    const EXPECTED: &str = OBJECT_EXPECTED;
     match value {
         Value::Object(map) => Ok(map.clone()),
         Value::Array(items) => items.iter().try_fold(Map::new(), |mut merged, item| {
@@ -535,16 +584,259 @@ fn intention_policy(value: &Value) -> Result<crate::IntentionPolicy, &'static st
     match value.as_str() {
         Some("allow") => Ok(crate::IntentionPolicy::Allow),
         Some("deny") => Ok(crate::IntentionPolicy::Deny),
-        _ => Err("\"allow\" or \"deny\""),
+        _ => Err(INTENTION_POLICY_EXPECTED),
     }
 }
 
 fn strings(value: &Value) -> Result<Vec<String>, &'static str> {
-    const EXPECTED: &str = "a list of strings";
+    const EXPECTED: &str = STRINGS_EXPECTED;
     value
         .as_array()
         .ok_or(EXPECTED)?
         .iter()
         .map(|item| item.as_str().map(str::to_owned).ok_or(EXPECTED))
         .collect()
+}
+
+/// Flags of `mesh-server` that override a key (a test checks them against its source).
+pub(crate) static SERVER_FLAGS: &[&str] = &[
+    "-datacenter",
+    "-node",
+    "-node-id",
+    "-data-dir",
+    "-bind",
+    "-advertise",
+    "-client",
+    "-http-port",
+    "-dns-port",
+    "-server-port",
+    "-serf-lan-port",
+    "-server",
+    "-bootstrap-expect",
+    "-bootstrap",
+    "-retry-join",
+    "-log-level",
+    "-log-json",
+    "-raft-multiplier",
+    "-encrypt",
+    "-domain",
+    "-alt-domain",
+    "-recursor",
+];
+
+/// Flags of `mesh-client agent` that override a key (a test checks them against its source).
+pub(crate) static CLIENT_FLAGS: &[&str] = &[
+    "-datacenter",
+    "-node",
+    "-node-id",
+    "-data-dir",
+    "-bind",
+    "-advertise",
+    "-client",
+    "-http-port",
+    "-dns-port",
+    "-serf-lan-port",
+    "-retry-join",
+    "-log-level",
+    "-log-json",
+    "-encrypt",
+    "-domain",
+    "-alt-domain",
+    "-recursor",
+];
+
+const REFERENCE_INTRO: &str = "\
+# Configuration reference
+
+<!-- Generated from crates/config/src/keys.rs by `MESH_UPDATE_DOCS=1 cargo test -p config`;
+     do not edit by hand. -->
+
+`mesh-server` and `mesh-client agent` read configuration files in JSON or HCL with Consul's
+key names, passed with `-config-file FILE` (repeatable, later files win) or `-config-dir DIR`
+(its `*.json` and `*.hcl` files in name order; other files are ignored). Command-line flags
+override every file; `retry_join` and `recursors` append instead (files to each other, then
+flags). `-dev` fills in its defaults for whatever nothing else set. An unknown key, a Consul key
+mesh does not implement, or a bad value stops the agent with an error naming the file (or flag)
+and the full dotted key. `mesh-client validate FILE_OR_DIRECTORY...` checks files without
+starting anything.
+
+Sections (`ports`, `dns_config`, ...) are objects in JSON and blocks in HCL:
+
+```hcl
+datacenter = \"dc1\"
+data_dir   = \"/var/lib/mesh\"
+ports {
+  http = 8500
+}
+dns_config {
+  service_ttl = { \"*\" = \"5s\" }
+}
+```
+
+The Flag column names the flag that overrides a key, with the binary when only one of
+`mesh-server` and `mesh-client agent` takes it; keys without one are set in files only. A
+default marked `-dev` applies in `-dev` mode.
+";
+
+/// docs/configuration.md: every key of [`KEYS`] with its flag, value, default and meaning,
+/// one table per section (keys outside a section are under "General").
+pub fn reference_markdown() -> String {
+    const HOSTNAME: &str = "<hostname>";
+    let defaults = crate::resolve::resolve(Layers::default(), || HOSTNAME.to_owned())
+        .expect("the built-in defaults are valid");
+    let mut dev_layers = Layers::default();
+    dev_layers.values.dev = Some(true);
+    let dev = crate::resolve::resolve(dev_layers, || HOSTNAME.to_owned())
+        .expect("the -dev defaults are valid");
+
+    let mut groups: Vec<&str> = Vec::new();
+    for key in KEYS {
+        let group = group_of(key.path);
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+
+    let mut out = String::from(REFERENCE_INTRO);
+    for group in groups {
+        if group.is_empty() {
+            out.push_str("\n## General\n\n");
+        } else {
+            out.push_str(&format!("\n## `{group}`\n\n"));
+        }
+        out.push_str("| Key | Flag | Value | Default | Description |\n");
+        out.push_str("| --- | --- | --- | --- | --- |\n");
+        for key in KEYS.iter().filter(|key| group_of(key.path) == group) {
+            let default = default_text(&defaults, key.path);
+            let dev_default = default_text(&dev, key.path);
+            let default = match (default, dev_default) {
+                (None, None) => "none".to_owned(),
+                (Some(normal), None) => normal,
+                (normal, Some(dev)) if normal.as_ref() == Some(&dev) => dev,
+                (None, Some(dev)) => format!("none (`-dev`: {dev})"),
+                (Some(normal), Some(dev)) => format!("{normal} (`-dev`: {dev})"),
+            };
+            let default = default.replace(&format!("`{HOSTNAME}`"), "the hostname");
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                key.path,
+                flag_text(key.flag),
+                cell(key.kind),
+                cell(&default),
+                cell(key.doc),
+            ));
+        }
+    }
+    out
+}
+
+/// A key's section: the part of its path before the first dot ("" for a top-level key).
+fn group_of(path: &str) -> &str {
+    path.split_once('.').map_or("", |(first, _)| first)
+}
+
+fn flag_text(flag: &str) -> String {
+    match (SERVER_FLAGS.contains(&flag), CLIENT_FLAGS.contains(&flag)) {
+        (true, true) => format!("`{flag}`"),
+        (true, false) => format!("`{flag}` (mesh-server)"),
+        (false, true) => format!("`{flag}` (mesh-client)"),
+        (false, false) => String::new(),
+    }
+}
+
+/// Text for a markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// A key's value in `config` as the docs show it; `None` when unset or empty.
+fn default_text(config: &crate::Config, path: &str) -> Option<String> {
+    use crate::format_go_duration as go;
+    let code = |text: String| Some(format!("`{text}`"));
+    let flag = |on: bool| code(on.to_string());
+    let number = |n: u64| code(n.to_string());
+    let duration = |d: std::time::Duration| code(go(d));
+    let port = |p: i32| {
+        if p == crate::PORT_DISABLED {
+            Some("`-1` (disabled)".to_owned())
+        } else {
+            code(p.to_string())
+        }
+    };
+    let dns = &config.dns;
+    match path {
+        "datacenter" => code(config.datacenter.clone()),
+        "node_name" => code(config.node_name.clone()),
+        "node_id" => config.node_id.clone().and_then(code),
+        "data_dir" => config
+            .data_dir
+            .as_ref()
+            .and_then(|dir| code(dir.display().to_string())),
+        "bind_addr" => code(config.bind_addr.to_string()),
+        "advertise_addr" => config.advertise_addr.and_then(|a| code(a.to_string())),
+        "client_addr" => code(config.client_addr.to_string()),
+        "ports.http" => port(config.ports.http),
+        "ports.https" => port(config.ports.https),
+        "ports.dns" => port(config.ports.dns),
+        "ports.server" => port(config.ports.server),
+        "ports.serf_lan" => port(config.ports.serf_lan),
+        "ports.grpc" => port(config.ports.grpc),
+        "server" => flag(config.server),
+        "bootstrap_expect" => number(config.bootstrap_expect.into()),
+        "bootstrap" => flag(config.bootstrap),
+        "retry_join" | "service" | "services" | "check" | "checks" | "recursors" => None,
+        "enable_script_checks" => flag(config.enable_script_checks),
+        "enable_local_script_checks" => flag(config.enable_local_script_checks),
+        "log_level" => code(match config.log_level {
+            crate::LogLevel::Error => "err".to_owned(),
+            level => level.to_string(),
+        }),
+        "log_json" => flag(config.log_json),
+        "limits.kv_max_value_size" => number(config.limits.kv_max_value_size),
+        "limits.txn_max_req_len" => number(config.limits.txn_max_req_len),
+        "limits.http_max_conns_per_client" => {
+            number(config.limits.http_max_conns_per_client.into())
+        }
+        "session_ttl_min" => duration(config.session_ttl_min),
+        "check_update_interval" => duration(config.check_update_interval),
+        "ae_interval" => duration(config.ae_interval),
+        "raft_snapshot_threshold" => number(config.raft_snapshot_threshold),
+        "raft_trailing_logs" => number(config.raft_trailing_logs),
+        "performance.raft_multiplier" => number(config.performance.raft_multiplier.into()),
+        "encrypt" => config.encrypt.is_some().then(|| "(set)".to_owned()),
+        "reconnect_timeout" => duration(config.reconnect_timeout),
+        "domain" => code(dns.domain.clone()),
+        "alt_domain" => dns.alt_domain.clone().and_then(code),
+        "dns_config.node_ttl" => duration(dns.node_ttl),
+        "dns_config.service_ttl" => (!dns.service_ttl.is_empty()).then(|| "(set)".to_owned()),
+        "dns_config.only_passing" => flag(dns.only_passing),
+        "dns_config.udp_answer_limit" => number(dns.udp_answer_limit.into()),
+        "dns_config.a_record_limit" => number(dns.a_record_limit.into()),
+        "dns_config.enable_truncate" => flag(dns.enable_truncate),
+        "dns_config.recursor_timeout" => duration(dns.recursor_timeout),
+        "dns_config.recursor_strategy" => code(
+            match dns.recursor_strategy {
+                crate::RecursorStrategy::Sequential => "sequential",
+                crate::RecursorStrategy::Random => "random",
+            }
+            .to_owned(),
+        ),
+        "dns_config.soa.refresh" => number(dns.soa.refresh.into()),
+        "dns_config.soa.retry" => number(dns.soa.retry.into()),
+        "dns_config.soa.expire" => number(dns.soa.expire.into()),
+        "dns_config.soa.min_ttl" => number(dns.soa.min_ttl.into()),
+        "telemetry.prometheus_retention_time" => duration(config.prometheus_retention_time),
+        "connect.enabled" => flag(config.connect.enabled),
+        "connect.ca_provider" => code("consul".to_owned()),
+        "connect.ca_config" => None,
+        "default_intention_policy" => {
+            config
+                .default_intention_policy
+                .and_then(|policy| match policy {
+                    crate::IntentionPolicy::Allow => code("allow".to_owned()),
+                    crate::IntentionPolicy::Deny => code("deny".to_owned()),
+                })
+        }
+        other => panic!("no default known for key {other:?}: add it to keys::default_text"),
+    }
 }

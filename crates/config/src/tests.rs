@@ -1304,3 +1304,58 @@ fn gossip_settings() {
         assert!(err.contains(key), "{body}: {err}");
     }
 }
+
+/// The flags docs/configuration.md lists per binary are the ones their sources declare:
+/// every key flag of `mesh-server`'s `Args` and `mesh-client`'s `AgentArgs`, and no other.
+#[test]
+fn reference_flags_match_the_binaries() {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let declared = |file: &str, strukt: &str| -> Vec<String> {
+        let path = crate_dir.join("..").join(file);
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let start = source
+            .find(&format!("struct {strukt} {{"))
+            .unwrap_or_else(|| panic!("no struct {strukt} in {file}"));
+        let body = &source[start..];
+        let body = &body[..body.find("\n}").expect("the struct ends")];
+        let lines: Vec<&str> = body.lines().map(str::trim).collect();
+        let mut flags = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with("#[arg(long") {
+                continue;
+            }
+            let name = match line.split_once("long = \"") {
+                Some((_, rest)) => rest.split('"').next().unwrap_or_default().to_owned(),
+                None => lines[i + 1..]
+                    .iter()
+                    .find(|l| !l.starts_with("#[") && !l.starts_with("///"))
+                    .and_then(|field| field.split(':').next())
+                    .unwrap_or_default()
+                    .replace('_', "-"),
+            };
+            flags.push(format!("-{name}"));
+        }
+        let mut key_flags: Vec<String> = keys::KEYS
+            .iter()
+            .map(|key| key.flag.to_owned())
+            .filter(|flag| flags.contains(flag))
+            .collect();
+        key_flags.sort();
+        key_flags
+    };
+    let sorted = |list: &[&str]| {
+        let mut list: Vec<String> = list.iter().map(|f| (*f).to_owned()).collect();
+        list.sort();
+        list
+    };
+    assert_eq!(
+        declared("mesh-server/src/main.rs", "Args"),
+        sorted(keys::SERVER_FLAGS)
+    );
+    assert_eq!(
+        declared("mesh-client/src/main.rs", "AgentArgs"),
+        sorted(keys::CLIENT_FLAGS)
+    );
+}
