@@ -465,3 +465,90 @@ async fn validate_checks_files_and_directories_like_an_agent() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ca_and_server_certificate_chain_like_consuls() -> anyhow::Result<()> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::pem::parse_x509_pem;
+
+    let dir = tempfile::tempdir()?;
+    let tls = |args: &'static [&'static str]| {
+        let mut cli = tokio::process::Command::new(test_support::binary("mesh-client")?);
+        cli.arg("tls")
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        anyhow::Ok(cli)
+    };
+    let run_tls = |args: &'static [&'static str]| async move {
+        let out = tokio::time::timeout(SOON, tls(args)?.output()).await??;
+        anyhow::Ok(Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout)?,
+            stderr: String::from_utf8(out.stderr)?,
+        })
+    };
+
+    let ca = run_tls(&["ca", "create"]).await?;
+    assert_eq!(ca.code, 0, "{ca:?}");
+    assert_eq!(
+        ca.stdout,
+        "==> Saved mesh-agent-ca.pem\n==> Saved mesh-agent-ca-key.pem\n"
+    );
+    let cert = run_tls(&["cert", "create", "-server", "-node", "n1"]).await?;
+    assert_eq!(cert.code, 0, "{cert:?}");
+    assert!(
+        cert.stdout
+            .starts_with("==> WARNING: Server Certificates grants authority")
+            && cert.stdout.ends_with(
+                "==> Using mesh-agent-ca.pem and mesh-agent-ca-key.pem\n\
+                 ==> Saved dc1-server-mesh-0.pem\n==> Saved dc1-server-mesh-0-key.pem\n"
+            ),
+        "{cert:?}"
+    );
+    // The next certificate takes the next number.
+    let second = run_tls(&["cert", "create", "-server"]).await?;
+    assert!(
+        second.stdout.contains("==> Saved dc1-server-mesh-1.pem\n"),
+        "{second:?}"
+    );
+
+    let ca_pem = std::fs::read(dir.path().join("mesh-agent-ca.pem"))?;
+    let (_, ca_pem) = parse_x509_pem(&ca_pem)?;
+    let ca_cert = ca_pem.parse_x509()?;
+    assert!(ca_cert.is_ca());
+    let server_pem = std::fs::read(dir.path().join("dc1-server-mesh-0.pem"))?;
+    let (_, server_pem) = parse_x509_pem(&server_pem)?;
+    let server_cert = server_pem.parse_x509()?;
+    assert_eq!(server_cert.issuer(), ca_cert.subject());
+    server_cert.verify_signature(Some(ca_cert.public_key()))?;
+    assert!(!server_cert.is_ca());
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for name in &server_cert
+        .subject_alternative_name()?
+        .expect("a SAN extension")
+        .value
+        .general_names
+    {
+        match name {
+            GeneralName::DNSName(name) => dns.push(name.to_string()),
+            GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
+            other => panic!("unexpected SAN {other:?}"),
+        }
+    }
+    assert_eq!(dns, ["n1.server.dc1.mesh", "server.dc1.mesh", "localhost"]);
+    assert_eq!(ips, [vec![127, 0, 0, 1]]);
+    let key = std::fs::read_to_string(dir.path().join("dc1-server-mesh-0-key.pem"))?;
+    assert!(key.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+
+    // A second CA is refused rather than overwriting the first.
+    let again = run_tls(&["ca", "create"]).await?;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(again.stderr, "mesh-agent-ca.pem already exists.\n");
+    assert_eq!(again.stdout, "");
+    let unchanged = std::fs::read(dir.path().join("mesh-agent-ca.pem"))?;
+    assert_eq!(parse_x509_pem(&unchanged)?.1.contents, ca_pem.contents);
+    Ok(())
+}

@@ -1,8 +1,9 @@
 //! Operator commands that talk to the local agent's HTTP API, with Consul's names, flags,
 //! output and exit statuses: `members`, `join`, `leave`, `force-leave`, `keyring`, `event`
 //! here, the command families in the submodules (`kv`, `catalog`, `services`, `intention`,
-//! `connect`, `operator`, `snapshot`, `info`/`version`/`reload`/`maint`, `lock`, `watch`), and
-//! `keygen` (which needs no agent). Output layouts are pure functions tested next to them.
+//! `connect`, `operator`, `snapshot`, `info`/`version`/`reload`/`maint`, `lock`, `watch`, `tls`),
+//! and `keygen` (which needs no agent, as `tls` needs none). Output layouts are pure functions
+//! tested next to them.
 
 pub mod args;
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod operator;
 pub mod services;
 pub mod snapshot;
 mod text;
+pub mod tls;
 pub mod watch;
 
 use std::fmt;

@@ -92,6 +92,11 @@ enum Command {
     Watch(cli::watch::WatchArgs),
     /// Checks configuration files and directories as an agent would load them.
     Validate(ValidateArgs),
+    /// Creates the CA and certificates for agent TLS (files in the current directory).
+    Tls {
+        #[command(subcommand)]
+        command: cli::tls::TlsCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -264,6 +269,7 @@ fn operator(command: Command) -> anyhow::Result<()> {
             Command::Maint(args) => cli::info::maint(args).await,
             Command::Lock(args) => cli::lock::run(args).await,
             Command::Watch(args) => cli::watch::run(args).await,
+            Command::Tls { command } => cli::tls::run(command),
             Command::Agent(_) | Command::Keygen | Command::Validate(_) => {
                 unreachable!("handled by main")
             }
