@@ -401,6 +401,8 @@ impl Agent {
                     p.checks.remove(check);
                 }
             });
+            // Aliases of it turn critical (it is gone); aliases of the node lose its checks.
+            self.refresh_aliases();
             self.changed();
         }
     }
@@ -564,6 +566,8 @@ impl Agent {
                 p.checks.remove(id);
                 p.ttl_state.remove(id);
             });
+            // An alias no longer follows a check that is gone.
+            self.refresh_aliases();
             self.changed();
         }
     }

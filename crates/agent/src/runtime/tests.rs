@@ -195,3 +195,33 @@ async fn local_aliases_mirror_the_service_at_once() {
         ))
     );
 }
+
+#[tokio::test]
+async fn local_aliases_recover_when_the_failing_check_is_deregistered() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_with_config(dir.path(), "{}");
+    let web = serde_json::from_str(r#"{"Name": "web", "Port": 80}"#).unwrap();
+    agent.register_service(web, false, Source::Api).unwrap();
+    let alias =
+        serde_json::from_str(r#"{"ID": "web-alias", "Name": "b", "AliasService": "web"}"#).unwrap();
+    agent.register_check(alias, Source::Api).unwrap();
+    // A node-level check fails every service of the node, the aliased one included.
+    let job = serde_json::from_str(r#"{"CheckID": "job", "Name": "job", "TTL": "1m"}"#).unwrap();
+    agent.register_check(job, Source::Api).unwrap();
+    agent.ttl_update("job", Status::Critical, "down").unwrap();
+    let status = |agent: &Agent| {
+        let check = agent
+            .checks()
+            .into_iter()
+            .find(|c| c.check_id == "web-alias");
+        check.map(|c| c.status)
+    };
+    assert_eq!(status(&agent), Some(Status::Critical));
+
+    agent.deregister_check("job");
+    assert_eq!(status(&agent), Some(Status::Passing));
+
+    // Deregistering the aliased service itself turns the alias critical.
+    agent.deregister_service("web");
+    assert_eq!(status(&agent), Some(Status::Critical));
+}

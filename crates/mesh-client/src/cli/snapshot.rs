@@ -158,6 +158,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             u64::from(state.ca.is_some()),
             sized(serde_json::to_vec(&state.ca).map_err(|e| e.to_string())),
         ),
+        (
+            "ConfigEntry",
+            state.config_entries.len() as u64,
+            postcard(&state.config_entries),
+        ),
         ("Autopilot", 1, postcard(&state.autopilot)),
     ];
     let summary = Summary {
