@@ -105,6 +105,39 @@ pub async fn apply(node: &RaftNode, op: CatalogOp) -> Result<(), String> {
         .write(Op::Catalog(op))
         .await
         .map_err(|e| e.to_string())?;
+    catalog_result(written)
+}
+
+/// Why a leader-only catalog write failed.
+#[derive(Debug)]
+pub(crate) struct LeaderWriteError {
+    /// This server did not lead when it tried, so nothing was proposed.
+    pub(crate) not_leader: bool,
+    pub(crate) reason: String,
+}
+
+/// Applies a catalog write only if this server leads: never forwarded to another leader.
+pub(crate) async fn apply_as_leader(
+    node: &RaftNode,
+    op: CatalogOp,
+) -> Result<(), LeaderWriteError> {
+    let written = node
+        .write_as_leader(Op::Catalog(op))
+        .await
+        .map_err(|e| LeaderWriteError {
+            not_leader: matches!(
+                e,
+                raft_store::ConsensusError::NotLeader { .. } | raft_store::ConsensusError::NoLeader
+            ),
+            reason: e.to_string(),
+        })?;
+    catalog_result(written).map_err(|reason| LeaderWriteError {
+        not_leader: false,
+        reason,
+    })
+}
+
+fn catalog_result(written: raft_store::Written) -> Result<(), String> {
     match written.response {
         Response::Bool(_) | Response::None => Ok(()),
         Response::Rejected(reason) => Err(reason),

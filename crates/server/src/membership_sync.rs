@@ -8,6 +8,15 @@
 //!
 //! [`plan`] decides, from the member list and the catalog, what to write; [`run`] applies it on
 //! every membership change, when this server becomes leader, and periodically.
+//!
+//! Two guards keep a server with a partial view from undoing the datacenter's catalog:
+//! - Gossip keeps no member list across restarts, so a freshly started server knows only the
+//!   members it has heard from. Nodes unknown to gossip are deregistered only once this
+//!   server's gossip has run for [`REAP_UNKNOWN_AFTER`]; until then they may simply not have
+//!   been heard from yet.
+//! - Reconcile writes are proposed only while this server leads (`write_as_leader`), never
+//!   forwarded: a server that believes it leads from a stale term must not have its plan,
+//!   made from its own view, committed by the real leader.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -23,17 +32,24 @@ use tokio::sync::watch;
 /// How often the leader reconciles even without membership news (Consul: 60s).
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long gossip runs before nodes it has never heard of count as reaped (a restarted
+/// server learns the pool through joins and push-pull exchanges within seconds).
+const REAP_UNKNOWN_AFTER: Duration = Duration::from_secs(60);
+
 /// `serfHealth` outputs, Consul's words.
 const ALIVE_OUTPUT: &str = "Agent alive and reachable";
 const FAILED_OUTPUT: &str = "Agent not live or unreachable";
 
 /// The catalog writes that bring `catalog` in line with `members`. `me` (the leader) is never
-/// deregistered: it is plainly alive.
+/// deregistered: it is plainly alive. Catalog nodes with a `serfHealth` check that `members`
+/// does not know at all are deregistered only with `reap_unknown` (gossip has had time to
+/// hear from everyone).
 pub(crate) fn plan(
     members: &[Member],
     catalog: &Catalog,
     me: &str,
     datacenter: &str,
+    reap_unknown: bool,
 ) -> Vec<CatalogOp> {
     let mut ops = Vec::new();
     for member in members {
@@ -49,6 +65,9 @@ pub(crate) fn plan(
             .then(|| deregister(&member.name)),
         };
         ops.extend(op);
+    }
+    if !reap_unknown {
+        return ops;
     }
     let known: BTreeSet<&str> = members.iter().map(|m| m.name.as_str()).collect();
     let reaped = catalog
@@ -180,6 +199,7 @@ pub(crate) async fn run(
 ) {
     let mut metrics = node.raft().metrics();
     let mut changes = membership.changes();
+    let started = tokio::time::Instant::now();
     loop {
         let leading = leads(&metrics.borrow_and_update());
         changes.borrow_and_update();
@@ -189,10 +209,20 @@ pub(crate) async fn run(
                 &node.reader().state().catalog,
                 &me,
                 &datacenter,
+                started.elapsed() >= REAP_UNKNOWN_AFTER,
             );
             for op in ops {
-                if let Err(err) = crate::catalog_sync::apply(&node, op).await {
-                    tracing::warn!(%err, "reconciling gossip membership into the catalog failed");
+                match crate::catalog_sync::apply_as_leader(&node, op).await {
+                    Ok(()) => {}
+                    Err(err) if err.not_leader => {
+                        // Leadership moved: the new leader reconciles from its own view.
+                        tracing::debug!(%err.reason, "stopped reconciling: no longer the leader");
+                        break;
+                    }
+                    Err(err) => tracing::warn!(
+                        err = %err.reason,
+                        "reconciling gossip membership into the catalog failed"
+                    ),
                 }
             }
         }

@@ -26,7 +26,7 @@ fn member(name: &str, ip: &str, status: MemberStatus, server_port: Option<u16>) 
 
 /// Applies the plan at increasing indexes, as the leader would through raft.
 fn reconcile(catalog: &mut Catalog, members: &[Member], next_index: &mut u64) -> usize {
-    let ops = plan(members, catalog, "leader", "dc1");
+    let ops = plan(members, catalog, "leader", "dc1", true);
     let count = ops.len();
     for op in ops {
         *next_index += 1;
@@ -174,4 +174,27 @@ fn only_a_change_of_leadership_wakes_the_reconcile_not_each_applied_entry() {
     assert!(leads(&metrics));
     metrics.state = ServerState::Follower;
     assert!(!leads(&metrics), "leadership lost");
+}
+
+#[test]
+fn nodes_gossip_has_not_heard_of_yet_are_kept_until_it_could_have() {
+    let mut catalog = Catalog::new();
+    let mut index = 0;
+    let members = [
+        member("leader", "10.0.0.1", MemberStatus::Alive, Some(8300)),
+        member("web-1", "10.0.0.2", MemberStatus::Alive, None),
+    ];
+    reconcile(&mut catalog, &members, &mut index);
+    // Just restarted: gossip knows only this server so far.
+    let alone = [member(
+        "leader",
+        "10.0.0.1",
+        MemberStatus::Alive,
+        Some(8300),
+    )];
+    assert!(plan(&alone, &catalog, "leader", "dc1", false).is_empty());
+    assert_eq!(
+        plan(&alone, &catalog, "leader", "dc1", true),
+        vec![deregister("web-1")]
+    );
 }
