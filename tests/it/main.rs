@@ -7,6 +7,7 @@ mod config_errors;
 mod connect;
 mod dns;
 mod durability;
+mod e2e;
 mod events;
 mod faults;
 mod gossip;

@@ -5,11 +5,14 @@
 //! - `cargo xtask bench <area>` : benchmarks against the peer users would pick (see docs/benchmarks.md).
 //! - `cargo xtask jepsen` : concurrent clients and a nemesis against a real three-server
 //!   datacenter; the history is checked for linearizability.
+//! - `cargo xtask e2e [--short]` : the README's story on a datacenter of real processes (three
+//!   servers, three client agents, two applications with sidecars), kill -9 included.
 //!
 //! Builds share one target directory outside the clone (`$CARGO_TARGET_DIR`, else
 //! `~/.cache/mesh/target`), so RocksDB compiles once per machine rather than once per clone.
 
 mod bench;
+mod e2e;
 mod jepsen;
 mod prereqs;
 
@@ -21,14 +24,15 @@ use anyhow::{bail, Context};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        bail!("usage: cargo xtask <dev|test|bench|jepsen> [args]");
+        bail!("usage: cargo xtask <dev|test|bench|jepsen|e2e> [args]");
     };
     match task.as_str() {
         "dev" => dev(&args[1..]),
         "test" => test(&args[1..]),
         "bench" => bench::run(&args[1..]),
         "jepsen" => jepsen::run(&args[1..]),
-        other => bail!("unknown task {other:?}; tasks: dev, test, bench, jepsen"),
+        "e2e" => e2e::run(&args[1..]),
+        other => bail!("unknown task {other:?}; tasks: dev, test, bench, jepsen, e2e"),
     }
 }
 
