@@ -39,8 +39,10 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use timer::Timer;
 
 use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -318,50 +320,6 @@ impl RouteTimers {
     }
 }
 
-/// Count, sum, min and max of durations, in microseconds.
-#[derive(Debug)]
-struct Timer {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    min_us: AtomicU64,
-    max_us: AtomicU64,
-}
-
-impl Default for Timer {
-    fn default() -> Self {
-        Timer {
-            count: AtomicU64::new(0),
-            sum_us: AtomicU64::new(0),
-            min_us: AtomicU64::new(u64::MAX),
-            max_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Timer {
-    fn record(&self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
-        self.min_us.fetch_min(us, Relaxed);
-        self.max_us.fetch_max(us, Relaxed);
-    }
-
-    fn read(&self) -> Latency {
-        let count = self.count.load(Relaxed);
-        Latency {
-            count,
-            sum_us: self.sum_us.load(Relaxed),
-            min_us: if count == 0 {
-                0
-            } else {
-                self.min_us.load(Relaxed)
-            },
-            max_us: self.max_us.load(Relaxed),
-        }
-    }
-}
-
 /// Blocking reads in flight (`consul.rpc.queries_blocking`) and started (`consul.rpc.query`).
 #[derive(Debug, Default)]
 pub(crate) struct BlockingQueries {
@@ -397,36 +355,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// A duration's count, sum, min and max, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Latency {
-    pub(crate) count: u64,
-    pub(crate) sum_us: u64,
-    pub(crate) min_us: u64,
-    pub(crate) max_us: u64,
-}
-
-impl From<raft_store::LatencyStats> for Latency {
-    fn from(l: raft_store::LatencyStats) -> Self {
-        Latency {
-            count: l.count,
-            sum_us: l.sum_us,
-            min_us: l.min_us,
-            max_us: l.max_us,
-        }
-    }
-}
-
-impl From<dns::LatencyStats> for Latency {
-    fn from(l: dns::LatencyStats) -> Self {
-        Latency {
-            count: l.count,
-            sum_us: l.sum_us,
-            min_us: l.min_us,
-            max_us: l.max_us,
-        }
-    }
-}
+/// A duration's count, sum, min and max, in microseconds: what every timer reads as.
+pub(crate) type Latency = timer::Timing;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -610,7 +540,7 @@ fn raft(s: &mut Snapshot, node: &raft_store::RaftNode) {
     s.sample(
         "consul.raft.commitTime",
         "Time from proposing a raft entry to its commit and apply on the leader (ms).",
-        stats.commit_time.into(),
+        stats.commit_time,
     );
     s.counter(
         "consul.raft.apply",
@@ -707,17 +637,17 @@ fn dns_stats(s: &mut Snapshot, dns: &dns::DnsCounts) {
     s.sample(
         "consul.dns.domain_query",
         "DNS questions for names in the mesh domains (ms).",
-        dns.domain_query.into(),
+        dns.domain_query,
     );
     s.sample(
         "consul.dns.ptr_query",
         "Reverse DNS lookups (ms).",
-        dns.ptr_query.into(),
+        dns.ptr_query,
     );
     s.sample(
         "mesh.dns.recursed",
         "DNS questions forwarded to a recursor (ms).",
-        dns.recursed.into(),
+        dns.recursed,
     );
     s.counter(
         "mesh.dns.other_query",

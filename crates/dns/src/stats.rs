@@ -7,58 +7,10 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Counts, sum, min and max of durations, in microseconds.
-#[derive(Debug)]
-struct Latency {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    min_us: AtomicU64,
-    max_us: AtomicU64,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency {
-            count: AtomicU64::new(0),
-            sum_us: AtomicU64::new(0),
-            min_us: AtomicU64::new(u64::MAX),
-            max_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Latency {
-    fn record(&self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
-        self.min_us.fetch_min(us, Relaxed);
-        self.max_us.fetch_max(us, Relaxed);
-    }
-
-    fn read(&self) -> LatencyStats {
-        let count = self.count.load(Relaxed);
-        LatencyStats {
-            count,
-            sum_us: self.sum_us.load(Relaxed),
-            min_us: if count == 0 {
-                0
-            } else {
-                self.min_us.load(Relaxed)
-            },
-            max_us: self.max_us.load(Relaxed),
-        }
-    }
-}
+use timer::Timer;
 
 /// A duration's count, sum, min and max, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LatencyStats {
-    pub count: u64,
-    pub sum_us: u64,
-    pub min_us: u64,
-    pub max_us: u64,
-}
+pub type LatencyStats = timer::Timing;
 
 /// What kind of question a request asked, as the handler classified it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +28,9 @@ pub(crate) enum QueryKind {
 /// The DNS interface's counters since it started; shared by the handler and the agent.
 #[derive(Debug, Default)]
 pub struct DnsStats {
-    domain: Latency,
-    ptr: Latency,
-    recursed: Latency,
+    domain: Timer,
+    ptr: Timer,
+    recursed: Timer,
     other: AtomicU64,
     servfail: AtomicU64,
 }

@@ -10,62 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use openraft::ServerState;
+use timer::Timer;
 use tokio::sync::watch;
 
 use crate::types::{NodeId, ServerNode};
 
-/// Counts, sum, min and max of durations, in microseconds.
-#[derive(Debug)]
-struct Latency {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    min_us: AtomicU64,
-    max_us: AtomicU64,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency {
-            count: AtomicU64::new(0),
-            sum_us: AtomicU64::new(0),
-            min_us: AtomicU64::new(u64::MAX),
-            max_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Latency {
-    fn record(&self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
-        self.min_us.fetch_min(us, Relaxed);
-        self.max_us.fetch_max(us, Relaxed);
-    }
-
-    fn read(&self) -> LatencyStats {
-        let count = self.count.load(Relaxed);
-        LatencyStats {
-            count,
-            sum_us: self.sum_us.load(Relaxed),
-            min_us: if count == 0 {
-                0
-            } else {
-                self.min_us.load(Relaxed)
-            },
-            max_us: self.max_us.load(Relaxed),
-        }
-    }
-}
-
 /// A duration's count, sum, min and max since the member started, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LatencyStats {
-    pub count: u64,
-    pub sum_us: u64,
-    pub min_us: u64,
-    pub max_us: u64,
-}
+pub type LatencyStats = timer::Timing;
 
 /// What [`RaftNode::stats`](crate::RaftNode::stats) reports: where the member's log is, and
 /// counts since it started.
@@ -91,7 +42,7 @@ pub struct RaftStats {
 /// The counters behind [`RaftStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    commit_time: Latency,
+    commit_time: Timer,
     applied_ops: AtomicU64,
     commit_failures: AtomicU64,
     became_leader: AtomicU64,
