@@ -552,3 +552,129 @@ async fn tls_ca_and_server_certificate_chain_like_consuls() -> anyhow::Result<()
     assert_eq!(parse_x509_pem(&unchanged)?.1.contents, ca_pem.contents);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_entries_write_read_list_and_delete_like_consuls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path(), 9).await?;
+
+    // Written from an HCL file (Consul's lower-case keys too), and from JSON on stdin.
+    let file = dir.path().join("web.hcl");
+    std::fs::write(
+        &file,
+        "Kind = \"service-defaults\"\nName = \"web\"\nprotocol = \"http\"\n",
+    )?;
+    let file = file.display().to_string();
+    assert_eq!(
+        ok(&server, "config write", &[&file]).await?,
+        "Config entry written: service-defaults/web\n"
+    );
+    let stdin = run(
+        "config write",
+        Some(&server.http_addr()),
+        &["-"],
+        Some(br#"{"Kind": "service-defaults", "Name": "api", "Protocol": "grpc"}"#),
+    )
+    .await?;
+    assert_eq!(
+        (stdin.code, stdin.stdout.as_str()),
+        (0, "Config entry written: service-defaults/api\n"),
+        "{stdin:?}"
+    );
+
+    // Read: the entry as indented JSON, 4 spaces.
+    let read = ok(
+        &server,
+        "config read",
+        &["-kind", "service-defaults", "-name", "web"],
+    )
+    .await?;
+    assert!(
+        read.starts_with(
+            "{\n    \"Kind\": \"service-defaults\",\n    \"Name\": \"web\",\n    \"Protocol\": \"http\","
+        ),
+        "{read}"
+    );
+    let entry: Value = serde_json::from_str(&read)?;
+    let index = entry["ModifyIndex"].as_u64().expect("a ModifyIndex");
+
+    assert_eq!(
+        ok(&server, "config list", &["-kind", "service-defaults"]).await?,
+        "api\nweb\n"
+    );
+
+    // Check-and-set: a stale index is refused with status 1, the current one succeeds.
+    let stale = (index + 100).to_string();
+    let refused = mesh(
+        &server,
+        "config write",
+        &["-cas", "-modify-index", &stale, &file],
+    )
+    .await?;
+    assert_eq!(
+        (refused.code, refused.stderr.as_str()),
+        (1, "Config entry not updated: service-defaults/web\n"),
+        "{refused:?}"
+    );
+    let current = index.to_string();
+    ok(
+        &server,
+        "config write",
+        &["-cas", "-modify-index", &current, &file],
+    )
+    .await?;
+    let not_deleted = mesh(
+        &server,
+        "config delete",
+        &[
+            "-kind",
+            "service-defaults",
+            "-name",
+            "web",
+            "-cas",
+            "-modify-index",
+            &current,
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (not_deleted.code, not_deleted.stderr.as_str()),
+        (1, "Config entry not deleted: service-defaults/web\n"),
+        "{not_deleted:?}"
+    );
+
+    // Delete, then a read of the missing entry fails with the server's not-found text.
+    assert_eq!(
+        ok(
+            &server,
+            "config delete",
+            &["-kind", "service-defaults", "-name", "web"],
+        )
+        .await?,
+        "Config entry deleted: service-defaults/web\n"
+    );
+    let missing = mesh(
+        &server,
+        "config read",
+        &["-kind", "service-defaults", "-name", "web"],
+    )
+    .await?;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("Config entry not found for \"service-defaults\" / \"web\""),
+        "{missing:?}"
+    );
+    assert_eq!(
+        ok(&server, "config list", &["-kind", "service-defaults"]).await?,
+        "api\n"
+    );
+    let usage = mesh(&server, "config read", &["-kind", "service-defaults"]).await?;
+    assert_eq!(
+        (usage.code, usage.stderr.as_str()),
+        (1, "Must specify the -name parameter\n"),
+        "{usage:?}"
+    );
+    Ok(())
+}

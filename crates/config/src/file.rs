@@ -40,18 +40,23 @@ pub(crate) fn read(path: &Path) -> Result<Value, ConfigError> {
 fn parse(format: Format, text: &str) -> Result<Value, String> {
     match format {
         Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
-        // Evaluating (with no variables) turns expressions such as `-1` into values.
-        Format::Hcl => hcl::eval::from_str(text, &hcl::eval::Context::new()).map_err(|e| match e {
-            // The parser's own Display spans several lines; keep one.
-            hcl::Error::Parse(e) => format!(
-                "line {}, column {}: {}",
-                e.location().line(),
-                e.location().column(),
-                e.message()
-            ),
-            other => other.to_string(),
-        }),
+        Format::Hcl => hcl_to_json(text),
     }
+}
+
+/// HCL text as the JSON value tree Consul reads it as: blocks become nested objects, and
+/// expressions such as `-1` are evaluated (with no variables). Errors are one line.
+pub fn hcl_to_json(text: &str) -> Result<Value, String> {
+    hcl::eval::from_str(text, &hcl::eval::Context::new()).map_err(|e| match e {
+        // The parser's own Display spans several lines; keep one.
+        hcl::Error::Parse(e) => format!(
+            "line {}, column {}: {}",
+            e.location().line(),
+            e.location().column(),
+            e.message()
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// The `*.json` and `*.hcl` files in `dir`, in lexical order of their names. Other files

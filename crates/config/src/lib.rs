@@ -28,6 +28,7 @@ pub use crate::config::{
 };
 pub use crate::duration::{format_go_duration, parse_go_duration, DurationError};
 pub use crate::error::{ConfigError, ConfigSource};
+pub use crate::file::hcl_to_json;
 pub use crate::keys::reference_markdown;
 pub use crate::overrides::{
     ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides, PerformanceOverrides,

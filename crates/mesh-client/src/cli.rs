@@ -1,12 +1,13 @@
 //! Operator commands that talk to the local agent's HTTP API, with Consul's names, flags,
 //! output and exit statuses: `members`, `join`, `leave`, `force-leave`, `keyring`, `event`
 //! here, the command families in the submodules (`kv`, `catalog`, `services`, `intention`,
-//! `connect`, `operator`, `snapshot`, `info`/`version`/`reload`/`maint`, `lock`, `watch`, `tls`),
-//! and `keygen` (which needs no agent, as `tls` needs none). Output layouts are pure functions
-//! tested next to them.
+//! `config`, `connect`, `operator`, `snapshot`, `info`/`version`/`reload`/`maint`, `lock`,
+//! `watch`, `tls`), and `keygen` (which needs no agent, as `tls` needs none). Output layouts
+//! are pure functions tested next to them.
 
 pub mod args;
 pub mod catalog;
+pub mod config;
 pub mod connect;
 mod http;
 pub mod info;
@@ -546,7 +547,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 
 /// A Go duration flag (`15s`, `1m30s`).
 fn go_duration(text: &str) -> Result<Duration, String> {
-    config::parse_go_duration(text).map_err(|err| err.to_string())
+    ::config::parse_go_duration(text).map_err(|err| err.to_string())
 }
 
 /// Flushes stdout, for output written before an early exit.

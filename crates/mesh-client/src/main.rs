@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::intention::IntentionCommand,
     },
+    /// Writes, reads, lists and deletes centralized config entries.
+    Config {
+        #[command(subcommand)]
+        command: cli::config::ConfigCommand,
+    },
     /// Connect: the CA's configuration.
     Connect {
         #[command(subcommand)]
@@ -260,6 +265,7 @@ fn operator(command: Command) -> anyhow::Result<()> {
             Command::Catalog { command } => cli::catalog::run(command).await,
             Command::Services { command } => cli::services::run(command).await,
             Command::Intention { command } => cli::intention::run(command).await,
+            Command::Config { command } => cli::config::run(command).await,
             Command::Connect { command } => cli::connect::run(command).await,
             Command::Operator { command } => cli::operator::run(command).await,
             Command::Snapshot { command } => cli::snapshot::run(command).await,
