@@ -19,7 +19,9 @@ use raft_store::TABLE_CONFIG_ENTRIES;
 use serde_json::json;
 
 use crate::blocking::{self, Watch};
-use crate::connect_intentions::{go_quote, reject_enterprise_meta};
+use config_entries::go_quote;
+
+use crate::connect_intentions::reject_enterprise_meta;
 use crate::error::ApiError;
 use crate::kv::read_body;
 use crate::params::{check_dc, Params, ReadOptions};

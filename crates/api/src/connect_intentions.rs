@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
+use config_entries::go_quote;
 use intentions::wire::{self as iw, IntentionName};
 use intentions::{IntentionError, IntentionOp, IntentionWrite, Intentions, MatchBy};
 use raft_store::TABLE_INTENTIONS;
@@ -511,32 +512,6 @@ fn decode_failed(err: iw::DecodeError) -> ApiError {
 
 fn too_large(len: u64) -> String {
     format!("Request body({len} bytes) too large, max size: {MAX_BODY} bytes")
-}
-
-/// Go's `%q` for the strings Consul quotes in its errors.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if c.is_ascii_control() => {
-                out.push_str(&format!("\\x{:02x}", u32::from(c)));
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
