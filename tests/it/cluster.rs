@@ -193,6 +193,17 @@ async fn autopilot_removes_a_dead_server_and_takes_it_back() -> anyhow::Result<(
         }
     })
     .await?;
+    // The whole autopilot view: every server keyed by ID, the leader, three voters.
+    let state = http.get("/v1/operator/autopilot/state").await?.json()?;
+    assert_eq!(
+        state["Servers"].as_object().map(|s| s.len()),
+        Some(3),
+        "{state}"
+    );
+    assert_eq!(state["Voters"].as_array().map(Vec::len), Some(3), "{state}");
+    let leader = state["Leader"].as_str().unwrap_or_default();
+    assert_eq!(state["Servers"][leader]["Status"], "leader", "{state}");
+    assert_eq!(state["OptimisticFailureTolerance"], 1, "{state}");
     let health = http.get("/v1/operator/autopilot/health").await?.json()?;
     assert_eq!(
         health["Servers"].as_array().map(Vec::len),

@@ -1,4 +1,5 @@
-//! `/v1/operator/autopilot/configuration` and `/v1/operator/autopilot/health`.
+//! `/v1/operator/autopilot/configuration`, `/v1/operator/autopilot/health` and
+//! `/v1/operator/autopilot/state`.
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -179,6 +180,45 @@ struct ServerJson {
     stable_since: String,
 }
 
+fn server_id(s: &rpc::ServerHealth) -> String {
+    if s.node_id.is_empty() {
+        s.raft_id.to_string()
+    } else {
+        s.node_id.clone()
+    }
+}
+
+/// Whether the leader has heard from the server at all (`Duration::MAX`: never, or no longer).
+fn reachable(s: &rpc::ServerHealth) -> bool {
+    s.last_contact != std::time::Duration::MAX
+}
+
+fn last_contact(s: &rpc::ServerHealth) -> String {
+    if reachable(s) {
+        config::format_go_duration(s.last_contact)
+    } else {
+        "-1ns".to_owned()
+    }
+}
+
+fn server_json(s: &rpc::ServerHealth) -> ServerJson {
+    ServerJson {
+        id: server_id(s),
+        name: s.name.clone(),
+        address: s.address.clone(),
+        // A server is "alive" while it answers the leader's server RPC in time.
+        serf_status: if reachable(s) { "alive" } else { "failed" },
+        version: crate::agent::CONSUL_COMPAT_VERSION,
+        leader: s.leader,
+        last_contact: last_contact(s),
+        last_term: s.last_term,
+        last_index: s.last_index,
+        healthy: s.healthy,
+        voter: s.voter,
+        stable_since: wire::rfc3339_from_unix_ms(s.stable_since_ms),
+    }
+}
+
 /// Autopilot's health as the leader sees it; 429 when any server is unhealthy, as Consul does.
 pub async fn health(
     State(ctx): State<Ctx>,
@@ -194,37 +234,7 @@ pub async fn health(
     let body = HealthJson {
         healthy: health.healthy,
         failure_tolerance: health.failure_tolerance,
-        servers: health
-            .servers
-            .iter()
-            .map(|s| ServerJson {
-                id: if s.node_id.is_empty() {
-                    s.raft_id.to_string()
-                } else {
-                    s.node_id.clone()
-                },
-                name: s.name.clone(),
-                address: s.address.clone(),
-                // No gossip yet: a server is "alive" while it answers server RPC in time.
-                serf_status: if s.last_contact == std::time::Duration::MAX {
-                    "failed"
-                } else {
-                    "alive"
-                },
-                version: crate::agent::CONSUL_COMPAT_VERSION,
-                leader: s.leader,
-                last_contact: if s.last_contact == std::time::Duration::MAX {
-                    "-1ns".to_owned()
-                } else {
-                    config::format_go_duration(s.last_contact)
-                },
-                last_term: s.last_term,
-                last_index: s.last_index,
-                healthy: s.healthy,
-                voter: s.voter,
-                stable_since: wire::rfc3339_from_unix_ms(s.stable_since_ms),
-            })
-            .collect(),
+        servers: health.servers.iter().map(server_json).collect(),
     };
     let status = if health.healthy {
         StatusCode::OK
@@ -236,4 +246,119 @@ pub async fn health(
         render::json(&body, params.pretty() || ctx.agent.dev),
     )
         .into_response())
+}
+
+/// `GET /v1/operator/autopilot/state`: the leader's whole autopilot view, in Consul's shape
+/// (servers keyed by ID, the leader, the voters). Always 200, healthy or not.
+pub async fn state(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref());
+    check_dc(&ctx, &params)?;
+    let health = ctx
+        .autopilot
+        .leader_health(&ctx.node)
+        .await
+        .map_err(ApiError::Internal)?;
+    let body = state_json(&health);
+    Ok(render::json(&body, params.pretty() || ctx.agent.dev).into_response())
+}
+
+fn state_json(health: &rpc::Health) -> Value {
+    let voters: Vec<String> = health
+        .servers
+        .iter()
+        .filter(|s| s.voter)
+        .map(server_id)
+        .collect();
+    let healthy_voters = health
+        .servers
+        .iter()
+        .filter(|s| s.voter && s.healthy)
+        .count();
+    let quorum = voters.len() / 2 + 1;
+    let servers: Map<String, Value> = health
+        .servers
+        .iter()
+        .map(|s| {
+            let status = match (s.leader, s.voter) {
+                (true, _) => "leader",
+                (false, true) => "voter",
+                (false, false) => "non-voter",
+            };
+            let server = serde_json::json!({
+                "ID": server_id(s),
+                "Name": s.name,
+                "Address": s.address,
+                "NodeStatus": if reachable(s) { "alive" } else { "failed" },
+                "Version": crate::agent::CONSUL_COMPAT_VERSION,
+                "LastContact": last_contact(s),
+                "LastTerm": s.last_term,
+                "LastIndex": s.last_index,
+                "Healthy": s.healthy,
+                "StableSince": wire::rfc3339_from_unix_ms(s.stable_since_ms),
+                "ReadReplica": false,
+                "Status": status,
+                "Meta": {},
+                "NodeType": "voter",
+            });
+            (server_id(s), server)
+        })
+        .collect();
+    serde_json::json!({
+        "Healthy": health.healthy,
+        "FailureTolerance": health.failure_tolerance,
+        "OptimisticFailureTolerance": healthy_voters.saturating_sub(quorum),
+        "Servers": servers,
+        "Leader": health.servers.iter().find(|s| s.leader).map(server_id).unwrap_or_default(),
+        "Voters": voters,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(raft_id: u64, leader: bool, voter: bool, healthy: bool) -> rpc::ServerHealth {
+        rpc::ServerHealth {
+            raft_id,
+            node_id: format!("node-{raft_id}"),
+            name: format!("s{raft_id}"),
+            address: format!("10.0.0.{raft_id}:8300"),
+            leader,
+            voter,
+            last_contact: std::time::Duration::from_millis(if leader { 0 } else { 20 }),
+            last_term: 2,
+            last_index: 10,
+            healthy,
+            stable_since_ms: 0,
+        }
+    }
+
+    #[test]
+    fn state_names_the_leader_the_voters_and_what_could_fail() {
+        let health = rpc::Health {
+            healthy: false,
+            failure_tolerance: 0,
+            servers: vec![
+                server(1, true, true, true),
+                server(2, false, true, true),
+                server(3, false, true, false),
+                server(4, false, false, true),
+            ],
+        };
+        let state = state_json(&health);
+        assert_eq!(state["Leader"], "node-1");
+        assert_eq!(
+            state["Voters"],
+            serde_json::json!(["node-1", "node-2", "node-3"])
+        );
+        // Two healthy voters of three: quorum is two, so none more may fail.
+        assert_eq!(state["OptimisticFailureTolerance"], 0);
+        assert_eq!(state["Servers"]["node-1"]["Status"], "leader");
+        assert_eq!(state["Servers"]["node-3"]["Healthy"], false);
+        assert_eq!(state["Servers"]["node-4"]["Status"], "non-voter");
+        assert_eq!(state["Servers"]["node-2"]["LastContact"], "20ms");
+    }
 }

@@ -268,6 +268,10 @@ pub fn server_routes(ctx: ApiContext) -> Router {
             methods(&[Method::GET], autopilot::health),
         )
         .route(
+            "/v1/operator/autopilot/state",
+            methods(&[Method::GET], autopilot::state),
+        )
+        .route(
             "/v1/connect/intentions",
             methods(&[Method::GET, Method::POST], connect_intentions::root),
         )
