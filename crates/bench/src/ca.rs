@@ -197,7 +197,7 @@ pub fn run(args: CaArgs, command: &str) -> anyhow::Result<()> {
     }
     let ticks = proc::clock_ticks_per_sec()?;
     let facts = MachineFacts::collect(ticks, None, Some(&server_bin));
-    let loadavg_before = loadavg();
+    let loadavg_before = crate::machine::loadavg();
     println!(
         "# mesh-bench ca\n\n```\n{command}\n```\n\n{}- mesh-client: {}\n\
          - load average before: {loadavg_before}\n",
@@ -222,7 +222,7 @@ pub fn run(args: CaArgs, command: &str) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => bail!("interrupted; every process is killed"),
         }
     })?;
-    let loadavg_after = loadavg();
+    let loadavg_after = crate::machine::loadavg();
 
     let summary = summary::summarize(&measured.runs);
     let limit_summary = summary::summarize_limit(&measured.limit_runs);
@@ -257,13 +257,6 @@ pub fn run(args: CaArgs, command: &str) -> anyhow::Result<()> {
         bail!("no cell completed");
     }
     Ok(())
-}
-
-/// `/proc/loadavg`'s first three fields.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 #[derive(Debug, Default)]

@@ -252,7 +252,7 @@ pub fn run(args: DnsArgs, command: &str) -> anyhow::Result<()> {
 
     let ticks = proc::clock_ticks_per_sec()?;
     let facts = MachineFacts::collect(ticks, None, args.mesh_server.as_deref());
-    let loadavg_before = loadavg();
+    let loadavg_before = crate::machine::loadavg();
     let mut header = format!(
         "# mesh-bench dns\n\n```\n{command}\n```\n\n{}",
         facts.to_markdown()
@@ -294,7 +294,7 @@ pub fn run(args: DnsArgs, command: &str) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => bail!("interrupted; every process is killed"),
         }
     })?;
-    let loadavg_after = loadavg();
+    let loadavg_after = crate::machine::loadavg();
 
     let summary = summary::summarize(&runs);
     let ratios = summary::ratios(&summary, PEER);
@@ -322,13 +322,6 @@ pub fn run(args: DnsArgs, command: &str) -> anyhow::Result<()> {
 
 fn query_path(dir: &Path, qtype: QType) -> PathBuf {
     dir.join(format!("queries-{qtype}.txt"))
-}
-
-/// `/proc/loadavg`'s first three fields.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 struct Bench<'a> {

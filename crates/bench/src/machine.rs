@@ -191,6 +191,13 @@ fn apt_get(args: &[&str]) -> anyhow::Result<bool> {
     Ok(status.success())
 }
 
+/// `/proc/loadavg`'s first three fields, to say how busy the machine was around a run.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// The command line, quoted so it can be pasted back into a shell.
 pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
     args.into_iter()

@@ -259,7 +259,7 @@ pub fn run(args: ProxyArgs, command: &str) -> anyhow::Result<()> {
 
     let ticks = proc::clock_ticks_per_sec()?;
     let facts = MachineFacts::collect(ticks, None, args.mesh_server.as_deref());
-    let loadavg_before = loadavg();
+    let loadavg_before = crate::machine::loadavg();
     let mut header = format!(
         "# mesh-bench proxy\n\n```\n{command}\n```\n\n{}",
         facts.to_markdown()
@@ -304,7 +304,7 @@ pub fn run(args: ProxyArgs, command: &str) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => bail!("interrupted; every process is killed"),
         }
     })?;
-    let loadavg_after = loadavg();
+    let loadavg_after = crate::machine::loadavg();
 
     let load_summary = summary::summarize(&measured.load);
     let memory_summary = summary::summarize_memory(&measured.memory);
@@ -338,13 +338,6 @@ pub fn run(args: ProxyArgs, command: &str) -> anyhow::Result<()> {
         bail!("no cell completed");
     }
     Ok(())
-}
-
-/// `/proc/loadavg`'s first three fields.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 #[derive(Debug, Default)]
