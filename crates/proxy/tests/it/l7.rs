@@ -41,6 +41,22 @@ fn inbound_config(app: &HttpApp, protocol: Protocol) -> InboundConfig {
 }
 
 /// `db`'s sidecar in front of `app`, allowing `web` by intention.
+/// web's sidecar: an outbound listener for `db` with `protocol`, over the instances at `db`.
+async fn web_sidecar(
+    ca: &mut TestCa,
+    protocol: Protocol,
+    db: &[std::net::SocketAddr],
+) -> (Running<proxy::OutboundMetrics>, proxy::Endpoints) {
+    let instances = db.iter().map(|addr| endpoint(*addr, "db")).collect();
+    start_outbound(
+        "db",
+        outbound_config(protocol),
+        ca.identity("web"),
+        instances,
+    )
+    .await
+}
+
 async fn db_sidecar(ca: &mut TestCa, app: &HttpApp, protocol: Protocol) -> Running<InboundMetrics> {
     let intentions = IntentionsCache::new();
     intentions.set("web", "db", "allow");
@@ -67,13 +83,7 @@ async fn http1_requests_and_streamed_bodies_go_through_both_sidecars() -> anyhow
     let mut ca = TestCa::new(CLUSTER);
     let app = HttpApp::start("db", AppMode::Serve).await;
     let db = db_sidecar(&mut ca, &app, Protocol::Http).await;
-    let (web, _) = start_outbound(
-        "db",
-        outbound_config(Protocol::Http),
-        ca.identity("web"),
-        vec![endpoint(db.addr, "db")],
-    )
-    .await;
+    let (web, _) = web_sidecar(&mut ca, Protocol::Http, &[db.addr]).await;
 
     let mut conn = HttpConn::open(web.addr, Version::HTTP_11).await?;
     let reply = conn.get("/hello?x=1").await?;
@@ -122,13 +132,7 @@ async fn http2_and_grpc_requests_are_multiplexed_with_trailers() -> anyhow::Resu
     let mut ca = TestCa::new(CLUSTER);
     let app = HttpApp::start("db", AppMode::Serve).await;
     let db = db_sidecar(&mut ca, &app, Protocol::Grpc).await;
-    let (web, _) = start_outbound(
-        "db",
-        outbound_config(Protocol::Grpc),
-        ca.identity("web"),
-        vec![endpoint(db.addr, "db")],
-    )
-    .await;
+    let (web, _) = web_sidecar(&mut ca, Protocol::Grpc, &[db.addr]).await;
 
     let mut conn = HttpConn::open(web.addr, Version::HTTP_2).await?;
     let reply = conn.get("/first").await?;
@@ -252,13 +256,7 @@ async fn status_code_metrics_count_what_each_side_served() -> anyhow::Result<()>
         no_admin,
     )
     .await;
-    let (web, _) = start_outbound(
-        "db",
-        outbound_config(Protocol::Http),
-        ca.identity("web"),
-        vec![endpoint(db.addr, "db")],
-    )
-    .await;
+    let (web, _) = web_sidecar(&mut ca, Protocol::Http, &[db.addr]).await;
 
     let mut conn = HttpConn::open(web.addr, Version::HTTP_11).await?;
     assert_eq!(conn.get("/").await?.status, StatusCode::OK);
@@ -292,16 +290,7 @@ impl TwoInstances {
         let config = |app: &HttpApp| inbound_config(app, Protocol::Http);
         let unavailable = start_inbound(config(&unavailable_app), &db_identity, allow_all).await;
         let serving = start_inbound(config(&serving_app), &db_identity, allow_all).await;
-        let (web, _) = start_outbound(
-            "db",
-            outbound_config(Protocol::Http),
-            ca.identity("web"),
-            vec![
-                endpoint(unavailable.addr, "db"),
-                endpoint(serving.addr, "db"),
-            ],
-        )
-        .await;
+        let (web, _) = web_sidecar(ca, Protocol::Http, &[unavailable.addr, serving.addr]).await;
         TwoInstances {
             unavailable_app,
             serving_app,
@@ -376,13 +365,7 @@ async fn a_killed_instance_is_retried_on_another_whatever_the_method() -> anyhow
         allow_all,
     )
     .await;
-    let (web, _) = start_outbound(
-        "db",
-        outbound_config(Protocol::Http),
-        ca.identity("web"),
-        vec![endpoint(killed.addr, "db"), endpoint(alive.addr, "db")],
-    )
-    .await;
+    let (web, _) = web_sidecar(&mut ca, Protocol::Http, &[killed.addr, alive.addr]).await;
     // Its listener is closed: connects are refused.
     killed.drained().await?;
 
@@ -441,13 +424,7 @@ async fn the_request_timeout_answers_504() -> anyhow::Result<()> {
 #[tokio::test]
 async fn without_an_instance_or_an_application_the_answer_is_503() -> anyhow::Result<()> {
     let mut ca = TestCa::new(CLUSTER);
-    let (web, endpoints) = start_outbound(
-        "db",
-        outbound_config(Protocol::Http),
-        ca.identity("web"),
-        Vec::new(),
-    )
-    .await;
+    let (web, endpoints) = web_sidecar(&mut ca, Protocol::Http, &[]).await;
     let mut conn = HttpConn::open(web.addr, Version::HTTP_11).await?;
     let reply = conn.get("/").await?;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -478,13 +455,7 @@ async fn a_drain_lets_an_in_flight_request_finish() -> anyhow::Result<()> {
     let mut ca = TestCa::new(CLUSTER);
     let app = HttpApp::start("db", AppMode::Serve).await;
     let db = db_sidecar(&mut ca, &app, Protocol::Http2).await;
-    let (mut web, _) = start_outbound(
-        "db",
-        outbound_config(Protocol::Http2),
-        ca.identity("web"),
-        vec![endpoint(db.addr, "db")],
-    )
-    .await;
+    let (mut web, _) = web_sidecar(&mut ca, Protocol::Http2, &[db.addr]).await;
     let mut conn = HttpConn::open(web.addr, Version::HTTP_2).await?;
     let held = conn
         .send(http_request(Method::GET, "/hold", Bytes::new())?)
