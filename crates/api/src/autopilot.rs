@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use raft_store::{AutopilotConfig, Op, Response as Applied};
+use consensus::{AutopilotConfig, Op, Response as Applied};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

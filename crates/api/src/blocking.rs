@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use raft_store::{State, Subscription};
+use consensus::{State, Subscription};
 use rand::Rng;
 
 use crate::error::ApiError;
@@ -23,8 +23,8 @@ pub enum Watch<'a> {
     Sessions,
     /// A catalog index (see [`catalog::topic`]).
     Catalog(&'a str),
-    /// A whole table ([`raft_store::TABLE_CA`], [`raft_store::TABLE_INTENTIONS`],
-    /// [`raft_store::TABLE_CONFIG_ENTRIES`]).
+    /// A whole table ([`consensus::TABLE_CA`], [`consensus::TABLE_INTENTIONS`],
+    /// [`consensus::TABLE_CONFIG_ENTRIES`]).
     Table(&'static str),
 }
 

@@ -49,7 +49,7 @@ pub async fn register(
         .map_err(|err| ApiError::Internal(err.to_string()))?;
     write_bool(
         &ctx,
-        raft_store::Op::Catalog(CatalogOp::Register(Box::new(registration))),
+        consensus::Op::Catalog(CatalogOp::Register(Box::new(registration))),
         params.pretty(),
     )
     .await
@@ -83,7 +83,7 @@ pub async fn deregister(
         service_id: Some(request.service_id).filter(|s| !s.is_empty()),
         check_id: Some(request.check_id).filter(|s| !s.is_empty()),
     };
-    write_bool(&ctx, raft_store::Op::Catalog(op), params.pretty()).await
+    write_bool(&ctx, consensus::Op::Catalog(op), params.pretty()).await
 }
 
 pub async fn datacenters(

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use config_entries::wire;
 use config_entries::{ConfigEntries, ConfigEntryError, ConfigEntryOp, Kind};
-use raft_store::TABLE_CONFIG_ENTRIES;
+use consensus::TABLE_CONFIG_ENTRIES;
 use serde_json::json;
 
 use crate::blocking::{self, Watch};
@@ -197,11 +197,11 @@ async fn write(ctx: &Ctx, op: ConfigEntryOp) -> Result<bool, ApiError> {
     }
     let written = ctx
         .node
-        .write(raft_store::Op::ConfigEntry(Box::new(op)))
+        .write(consensus::Op::ConfigEntry(Box::new(op)))
         .await?;
     match written.response {
-        raft_store::Response::ConfigEntry(Ok(done)) => Ok(done),
-        raft_store::Response::ConfigEntry(Err(err)) => Err(write_refused(err)),
+        consensus::Response::ConfigEntry(Ok(done)) => Ok(done),
+        consensus::Response::ConfigEntry(Err(err)) => Err(write_refused(err)),
         other => Err(ApiError::Internal(format!(
             "unexpected write result: {other:?}"
         ))),

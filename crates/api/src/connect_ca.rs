@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use raft_store::{CaUpdateError, TABLE_CA};
+use consensus::{CaUpdateError, TABLE_CA};
 
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;

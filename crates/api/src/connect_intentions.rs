@@ -19,9 +19,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use config_entries::go_quote;
+use consensus::TABLE_INTENTIONS;
 use intentions::wire::{self as iw, IntentionName};
 use intentions::{IntentionError, IntentionOp, IntentionWrite, Intentions, MatchBy};
-use raft_store::TABLE_INTENTIONS;
 use serde_json::{json, Value};
 
 use crate::blocking::{self, Watch};
@@ -365,11 +365,11 @@ async fn apply(ctx: &Ctx, op: IntentionOp) -> Result<Option<String>, ApiError> {
     }
     let written = ctx
         .node
-        .write(raft_store::Op::Intention(Box::new(op)))
+        .write(consensus::Op::Intention(Box::new(op)))
         .await?;
     match written.response {
-        raft_store::Response::Intention(Ok(id)) => Ok(id),
-        raft_store::Response::Intention(Err(err)) => Err(refused(err)),
+        consensus::Response::Intention(Ok(id)) => Ok(id),
+        consensus::Response::Intention(Err(err)) => Err(refused(err)),
         other => Err(ApiError::Internal(format!(
             "unexpected write result: {other:?}"
         ))),

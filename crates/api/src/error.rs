@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use raft_store::ConsensusError;
+use consensus::ConsensusError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -5,8 +5,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use consensus::{Op, Response as Applied};
 use http_body_util::BodyExt;
-use raft_store::{Op, Response as Applied};
 
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;

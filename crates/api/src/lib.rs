@@ -4,7 +4,7 @@
 //! `true` bodies, plain-text errors, the `X-Consul-*` headers, blocking queries and consistency
 //! modes. The router is socket-free; the binary binds it, with [`listener`] sized for thousands of
 //! blocking queries. This crate never touches RocksDB or
-//! raft internals directly: it goes through [`raft_store::RaftNode`].
+//! raft internals directly: it goes through [`consensus::RaftNode`].
 
 mod agent;
 mod agent_connect;
@@ -73,7 +73,7 @@ pub struct AgentInfo {
 /// Everything handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiContext {
-    pub node: raft_store::RaftNode,
+    pub node: consensus::RaftNode,
     pub agent: AgentInfo,
     pub kv_max_value_size: usize,
     pub txn_max_req_len: usize,

@@ -73,9 +73,19 @@ struct Inner {
     blocking: BlockingQueries,
     client_rpc: AtomicU64,
     client_rpc_failed: AtomicU64,
-    raft: OnceLock<raft_store::RaftNode>,
+    raft: OnceLock<RaftGauges>,
     dns: OnceLock<Arc<dns::DnsStats>>,
     logs: OnceLock<config::cli::LogStream>,
+}
+
+/// Reads a server's raft gauges into a snapshot. Type-erased so that a client agent, which never
+/// attaches one, links none of the server's store (openraft, RocksDB) through [`Telemetry`].
+struct RaftGauges(Box<dyn Fn(&mut Snapshot) + Send + Sync>);
+
+impl std::fmt::Debug for RaftGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftGauges")
+    }
 }
 
 impl Default for Telemetry {
@@ -103,8 +113,11 @@ impl Telemetry {
 
     /// A server's raft member: its metrics, commit times and the replicated state's sizes.
     /// The first one attached is kept.
-    pub fn attach_raft(&self, node: raft_store::RaftNode) {
-        let _ = self.inner.raft.set(node);
+    pub fn attach_raft(&self, node: consensus::RaftNode) {
+        let _ = self.inner.raft.set(RaftGauges(Box::new(move |s| {
+            raft(s, &node);
+            state_sizes(s, &node);
+        })));
     }
 
     /// The DNS interface's counters. The first one attached is kept.
@@ -465,7 +478,7 @@ pub(crate) fn collect(telemetry: &Telemetry, local: Option<&LocalAgent>) -> Snap
         });
     }
     match t.raft.get() {
-        Some(node) => {
+        Some(RaftGauges(raft_gauges)) => {
             s.gauge(
                 "consul.rpc.queries_blocking",
                 "Blocking queries this server is answering.",
@@ -476,8 +489,7 @@ pub(crate) fn collect(telemetry: &Telemetry, local: Option<&LocalAgent>) -> Snap
                 "Blocking queries this server started answering.",
                 t.blocking.started(),
             );
-            raft(&mut s, node);
-            state_sizes(&mut s, node);
+            raft_gauges(&mut s);
         }
         None => {
             s.counter(
@@ -509,7 +521,7 @@ pub(crate) fn collect(telemetry: &Telemetry, local: Option<&LocalAgent>) -> Snap
     s
 }
 
-fn raft(s: &mut Snapshot, node: &raft_store::RaftNode) {
+fn raft(s: &mut Snapshot, node: &consensus::RaftNode) {
     let view = node.leader_view();
     let stats = node.stats();
     s.gauge(
@@ -575,7 +587,7 @@ fn raft(s: &mut Snapshot, node: &raft_store::RaftNode) {
 }
 
 /// The replicated state's sizes: one pass over the catalog under the state's read lock.
-fn state_sizes(s: &mut Snapshot, node: &raft_store::RaftNode) {
+fn state_sizes(s: &mut Snapshot, node: &consensus::RaftNode) {
     let (nodes, services, instances, kv, sessions, checks) = {
         let state = node.reader().state();
         let catalog = &state.catalog;

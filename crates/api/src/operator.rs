@@ -32,7 +32,7 @@ struct RaftServer {
 }
 
 /// The server's ID as Consul shows it: the node UUID, or the raft id where none is recorded.
-fn server_id(server: &raft_store::RaftServer) -> String {
+fn server_id(server: &consensus::RaftServer) -> String {
     if server.node.node_id.is_empty() {
         server.raft_id.to_string()
     } else {

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-use raft_store::{Op, Response as Applied};
+use consensus::{Op, Response as Applied};
 
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;

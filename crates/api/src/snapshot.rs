@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use raft_store::Op;
+use consensus::Op;
 
 use crate::blocking;
 use crate::error::ApiError;
@@ -45,14 +45,14 @@ async fn save(ctx: &Ctx, params: &Params) -> Result<Response, ApiError> {
             applied.map_or(0, |id| id.leader_id.term),
         )
     };
-    let meta = raft_store::ArchiveMeta {
-        version: raft_store::ARCHIVE_VERSION,
+    let meta = consensus::ArchiveMeta {
+        version: consensus::ARCHIVE_VERSION,
         index,
         term,
         datacenter: ctx.agent.datacenter.clone(),
     };
     // Compression is CPU work; keep it off the async workers.
-    let archive = tokio::task::spawn_blocking(move || raft_store::pack(&meta, &state))
+    let archive = tokio::task::spawn_blocking(move || consensus::pack(&meta, &state))
         .await
         .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -76,7 +76,7 @@ async fn restore(
         format!("Request body({len} bytes) too large, max size: {MAX_ARCHIVE} bytes")
     })
     .await?;
-    let (meta, state) = tokio::task::spawn_blocking(move || raft_store::unpack(&archive))
+    let (meta, state) = tokio::task::spawn_blocking(move || consensus::unpack(&archive))
         .await
         .map_err(|e| ApiError::Internal(format!("restore task failed: {e}")))?
         .map_err(|e| ApiError::BadRequest(format!("Snapshot restore failed: {e}")))?;

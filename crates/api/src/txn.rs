@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use raft_store::{Op, Response as Applied};
+use consensus::{Op, Response as Applied};
 
 use crate::blocking;
 use crate::error::ApiError;

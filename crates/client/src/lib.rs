@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog::{CatalogOp, NodeState};
+use consensus::{Op, Response as Applied};
 use futures::future::BoxFuture;
-use raft_store::{Op, Response as Applied};
 use rpc::{Request, Response};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -213,7 +213,7 @@ impl agent::connect::ConnectClient for RemoteCatalog {
             // Signing twice only spends a serial number: safe to retry on another server.
             match self.call(&req, SERVER_TIMEOUT, true).await {
                 Ok(Response::SignLeaf(Ok(signed))) => Ok(signed),
-                Ok(Response::SignLeaf(Err(raft_store::SignError::RateLimited))) => {
+                Ok(Response::SignLeaf(Err(consensus::SignError::RateLimited))) => {
                     Err(agent::connect::SignFailure::RateLimited)
                 }
                 Ok(Response::SignLeaf(Err(err))) => {

@@ -1,30 +1,19 @@
-//! The replicated store of a mesh server: openraft's type configuration, a RocksDB log store
-//! with group commit, the state machine that applies committed commands to the pure domain
-//! crates (kv, catalog, ca, intentions, config-entries), snapshots, and change notification
-//! for blocking queries.
+//! The durable half of a mesh server's raft member: a RocksDB log store with group commit,
+//! and openraft's state machine, which applies committed commands to the in-memory state
+//! (`consensus`) and keeps its snapshots in a file. Also quorum-loss recovery on a stopped store.
 //!
-//! This crate never depends on HTTP, axum or the Consul wire format: it speaks in commands
-//! and domain types. It owns every byte written under `<data_dir>/raft`.
+//! This crate never depends on HTTP, axum or the Consul wire format, and nothing but the server
+//! links it: what the rest of the system shares about raft lives in `consensus`. It owns every
+//! byte written under `<data_dir>/raft`.
 
 // openraft's storage traits fix the error type (`StorageError`, ~224 bytes); our helpers
 // return the same type so `?` works without conversions.
 #![allow(clippy::result_large_err)]
 
-mod archive;
-mod as_json;
-mod command;
-mod connect;
-mod legacy;
 mod log_store;
-mod network;
-mod node;
-mod notify;
 mod recovery;
 mod snapshot_file;
-mod state;
 mod state_machine;
-mod stats;
-mod types;
 
 #[cfg(test)]
 mod tests;
@@ -32,22 +21,9 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use archive::{pack, unpack, ArchiveError, ArchiveMeta, ARCHIVE_VERSION};
-pub use command::{CaBase, Command, Op, Response};
-pub use connect::{CaUpdateError, SignError};
-pub use legacy::StateV1;
 pub use log_store::LogStore;
-pub use network::NoPeers;
-pub use node::{
-    BoxFuture, ConsensusError, Forward, LeaderView, RaftNode, RaftServer, Written, HOLD_TIMEOUT,
-    TOMBSTONE_TTL,
-};
-pub use notify::{Notifier, Subscription, Topic};
-pub use recovery::{log_position, recover_as_sole_voter, LogPosition};
-pub use state::{AutopilotConfig, State, TABLE_CA, TABLE_CONFIG_ENTRIES, TABLE_INTENTIONS};
-pub use state_machine::{StateGuard, StateMachineStore, StoreReader};
-pub use stats::{LatencyStats, RaftStats};
-pub use types::{NodeId, Raft, ServerNode, TypeConfig};
+pub use recovery::{log_position, recover_as_sole_voter};
+pub use state_machine::StateMachineStore;
 
 /// Errors opening or reading the on-disk store.
 #[derive(Debug, thiserror::Error)]

@@ -14,17 +14,8 @@ use std::path::Path;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Vote};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
-use crate::types::{NodeId, ServerNode, TypeConfig};
 use crate::{cf, StoreError};
-
-/// What a store holds, for deciding which survivor to recover.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct LogPosition {
-    pub term: u64,
-    pub index: u64,
-}
+use consensus::{LogPosition, NodeId, ServerNode, TypeConfig};
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(value).map_err(|source| StoreError::Decode {

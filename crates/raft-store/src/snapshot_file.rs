@@ -12,7 +12,7 @@
 //! so a crash leaves either snapshot whole.
 //!
 //! `MESHSNP2` files are the same but hold the state in its previous layout
-//! ([`SnapshotState::Previous`], see [`crate::legacy`]): they are read (and received from a
+//! ([`SnapshotState::Previous`], see `consensus::StateV1`): they are read (and received from a
 //! leader of the previous version) and converted. Older layouts are read once and rewritten in
 //! the current one when the store opens: `MESHSNP2`, a file holding postcard `{meta, data}`
 //! followed by its SHA-256, and before that a RocksDB value.
@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::types::{NodeId, ServerNode};
+use consensus::{NodeId, ServerNode};
 
 /// The file's name in the store's directory.
 const NAME: &str = "snapshot.bin";

@@ -6,10 +6,12 @@
 //! committed log after it. An acknowledged write is therefore on disk in the log before the
 //! client hears about it.
 
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
+use consensus::{
+    Applied, AppliedState, LogPosition, LogTail, NodeId, Response, ServerNode, StateV1, TypeConfig,
+};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
@@ -19,12 +21,7 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::command::Response;
-use crate::legacy::StateV1;
-use crate::notify::Notifier;
 use crate::snapshot_file::{LegacySnapshot, Meta, SnapshotFile, SnapshotState, Stored};
-use crate::state::State;
-use crate::types::{NodeId, ServerNode, TypeConfig};
 use crate::{cf, StoreError};
 
 /// Where the snapshot was kept before it moved to [`SnapshotFile`]: read while no file exists,
@@ -33,13 +30,6 @@ const LEGACY_SNAPSHOT: &[u8] = b"current";
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, ServerNode>;
-
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub(crate) struct Applied {
-    state: State,
-    last_applied: Option<LogId<NodeId>>,
-    membership: Membership,
-}
 
 /// [`Applied`] with the state in its previous layout (`MESHSNP2` files and the first file
 /// layout's data).
@@ -64,22 +54,30 @@ impl SnapshotState for Applied {
     type Previous = AppliedV1;
 }
 
+/// `applied` as the previous version held it (without what that layout lacks).
 #[cfg(test)]
-impl Applied {
-    /// This state as the previous version held it (without what that layout lacks).
-    pub(crate) fn to_previous(&self) -> AppliedV1 {
-        let state = &self.state;
-        AppliedV1 {
-            state: StateV1 {
-                kv: state.kv.clone(),
-                catalog: state.catalog.clone(),
-                autopilot: state.autopilot.clone(),
-                ca: state.ca.clone(),
-                intentions: state.intentions.clone(),
-            },
-            last_applied: self.last_applied,
-            membership: self.membership.clone(),
-        }
+pub(crate) fn to_previous(applied: &Applied) -> AppliedV1 {
+    let state = &applied.state;
+    AppliedV1 {
+        state: StateV1 {
+            kv: state.kv.clone(),
+            catalog: state.catalog.clone(),
+            autopilot: state.autopilot.clone(),
+            ca: state.ca.clone(),
+            intentions: state.intentions.clone(),
+        },
+        last_applied: applied.last_applied,
+        membership: applied.membership.clone(),
+    }
+}
+
+/// The end of the log in RocksDB, for [`consensus::StoreReader::log_position`].
+#[derive(Debug)]
+struct RocksTail(Arc<DB>);
+
+impl LogTail for RocksTail {
+    fn last_position(&self) -> std::io::Result<LogPosition> {
+        crate::recovery::last_position(&self.0).map_err(std::io::Error::other)
     }
 }
 
@@ -87,8 +85,7 @@ impl Applied {
 struct Shared {
     db: Arc<DB>,
     snapshot_file: SnapshotFile,
-    applied: RwLock<Applied>,
-    notifier: Notifier,
+    applied: Arc<AppliedState>,
     snapshot_seq: AtomicU64,
 }
 
@@ -96,45 +93,6 @@ struct Shared {
 #[derive(Debug, Clone)]
 pub struct StateMachineStore {
     shared: Arc<Shared>,
-}
-
-/// Read access to the applied state, for the API layer.
-#[derive(Debug, Clone)]
-pub struct StoreReader {
-    shared: Arc<Shared>,
-}
-
-/// A read lock on the applied state. Hold it briefly: it blocks the state machine.
-#[derive(Debug)]
-pub struct StateGuard<'a>(RwLockReadGuard<'a, Applied>);
-
-impl std::ops::Deref for StateGuard<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        &self.0.state
-    }
-}
-
-impl StoreReader {
-    pub fn state(&self) -> StateGuard<'_> {
-        StateGuard(self.shared.applied.read().expect("state lock poisoned"))
-    }
-
-    /// Index of the last applied log entry (0 before the first).
-    pub fn last_applied_index(&self) -> u64 {
-        let applied = self.shared.applied.read().expect("state lock poisoned");
-        applied.last_applied.map_or(0, |id| id.index)
-    }
-
-    pub fn notifier(&self) -> &Notifier {
-        &self.shared.notifier
-    }
-
-    /// The last position in this server's raft log (term first, so positions order the way
-    /// raft compares logs).
-    pub fn log_position(&self) -> std::result::Result<crate::LogPosition, StoreError> {
-        crate::recovery::last_position(&self.shared.db)
-    }
 }
 
 impl StateMachineStore {
@@ -184,19 +142,16 @@ impl StateMachineStore {
         };
         Ok(Self {
             shared: Arc::new(Shared {
+                applied: AppliedState::new(applied, Box::new(RocksTail(db.clone()))),
                 db,
                 snapshot_file,
-                applied: RwLock::new(applied),
-                notifier: Notifier::new(),
                 snapshot_seq: AtomicU64::new(0),
             }),
         })
     }
 
-    pub fn reader(&self) -> StoreReader {
-        StoreReader {
-            shared: self.shared.clone(),
-        }
+    pub fn reader(&self) -> consensus::StoreReader {
+        consensus::StoreReader::new(self.shared.applied.clone())
     }
 }
 
@@ -254,7 +209,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         // encoding it and, for the while, twice the state's memory. Made durable after.
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let (meta, pending) = {
-            let applied = self.shared.applied.read().expect("state lock poisoned");
+            let applied = self.shared.applied.read();
             let snapshot_id = match applied.last_applied {
                 Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
                 None => format!("empty-{seq}"),
@@ -290,7 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership)> {
-        let applied = self.shared.applied.read().expect("state lock poisoned");
+        let applied = self.shared.applied.read();
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
@@ -302,7 +257,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         let mut topics = Vec::new();
         let restored = {
-            let mut applied = self.shared.applied.write().expect("state lock poisoned");
+            let mut applied = self.shared.applied.write();
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
@@ -317,16 +272,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             let restored = applied.state.drain_topics(&mut topics);
             if restored {
-                self.shared.notifier.begin_replace();
+                self.shared.applied.notifier().begin_replace();
             }
             restored
         };
         // Published after the lock is released: a blocking query that subscribed before reading
         // either saw this write or is woken by it.
         if restored {
-            self.shared.notifier.publish_all();
+            self.shared.applied.notifier().publish_all();
         } else {
-            self.shared.notifier.publish(&topics);
+            self.shared.applied.notifier().publish(&topics);
         }
         Ok(responses)
     }
@@ -380,11 +335,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Everything may have changed: discard pending change records and wake every query.
         let _ = applied.state.drain_topics(&mut Vec::new());
         {
-            let mut current = self.shared.applied.write().expect("state lock poisoned");
-            self.shared.notifier.begin_replace();
+            let mut current = self.shared.applied.write();
+            self.shared.applied.notifier().begin_replace();
             *current = applied;
         }
-        self.shared.notifier.publish_all();
+        self.shared.applied.notifier().publish_all();
         Ok(())
     }
 

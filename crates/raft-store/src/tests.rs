@@ -5,6 +5,8 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::{Config, StorageError};
 use tempfile::TempDir;
 
+use consensus::*;
+
 use super::*;
 
 struct RocksBuilder;
@@ -152,16 +154,15 @@ async fn a_snapshot_an_older_version_kept_in_rocksdb_is_read_then_moved_to_a_fil
         .read_meta()
         .expect("read file")
         .expect("a snapshot file");
-    let Some(crate::snapshot_file::Stored::Current(applied)) = file
-        .read::<crate::state_machine::Applied>()
-        .expect("read file")
+    let Some(crate::snapshot_file::Stored::Current(applied)) =
+        file.read::<Applied>().expect("read file")
     else {
         panic!("a snapshot in the current layout");
     };
     // The first layout's data is the state as it was then.
     let encoded = postcard::to_stdvec(&crate::snapshot_file::LegacySnapshot {
         meta,
-        data: postcard::to_stdvec(&applied.to_previous()).expect("encode"),
+        data: postcard::to_stdvec(&crate::state_machine::to_previous(&applied)).expect("encode"),
     })
     .expect("encode");
     std::fs::remove_file(dir.path().join("snapshot.bin")).expect("remove file");
@@ -520,11 +521,11 @@ async fn a_snapshot_file_of_the_previous_layout_loads_and_is_rewritten() {
     let file = crate::snapshot_file::SnapshotFile::new(dir.path());
     let meta = file.read_meta().expect("read").expect("a snapshot");
     let Some(crate::snapshot_file::Stored::Current(applied)) =
-        file.read::<crate::state_machine::Applied>().expect("read")
+        file.read::<Applied>().expect("read")
     else {
         panic!("a snapshot in the current layout");
     };
-    let previous = applied.to_previous();
+    let previous = crate::state_machine::to_previous(&applied);
     file.write(&meta, |out| {
         postcard::to_io(&previous, out)
             .map(|_| ())
@@ -592,7 +593,7 @@ async fn a_restore_entry_of_the_previous_layout_still_applies() {
     )))
     .await
     .expect("write");
-    let mut old = crate::StateV1::default();
+    let mut old = StateV1::default();
     old.kv
         .apply(
             kv::KvOp::Set {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use raft_store::{AutopilotConfig, NodeId, RaftNode};
+use consensus::{AutopilotConfig, NodeId, RaftNode};
 use serde::{Deserialize, Serialize};
 
 use crate::message::{Request, Response};

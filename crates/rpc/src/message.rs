@@ -1,11 +1,11 @@
 //! What servers say to each other.
 
+use consensus::{ConsensusError, NodeId, Op, TypeConfig, Written};
 use openraft::error::InstallSnapshotError;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use raft_store::{ConsensusError, NodeId, Op, TypeConfig, Written};
 use serde::{Deserialize, Serialize};
 
 /// Who a server is, for forming a datacenter (`bootstrap_expect`).
@@ -20,7 +20,7 @@ pub struct Identity {
     /// Whether this server already belongs to a raft configuration.
     pub initialized: bool,
     /// How far this server's raft log goes, for choosing which survivor to recover.
-    pub log: Option<raft_store::LogPosition>,
+    pub log: Option<consensus::LogPosition>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -116,7 +116,7 @@ pub enum Response {
     /// The intentions and their index.
     WatchIntentions(intentions::Intentions, u64),
     /// The leaf and its raft index.
-    SignLeaf(Result<(ca::Leaf, u64), raft_store::SignError>),
+    SignLeaf(Result<(ca::Leaf, u64), consensus::SignError>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

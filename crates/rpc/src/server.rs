@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use consensus::{Raft, RaftNode, ServerNode};
 use openraft::error::RaftError;
 use openraft::raft::AppendEntriesResponse;
-use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -175,7 +175,7 @@ async fn answer(
 pub async fn node_state(
     node: &RaftNode,
     name: &str,
-) -> Result<NodeState, raft_store::ConsensusError> {
+) -> Result<NodeState, consensus::ConsensusError> {
     node.linearize().await?;
     let state = node.reader().state();
     Ok(state.catalog.node_state(name))
@@ -266,10 +266,10 @@ async fn watch_topic<T>(
 /// reading means no change in between is missed.
 async fn watch_state<T>(
     node: &RaftNode,
-    subscribe: impl Fn() -> raft_store::Subscription,
+    subscribe: impl Fn() -> consensus::Subscription,
     index: u64,
     wait: Duration,
-    read: impl Fn(&raft_store::State) -> (T, u64),
+    read: impl Fn(&consensus::State) -> (T, u64),
 ) -> (T, u64) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -292,7 +292,7 @@ pub async fn watch_roots(
     index: u64,
     wait: Duration,
 ) -> (Option<ca::wire::IndexedCaRoots>, u64) {
-    watch_table(node, raft_store::TABLE_CA, index, wait, |state| {
+    watch_table(node, consensus::TABLE_CA, index, wait, |state| {
         let ca = state.ca.as_ref()?;
         Some((ca.roots_response(), ca.roots_modify_index))
     })
@@ -305,7 +305,7 @@ pub async fn watch_intentions(
     index: u64,
     wait: Duration,
 ) -> (intentions::Intentions, u64) {
-    let (ixns, index) = watch_table(node, raft_store::TABLE_INTENTIONS, index, wait, |state| {
+    let (ixns, index) = watch_table(node, consensus::TABLE_INTENTIONS, index, wait, |state| {
         Some((state.intentions.clone(), state.intentions.index()))
     })
     .await;
@@ -319,7 +319,7 @@ async fn watch_table<T>(
     table: &'static str,
     index: u64,
     wait: Duration,
-    read: impl Fn(&raft_store::State) -> Option<(T, u64)>,
+    read: impl Fn(&consensus::State) -> Option<(T, u64)>,
 ) -> (Option<T>, u64) {
     let subscribe = || node.reader().notifier().table(table);
     watch_state(node, subscribe, index, wait, |state| match read(state) {

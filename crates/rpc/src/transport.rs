@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use consensus::ServerNode;
+use consensus::{ConsensusError, Forward, NodeId, Op, TypeConfig, Written};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -14,8 +16,6 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use raft_store::ServerNode;
-use raft_store::{ConsensusError, Forward, NodeId, Op, TypeConfig, Written};
 use tokio::net::TcpStream;
 
 use crate::message::{Request, Response, SnapshotFailure};

@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use agent::membership::{server_rpc_addr, Membership, ROLE_SERVER, TAG_DC, TAG_ROLE};
+use consensus::{AutopilotConfig, NodeId, RaftNode, RaftServer};
 use gossip::{Member, MemberStatus};
-use raft_store::{AutopilotConfig, NodeId, RaftNode, RaftServer};
 use tokio::sync::watch;
 
 /// How often the leader looks, besides on every membership change.

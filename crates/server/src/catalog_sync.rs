@@ -3,8 +3,8 @@
 //! `membership_sync`.)
 
 use catalog::{CatalogOp, NodeState};
+use consensus::{Op, RaftNode, Response};
 use futures::future::BoxFuture;
-use raft_store::{Op, RaftNode, Response};
 
 /// The catalog as the server's own agent reaches it: writes through raft (forwarded to the
 /// leader when this server follows), reads after a read barrier.
@@ -92,9 +92,9 @@ impl agent::connect::ConnectClient for LocalCatalog {
 }
 
 /// What the agent needs to know of a refused signing.
-pub fn sign_failure(err: raft_store::SignError) -> agent::connect::SignFailure {
+pub fn sign_failure(err: consensus::SignError) -> agent::connect::SignFailure {
     match err {
-        raft_store::SignError::RateLimited => agent::connect::SignFailure::RateLimited,
+        consensus::SignError::RateLimited => agent::connect::SignFailure::RateLimited,
         other => agent::connect::SignFailure::Failed(other.to_string()),
     }
 }
@@ -127,7 +127,7 @@ pub(crate) async fn apply_as_leader(
         .map_err(|e| LeaderWriteError {
             not_leader: matches!(
                 e,
-                raft_store::ConsensusError::NotLeader { .. } | raft_store::ConsensusError::NoLeader
+                consensus::ConsensusError::NotLeader { .. } | consensus::ConsensusError::NoLeader
             ),
             reason: e.to_string(),
         })?;
@@ -137,7 +137,7 @@ pub(crate) async fn apply_as_leader(
     })
 }
 
-fn catalog_result(written: raft_store::Written) -> Result<(), String> {
+fn catalog_result(written: consensus::Written) -> Result<(), String> {
     match written.response {
         Response::Bool(_) | Response::None => Ok(()),
         Response::Rejected(reason) => Err(reason),

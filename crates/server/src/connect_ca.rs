@@ -8,8 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use consensus::{ConsensusError, RaftNode};
 use openraft::ServerState;
-use raft_store::{ConsensusError, RaftNode};
 use tokio::sync::watch;
 
 /// How often the leader checks the intermediate and prunes roots (Consul's

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use raft_store::{RaftNode, ServerNode};
+use consensus::{RaftNode, ServerNode};
 use tokio::sync::watch;
 
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);

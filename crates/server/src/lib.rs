@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use consensus::{Raft, RaftNode, ServerNode};
 use openraft::ServerState;
-use raft_store::{Raft, RaftNode, ServerNode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

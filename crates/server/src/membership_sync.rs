@@ -24,9 +24,9 @@ use std::time::Duration;
 use agent::local::{CONSUL_SERVICE, SERF_HEALTH};
 use agent::membership::{Membership, ROLE_SERVER, TAG_ID, TAG_PORT, TAG_ROLE};
 use catalog::{Catalog, CatalogOp, HealthCheck, Node, Registration, Service, Status};
+use consensus::{NodeId, RaftNode, ServerNode};
 use gossip::{Member, MemberStatus};
 use openraft::{RaftMetrics, ServerState};
-use raft_store::{NodeId, RaftNode, ServerNode};
 use tokio::sync::watch;
 
 /// How often the leader reconciles even without membership news (Consul: 60s).

@@ -7,7 +7,7 @@
 //! `raft_store::recover_as_sole_voter`). Start it normally afterwards; wipe the other survivors'
 //! data directories and start them with `retry_join` pointing at it, and they join again.
 
-use raft_store::{LogPosition, ServerNode};
+use consensus::{LogPosition, ServerNode};
 
 use crate::{advertise_addr, port, raft_id, ServerError};
 

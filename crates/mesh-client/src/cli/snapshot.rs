@@ -86,7 +86,7 @@ async fn save(args: FileArgs) -> anyhow::Result<()> {
             progress.finish(size);
             let archive = std::fs::read(&unverified)
                 .map_err(|err| fail(format!("Error opening snapshot file for verify: {err}")))?;
-            let (meta, _) = raft_store::unpack(&archive)
+            let (meta, _) = consensus::unpack(&archive)
                 .map_err(|err| fail(format!("Error verifying snapshot file: {err}")))?;
             std::fs::rename(&unverified, file).map_err(|err| {
                 fail(format!(
@@ -137,7 +137,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let file = one_file(&args.args)?;
     let archive =
         std::fs::read(file).map_err(|err| fail(format!("Error opening snapshot file: {err}")))?;
-    let (meta, state) = raft_store::unpack(&archive)
+    let (meta, state) = consensus::unpack(&archive)
         .map_err(|err| fail(format!("Error inspecting snapshot: {err}")))?;
     let sized = |bytes: Result<Vec<u8>, String>| bytes.map(|b| b.len() as u64).unwrap_or_default();
     let postcard = |value: &dyn erased::Encode| sized(value.encode());

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
+use consensus::{AutopilotConfig, RaftServer, ServerNode};
 use gossip::{Member, MemberStatus, Tags};
-use raft_store::{AutopilotConfig, RaftServer, ServerNode};
 
 use super::*;
 

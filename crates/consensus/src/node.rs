@@ -14,8 +14,8 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::applied::StoreReader;
 use crate::command::{Command, Op, Response};
-use crate::state_machine::StoreReader;
 use crate::types::{NodeId, Raft};
 
 /// How long a KV tombstone is kept before the leader reaps it (Consul's `tombstone_ttl`).

@@ -4,7 +4,7 @@
 //! postcard writes a struct as its fields in order with no names, so a field added to
 //! [`State`] changes the layout and an older encoding cannot be read as the new type. Each
 //! change of layout therefore keeps the previous one here, bumps the snapshot file's magic
-//! ([`crate::snapshot_file`]) and the archive version ([`crate::ARCHIVE_VERSION`]), and adds
+//! (`raft-store`'s `snapshot_file`) and the archive version ([`crate::ARCHIVE_VERSION`]), and adds
 //! commands only at the end of [`crate::Op`], whose variants postcard numbers in order.
 //!
 //! | layout | snapshot file | archive | restore entry | what it lacks |

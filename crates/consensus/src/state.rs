@@ -185,7 +185,7 @@ impl State {
 
     /// The topics touched since the last call, for waking blocking queries. Returns true when
     /// the whole state was replaced, so every query must wake.
-    pub(crate) fn drain_topics(&mut self, into: &mut Vec<Topic>) -> bool {
+    pub fn drain_topics(&mut self, into: &mut Vec<Topic>) -> bool {
         let changes = self.kv.drain_changes();
         into.extend(changes.keys.into_iter().map(Topic::Key));
         if changes.sessions {
