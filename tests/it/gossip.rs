@@ -1,7 +1,8 @@
 //! The gossip pool over real processes on loopback (127.0.0.60 to 127.0.0.70): a crashed agent
 //! is seen as failed everywhere and its services leave `?passing`, and comes back when it
 //! restarts; a pause shorter than the suspicion timeout raises no false alarm; a graceful leave
-//! is recorded as left and deregisters the node; an agent with the wrong gossip key stays out.
+//! is recorded as left and deregisters the node, and SIGTERM leaves as `leave_on_terminate` says;
+//! an agent with the wrong gossip key stays out.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,6 +303,62 @@ async fn a_wrong_gossip_key_cannot_join() -> anyhow::Result<()> {
     }
     // And the three keyed agents still agree with each other.
     wait_pool_alive(&pool).await?;
+    Ok(())
+}
+
+/// On SIGTERM a client agent leaves (Consul's `leave_on_terminate` defaults to true on
+/// clients), so it is recorded as left and its node leaves the catalog; with
+/// `leave_on_terminate = false` it just stops, and the pool declares it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_as_configured() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ip = std::net::Ipv4Addr::new(127, 0, 0, 70);
+    let mut server = ServerProcess::new(ip, &dir.path().join("server"), vec!["-bootstrap".into()])?;
+    server.set_node_name("sigterm-server");
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    let join = [server.gossip_addr()];
+    let start = |name: &'static str, extra: Vec<String>| {
+        let dir = dir.path().join(name);
+        let join = join.clone();
+        async move {
+            let mut client = ServerProcess::client(ip, &dir, &join)?;
+            client.set_node_name(name);
+            client.push_args(extra);
+            client.spawn()?;
+            client.wait_for_leader().await?;
+            anyhow::Ok(client)
+        }
+    };
+    let mut leaving = start("sigterm-leaves", Vec::new()).await?;
+    let stays = dir.path().join("stays.json");
+    std::fs::write(&stays, r#"{"leave_on_terminate": false}"#)?;
+    let mut staying = start(
+        "sigterm-stays",
+        vec!["-config-file".into(), stays.display().to_string()],
+    )
+    .await?;
+    wait_pool_alive(&[&server, &leaving, &staying]).await?;
+
+    let status = leaving.terminate(SOON).await?;
+    assert!(status.success(), "a clean exit after leaving, got {status}");
+    wait_status_everywhere(&[&server], "sigterm-leaves", LEFT).await?;
+    wait_json(
+        &server.http(),
+        "/v1/catalog/nodes",
+        "the client that left on SIGTERM to leave the catalog",
+        |v| !node_names(v).iter().any(|n| n == "sigterm-leaves"),
+    )
+    .await?;
+
+    let status = staying.terminate(SOON).await?;
+    assert!(status.success(), "a clean exit, got {status}");
+    wait_status_everywhere(&[&server], "sigterm-stays", FAILED).await?;
+    let nodes = server.http().get("/v1/catalog/nodes").await?.json()?;
+    assert!(
+        node_names(&nodes).iter().any(|n| n == "sigterm-stays"),
+        "a client that did not leave stays in the catalog (failed): {nodes}"
+    );
     Ok(())
 }
 

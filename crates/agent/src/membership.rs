@@ -253,6 +253,14 @@ impl Membership {
         }
     }
 
+    /// Leaves the datacenter as `PUT /v1/agent/leave` does, and as a stopping agent does when
+    /// configured to: gossip first, so the pool records this agent as left rather than failed
+    /// once it exits, then the agent's own leave (out of the catalog, checks stopped).
+    pub async fn leave_datacenter(&self, agent: &crate::Agent) -> Result<(), crate::AgentError> {
+        self.leave().await;
+        agent.leave().await
+    }
+
     /// `/v1/agent/force-leave/:node`: a failed member is marked left (with `prune`, forgotten).
     pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), MembershipError> {
         self.handle

@@ -382,9 +382,7 @@ async fn reload(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
 }
 
 async fn leave(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    // Gossip first, so the pool records this agent as left rather than failed once it exits.
-    ctx.membership.leave().await;
-    ctx.agent.leave().await?;
+    ctx.membership.leave_datacenter(&ctx.agent).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -233,6 +233,7 @@ impl agent::connect::ConnectClient for RemoteCatalog {
 pub struct ClientAgent {
     http_addr: SocketAddr,
     agent: agent::Agent,
+    membership: agent::membership::Membership,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Tasks that run until aborted (following gossip's server list).
@@ -321,7 +322,7 @@ impl ClientAgent {
         let local = api::LocalContext {
             events: agent::events::UserEvents::start(&membership, &agent),
             agent: agent.clone(),
-            membership,
+            membership: membership.clone(),
             datacenter: config.datacenter.clone(),
             dev: config.dev,
             prometheus: !config.prometheus_retention_time.is_zero(),
@@ -360,6 +361,7 @@ impl ClientAgent {
         Ok(ClientAgent {
             http_addr,
             agent,
+            membership,
             shutdown,
             tasks: std::iter::once(task)
                 .chain(dns.map(|dns| dns.task))
@@ -375,6 +377,11 @@ impl ClientAgent {
 
     pub fn agent(&self) -> &agent::Agent {
         &self.agent
+    }
+
+    /// Leaves the datacenter gracefully, as `PUT /v1/agent/leave` does.
+    pub async fn leave(&self) -> Result<(), agent::AgentError> {
+        self.membership.leave_datacenter(&self.agent).await
     }
 
     /// Stops accepting requests and lets in-flight ones finish.

@@ -64,8 +64,43 @@ pub struct Config {
     /// What intentions decide when none matches (`default_intention_policy`); when unset, the
     /// ACL default policy decides (allow while ACLs are off). docs/security.md recommends deny.
     pub default_intention_policy: Option<IntentionPolicy>,
+    /// Leave the datacenter gracefully on SIGTERM (Consul: on for clients, off for servers).
+    pub leave_on_terminate: bool,
+    /// Stop without leaving on SIGINT (Consul: on for servers, off for clients).
+    pub skip_leave_on_interrupt: bool,
+    /// The autopilot settings a new datacenter starts with (servers only).
+    pub autopilot: Autopilot,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
+}
+
+/// Consul's `autopilot` block: the settings the servers' replicated autopilot configuration
+/// starts with when the datacenter is bootstrapped; afterwards
+/// `PUT /v1/operator/autopilot/configuration` changes it and these are not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Autopilot {
+    /// Remove dead servers from raft when a new one joins or periodically. Default true.
+    pub cleanup_dead_servers: bool,
+    /// How long a server may go without contact from the leader and stay healthy. Default 200ms.
+    pub last_contact_threshold: Duration,
+    /// How many log entries a server may trail the leader by and stay healthy. Default 250.
+    pub max_trailing_logs: u64,
+    /// Dead servers are not removed below this many servers (0: no minimum).
+    pub min_quorum: u32,
+    /// How long a new server must be healthy before it counts as stable. Default 10s.
+    pub server_stabilization_time: Duration,
+}
+
+impl Default for Autopilot {
+    fn default() -> Self {
+        Autopilot {
+            cleanup_dead_servers: true,
+            last_contact_threshold: Duration::from_millis(200),
+            max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization_time: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Listener ports. `-1` disables a listener, like Consul.

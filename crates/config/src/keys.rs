@@ -119,6 +119,23 @@ macro_rules! definitions {
     };
 }
 
+/// `accepted!(path, parse; doc)`: a Consul key whose value is checked with `parse` and then
+/// dropped, because it concerns nothing mesh has (an update check, a web UI) or asks for what
+/// mesh always does. Only for keys where either value leaves nobody believing something is on
+/// that is not; everything else is in [`UNSUPPORTED`]. No flag.
+macro_rules! accepted {
+    ($path:literal, $parse:ident; $doc:literal) => {
+        Key {
+            path: $path,
+            flag: "",
+            kind: expected!($parse),
+            doc: $doc,
+            set: |_, value| ($parse)(value).map(drop),
+            take_flag: |_, _| false,
+        }
+    };
+}
+
 pub(crate) const PORT_EXPECTED: &str = "a port number between 1 and 65535, or -1 to disable";
 pub(crate) const RAFT_MULTIPLIER_EXPECTED: &str = "an integer between 1 and 10";
 const STRING_EXPECTED: &str = "a string";
@@ -275,6 +292,8 @@ pub(crate) static KEYS: &[Key] = &[
         "The SOA record's minimum TTL, in seconds."),
     key!("telemetry.prometheus_retention_time", "", prometheus_retention_time, duration;
         "Above zero, `/v1/agent/metrics?format=prometheus` answers in Prometheus' text format."),
+    accepted!("telemetry.disable_hostname", boolean;
+        "Accepted for Consul compatibility, with no effect: mesh never puts the hostname in metric names."),
     key!("connect.enabled", "", connect.enabled, boolean;
         "Enable Connect: the built-in CA and service identities."),
     key!("connect.ca_provider", "", connect.ca_provider, ca_provider;
@@ -283,6 +302,28 @@ pub(crate) static KEYS: &[Key] = &[
         "The built-in CA's settings (`leaf_cert_ttl`, `root_cert_ttl`, `private_key`, `root_cert`, ...), used only when the CA is first created."),
     key!("default_intention_policy", "", default_intention_policy, intention_policy;
         "What intentions decide when none matches; when unset, the ACL default policy decides (allow while ACLs are off)."),
+    key!("leave_on_terminate", "", leave_on_terminate, boolean;
+        "Leave the datacenter gracefully on SIGTERM, so that the others record this agent as left, not failed."),
+    key!("skip_leave_on_interrupt", "", skip_leave_on_interrupt, boolean;
+        "Stop without leaving the datacenter on SIGINT."),
+    accepted!("rejoin_after_leave", boolean;
+        "Accepted for Consul compatibility, with no effect: mesh keeps no member snapshot to rejoin from, so a restarted agent always joins through `retry_join`."),
+    accepted!("disable_update_check", boolean;
+        "Accepted for Consul compatibility, with no effect: mesh never checks for updates."),
+    accepted!("ui", boolean;
+        "Consul's older spelling of `ui_config.enabled`; accepted, with no effect."),
+    accepted!("ui_config.enabled", boolean;
+        "Accepted for Consul compatibility, with no effect: mesh has no web UI (`ui_config`'s other keys are refused)."),
+    key!("autopilot.cleanup_dead_servers", "", autopilot.cleanup_dead_servers, boolean;
+        "Remove dead servers from raft when a new one joins, and periodically. Like every `autopilot` key, read when the datacenter is bootstrapped; later, `PUT /v1/operator/autopilot/configuration` changes it."),
+    key!("autopilot.last_contact_threshold", "", autopilot.last_contact_threshold, duration;
+        "How long a server may go without contact from the leader and still be healthy."),
+    key!("autopilot.max_trailing_logs", "", autopilot.max_trailing_logs, non_negative;
+        "How many raft log entries a server may trail the leader by and still be healthy."),
+    key!("autopilot.min_quorum", "", autopilot.min_quorum, non_negative;
+        "Dead servers are not removed below this many servers (0: no minimum)."),
+    key!("autopilot.server_stabilization_time", "", autopilot.server_stabilization_time, duration;
+        "How long a new server must be healthy before it counts as stable."),
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
@@ -295,26 +336,67 @@ static SECTIONS: &[&str] = &[
     "dns_config",
     "dns_config.soa",
     "connect",
+    "ui_config",
+    "autopilot",
 ];
 
 /// Sections of which mesh implements only some keys: the others are unsupported, not unknown.
 /// (`dns_config.allow_stale`/`max_stale`/`use_cache` are among them: DNS always answers from
 /// the agent's own view, kept current by blocking queries.)
-static PARTLY_SUPPORTED: &[&str] = &["telemetry", "dns_config", "connect"];
+static PARTLY_SUPPORTED: &[&str] = &[
+    "telemetry",
+    "dns_config",
+    "connect",
+    "ui_config",
+    "autopilot",
+];
 
 /// Keys Consul accepts that mesh does not implement yet. Rejected, never ignored, so that
 /// nobody believes e.g. gossip encryption is on when it is not.
 static UNSUPPORTED: &[&str] = &[
     "acl",
     "addresses",
-    "autopilot",
+    "auto_config",
+    "auto_encrypt",
+    "ca_file",
+    "ca_path",
+    "cert_file",
     "check",
     "checks",
+    "config_entries",
+    "enable_central_service_config",
+    "enable_syslog",
+    "encrypt_verify_incoming",
+    "encrypt_verify_outgoing",
+    "http_config",
+    "key_file",
+    "limits.rpc_max_burst",
+    "limits.rpc_max_conns_per_client",
+    "limits.rpc_rate",
+    "log_file",
+    "node_meta",
+    "performance.leave_drain_time",
+    "performance.rpc_hold_timeout",
+    "pid_file",
+    "ports.grpc_tls",
     "ports.serf_wan",
+    "ports.sidecar_max_port",
+    "ports.sidecar_min_port",
+    "primary_datacenter",
+    "raft_protocol",
+    "retry_interval",
+    "retry_join_wan",
+    "retry_max",
     "service",
     "services",
+    "start_join",
     "tls",
-    "ui_config",
+    "translate_wan_addrs",
+    "verify_incoming",
+    "verify_incoming_https",
+    "verify_incoming_rpc",
+    "verify_outgoing",
+    "verify_server_hostname",
 ];
 
 /// Values merged so far, and which file or flag set each key last.
@@ -657,8 +739,10 @@ key names, passed with `-config-file FILE` (repeatable, later files win) or `-co
 override every file; `retry_join` and `recursors` append instead (files to each other, then
 flags). `-dev` fills in its defaults for whatever nothing else set. An unknown key, a Consul key
 mesh does not implement, or a bad value stops the agent with an error naming the file (or flag)
-and the full dotted key. `mesh-client validate FILE_OR_DIRECTORY...` checks files without
-starting anything.
+and the full dotted key. A few Consul keys about things mesh has no use for (an update check,
+a web UI) are checked and then have no effect, so that Consul's usual configurations load; their
+descriptions say so. `mesh-client validate FILE_OR_DIRECTORY...` checks files without starting
+anything.
 
 Sections (`ports`, `dns_config`, ...) are objects in JSON and blocks in HCL:
 
@@ -826,6 +910,11 @@ fn default_text(config: &crate::Config, path: &str) -> Option<String> {
         "dns_config.soa.expire" => number(dns.soa.expire.into()),
         "dns_config.soa.min_ttl" => number(dns.soa.min_ttl.into()),
         "telemetry.prometheus_retention_time" => duration(config.prometheus_retention_time),
+        "telemetry.disable_hostname"
+        | "rejoin_after_leave"
+        | "disable_update_check"
+        | "ui"
+        | "ui_config.enabled" => None,
         "connect.enabled" => flag(config.connect.enabled),
         "connect.ca_provider" => code("consul".to_owned()),
         "connect.ca_config" => None,
@@ -836,6 +925,16 @@ fn default_text(config: &crate::Config, path: &str) -> Option<String> {
                     crate::IntentionPolicy::Allow => code("allow".to_owned()),
                     crate::IntentionPolicy::Deny => code("deny".to_owned()),
                 })
+        }
+        // Consul's defaults, by role rather than by `server`'s default.
+        "leave_on_terminate" => Some("`true` on clients, `false` on servers".to_owned()),
+        "skip_leave_on_interrupt" => Some("`false` on clients, `true` on servers".to_owned()),
+        "autopilot.cleanup_dead_servers" => flag(config.autopilot.cleanup_dead_servers),
+        "autopilot.last_contact_threshold" => duration(config.autopilot.last_contact_threshold),
+        "autopilot.max_trailing_logs" => number(config.autopilot.max_trailing_logs),
+        "autopilot.min_quorum" => number(config.autopilot.min_quorum.into()),
+        "autopilot.server_stabilization_time" => {
+            duration(config.autopilot.server_stabilization_time)
         }
         other => panic!("no default known for key {other:?}: add it to keys::default_text"),
     }

@@ -23,16 +23,16 @@ use std::fs;
 use std::path::PathBuf;
 
 pub use crate::config::{
-    Config, Connect, Dns, IntentionPolicy, Limits, LogLevel, ParseLogLevelError, Performance,
-    Ports, RecursorStrategy, Soa, PORT_DISABLED,
+    Autopilot, Config, Connect, Dns, IntentionPolicy, Limits, LogLevel, ParseLogLevelError,
+    Performance, Ports, RecursorStrategy, Soa, PORT_DISABLED,
 };
 pub use crate::duration::{format_go_duration, parse_go_duration, DurationError};
 pub use crate::error::{ConfigError, ConfigSource};
 pub use crate::file::hcl_to_json;
 pub use crate::keys::reference_markdown;
 pub use crate::overrides::{
-    ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides, PerformanceOverrides,
-    PortsOverrides,
+    AutopilotOverrides, ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides,
+    PerformanceOverrides, PortsOverrides,
 };
 
 /// Loads the agent configuration.

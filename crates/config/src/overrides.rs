@@ -67,6 +67,21 @@ pub struct Overrides {
     pub connect: ConnectOverrides,
     /// `default_intention_policy` (no flag)
     pub default_intention_policy: Option<crate::IntentionPolicy>,
+    /// `leave_on_terminate` (no flag)
+    pub leave_on_terminate: Option<bool>,
+    /// `skip_leave_on_interrupt` (no flag)
+    pub skip_leave_on_interrupt: Option<bool>,
+    pub autopilot: AutopilotOverrides,
+}
+
+/// `autopilot.*` (no flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AutopilotOverrides {
+    pub cleanup_dead_servers: Option<bool>,
+    pub last_contact_threshold: Option<Duration>,
+    pub max_trailing_logs: Option<u64>,
+    pub min_quorum: Option<u32>,
+    pub server_stabilization_time: Option<Duration>,
 }
 
 /// `connect.*` (no flags).

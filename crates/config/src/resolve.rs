@@ -31,6 +31,7 @@ pub(crate) fn resolve(
     let values = &layers.values;
     let ports = Ports::default();
     let limits = Limits::default();
+    let server = values.server.unwrap_or(false);
     let config = Config {
         // Consul lowercases the datacenter before validating it.
         datacenter: values
@@ -53,7 +54,7 @@ pub(crate) fn resolve(
             serf_lan: values.ports.serf_lan.unwrap_or(ports.serf_lan),
             grpc: values.ports.grpc.unwrap_or(ports.grpc),
         },
-        server: values.server.unwrap_or(false),
+        server,
         bootstrap_expect: values.bootstrap_expect.unwrap_or(0),
         bootstrap: values.bootstrap.unwrap_or(false),
         retry_join: values.retry_join.clone(),
@@ -108,6 +109,11 @@ pub(crate) fn resolve(
         reconnect_timeout: values
             .reconnect_timeout
             .unwrap_or(DEFAULT_RECONNECT_TIMEOUT),
+        // Consul's defaults depend on the role: clients leave on SIGTERM, servers do not
+        // (a server that leaves shrinks the raft quorum).
+        leave_on_terminate: values.leave_on_terminate.unwrap_or(!server),
+        skip_leave_on_interrupt: values.skip_leave_on_interrupt.unwrap_or(server),
+        autopilot: autopilot(&values.autopilot),
         sources: crate::Sources::default(),
     };
     validate(&config, &layers)?;
@@ -302,5 +308,25 @@ fn dns(values: &crate::DnsOverrides) -> crate::Dns {
         recursor_timeout: values.recursor_timeout.unwrap_or(defaults.recursor_timeout),
         recursor_strategy: values.recursor_strategy.unwrap_or_default(),
         soa,
+    }
+}
+
+/// The autopilot settings: what was given over Consul's defaults.
+fn autopilot(values: &crate::AutopilotOverrides) -> crate::Autopilot {
+    let defaults = crate::Autopilot::default();
+    crate::Autopilot {
+        cleanup_dead_servers: values
+            .cleanup_dead_servers
+            .unwrap_or(defaults.cleanup_dead_servers),
+        last_contact_threshold: values
+            .last_contact_threshold
+            .unwrap_or(defaults.last_contact_threshold),
+        max_trailing_logs: values
+            .max_trailing_logs
+            .unwrap_or(defaults.max_trailing_logs),
+        min_quorum: values.min_quorum.unwrap_or(defaults.min_quorum),
+        server_stabilization_time: values
+            .server_stabilization_time
+            .unwrap_or(defaults.server_stabilization_time),
     }
 }

@@ -109,6 +109,9 @@ fn defaults() -> Config {
         dns: Dns::default(),
         connect: Connect::default(),
         default_intention_policy: None,
+        leave_on_terminate: true,
+        skip_leave_on_interrupt: false,
+        autopilot: Autopilot::default(),
         sources: Sources::default(),
     }
 }
@@ -126,6 +129,13 @@ fn default_node_name_is_the_hostname() {
     let config = load(&[], &[], &Overrides::default()).expect("defaults are valid");
     assert_eq!(config.node_name, hostname());
     assert!(!config.node_name.is_empty());
+}
+
+/// `c` as a server: `server` on, and the defaults that follow the role.
+fn as_server(c: &mut Config) {
+    c.server = true;
+    c.leave_on_terminate = false;
+    c.skip_leave_on_interrupt = true;
 }
 
 /// Every key, once from JSON and once from HCL, starting from the defaults.
@@ -205,16 +215,22 @@ fn every_key_from_json_and_hcl() {
             "ports { http = 1 }\nports {\n  dns = 2\n  http = 3\n}",
             |c| (c.ports.http, c.ports.dns) = (3, 2),
         ),
-        (r#"{"server": true}"#, "server = true", |c| c.server = true),
+        (r#"{"server": true}"#, "server = true", as_server),
         (
             r#"{"server": true, "bootstrap_expect": 3}"#,
             "server = true\nbootstrap_expect = 3",
-            |c| (c.server, c.bootstrap_expect) = (true, 3),
+            |c| {
+                as_server(c);
+                c.bootstrap_expect = 3;
+            },
         ),
         (
             r#"{"server": true, "bootstrap": true}"#,
             "server = true\nbootstrap = true",
-            |c| (c.server, c.bootstrap) = (true, true),
+            |c| {
+                as_server(c);
+                c.bootstrap = true;
+            },
         ),
         (
             r#"{"retry_join": ["127.0.0.2", "provider=aws tag_key=k tag_value=v"]}"#,
@@ -417,6 +433,45 @@ alt_domain = "mesh.example.com""#,
             r#"default_intention_policy = "deny""#,
             |c| c.default_intention_policy = Some(IntentionPolicy::Deny),
         ),
+        (
+            r#"{"leave_on_terminate": false, "skip_leave_on_interrupt": true}"#,
+            "leave_on_terminate = false\nskip_leave_on_interrupt = true",
+            |c| {
+                c.leave_on_terminate = false;
+                c.skip_leave_on_interrupt = true;
+            },
+        ),
+        // Accepted for Consul compatibility, with no effect.
+        (
+            r#"{"rejoin_after_leave": true, "disable_update_check": true, "ui": true,
+                "ui_config": {"enabled": true}, "telemetry": {"disable_hostname": true}}"#,
+            r#"rejoin_after_leave = true
+               disable_update_check = true
+               ui = true
+               ui_config { enabled = true }
+               telemetry { disable_hostname = true }"#,
+            |_| {},
+        ),
+        (
+            r#"{"autopilot": {"cleanup_dead_servers": false, "last_contact_threshold": "1s",
+                "max_trailing_logs": 500, "min_quorum": 3, "server_stabilization_time": "30s"}}"#,
+            r#"autopilot {
+                cleanup_dead_servers = false
+                last_contact_threshold = "1s"
+                max_trailing_logs = 500
+                min_quorum = 3
+                server_stabilization_time = "30s"
+            }"#,
+            |c| {
+                c.autopilot = Autopilot {
+                    cleanup_dead_servers: false,
+                    last_contact_threshold: Duration::from_secs(1),
+                    max_trailing_logs: 500,
+                    min_quorum: 3,
+                    server_stabilization_time: Duration::from_secs(30),
+                }
+            },
+        ),
     ];
     for (json, hcl, change) in cases {
         let mut expected = defaults();
@@ -486,10 +541,22 @@ fn every_file_key_is_covered_by_a_test_case() {
         "dns_config.soa.expire",
         "dns_config.soa.min_ttl",
         "telemetry.prometheus_retention_time",
+        "telemetry.disable_hostname",
         "connect.enabled",
         "connect.ca_provider",
         "connect.ca_config",
         "default_intention_policy",
+        "leave_on_terminate",
+        "skip_leave_on_interrupt",
+        "rejoin_after_leave",
+        "disable_update_check",
+        "ui",
+        "ui_config.enabled",
+        "autopilot.cleanup_dead_servers",
+        "autopilot.last_contact_threshold",
+        "autopilot.max_trailing_logs",
+        "autopilot.min_quorum",
+        "autopilot.server_stabilization_time",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
@@ -583,8 +650,34 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
         ),
         (
             "config.json",
-            r#"{"ui_config": {"enabled": true}}"#,
-            r#"config.json: key "ui_config" is not supported yet"#,
+            r#"{"ui_config": {"enabled": true, "content_path": "/ui/"}}"#,
+            r#"config.json: key "ui_config.content_path" is not supported yet"#,
+        ),
+        (
+            "config.hcl",
+            "autopilot { redundancy_zone_tag = \"zone\" }",
+            r#"config.hcl: key "autopilot.redundancy_zone_tag" is not supported yet"#,
+        ),
+        // Consul's TLS settings in their older, top-level form, and its other security keys.
+        (
+            "config.hcl",
+            "verify_incoming = true",
+            r#"config.hcl: key "verify_incoming" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"auto_encrypt": {"allow_tls": true}}"#,
+            r#"config.json: key "auto_encrypt" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"limits": {"rpc_rate": 100}}"#,
+            r#"config.json: key "limits.rpc_rate" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"node_meta": {"rack": "r1"}}"#,
+            r#"config.json: key "node_meta" is not supported yet"#,
         ),
         (
             "config.json",
@@ -625,6 +718,22 @@ fn bad_values_name_file_key_and_value() {
             "config.json",
             r#"{"dns_config": {"recursor_strategy": "fastest"}}"#,
             r#"config.json: invalid value for "dns_config.recursor_strategy": expected "sequential" or "random", got "fastest""#,
+        ),
+        // Keys accepted with no effect still have their values checked.
+        (
+            "config.json",
+            r#"{"disable_update_check": "yes"}"#,
+            r#"config.json: invalid value for "disable_update_check": expected a boolean (true or false), got "yes""#,
+        ),
+        (
+            "config.hcl",
+            "ui_config { enabled = 1 }",
+            r#"config.hcl: invalid value for "ui_config.enabled": expected a boolean (true or false), got 1"#,
+        ),
+        (
+            "config.json",
+            r#"{"autopilot": {"last_contact_threshold": "soon"}}"#,
+            r#"config.json: invalid value for "autopilot.last_contact_threshold": expected a duration such as "10s" or "1m30s", got "soon""#,
         ),
         (
             "config.json",
@@ -1008,6 +1117,9 @@ fn flags_win_over_files_for_every_key() {
         },
         connect: ConnectOverrides::default(),
         default_intention_policy: None,
+        leave_on_terminate: None,
+        skip_leave_on_interrupt: None,
+        autopilot: AutopilotOverrides::default(),
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -1057,9 +1169,31 @@ fn flags_win_over_files_for_every_key() {
         },
         connect: Connect::default(),
         default_intention_policy: None,
+        // A server (by the flag) by default stays on SIGTERM and does not leave on SIGINT.
+        leave_on_terminate: false,
+        skip_leave_on_interrupt: true,
+        autopilot: Autopilot::default(),
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));
+}
+
+#[test]
+fn leaving_on_signals_defaults_by_role_like_consul() {
+    let client = load_one("client.json", "{}").expect("loads");
+    assert!(client.leave_on_terminate && !client.skip_leave_on_interrupt);
+    let server = load_one("server.json", r#"{"server": true}"#).expect("loads");
+    assert!(!server.leave_on_terminate && server.skip_leave_on_interrupt);
+    // mesh-server sets `server` with its flag; the role default follows it.
+    let flags = Overrides {
+        server: Some(true),
+        ..Overrides::default()
+    };
+    let server = Files::new()
+        .add("server.json", r#"{"leave_on_terminate": true}"#)
+        .load(&["server.json"], &[], &flags)
+        .expect("loads");
+    assert!(server.leave_on_terminate && server.skip_leave_on_interrupt);
 }
 
 #[test]
@@ -1070,7 +1204,7 @@ fn dev_mode_defaults() {
     };
     let mut expected = defaults();
     expected.dev = true;
-    expected.server = true;
+    as_server(&mut expected);
     expected.bootstrap = true;
     expected.bind_addr = ip("127.0.0.1");
     expected.client_addr = ip("127.0.0.1");

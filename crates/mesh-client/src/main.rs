@@ -301,10 +301,16 @@ fn operator(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
-    let agent = client::ClientAgent::start(config).await?;
+    let agent = client::ClientAgent::start(config.clone()).await?;
     tokio::select! {
-        signal = agent::signals::until_stopped(agent.agent()) => {
-            signal.context("installing the signal handlers")?;
+        stop = agent::signals::until_stopped(agent.agent()) => {
+            let stop = stop.context("installing the signal handlers")?;
+            if stop.leaves(&config) {
+                tracing::info!(signal = ?stop, "leaving the datacenter before stopping");
+                if let Err(err) = agent.leave().await {
+                    tracing::warn!(%err, "leaving the datacenter failed");
+                }
+            }
         }
         () = agent.agent().left() => tracing::info!("left the datacenter"),
     }

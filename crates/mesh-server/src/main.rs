@@ -150,10 +150,17 @@ async fn run(config: config::Config, args: &Args) -> anyhow::Result<()> {
         println!("{report}");
         return Ok(());
     }
-    let server = server::Server::start(config).await?;
+    let server = server::Server::start(config.clone()).await?;
     tokio::select! {
-        signal = agent::signals::until_stopped(server.agent()) => {
-            signal.context("installing the signal handlers")?;
+        stop = agent::signals::until_stopped(server.agent()) => {
+            let stop = stop.context("installing the signal handlers")?;
+            if stop.leaves(&config) {
+                tracing::info!(signal = ?stop, "leaving the datacenter before stopping");
+                match server.leave().await {
+                    Ok(()) => server.left().await,
+                    Err(err) => tracing::warn!(%err, "leaving the datacenter failed"),
+                }
+            }
         }
         () = server.left() => tracing::info!("left the datacenter"),
     }

@@ -95,11 +95,43 @@ pub(crate) fn plan(
     plan
 }
 
-/// While this server leads: applies [`plan`] on every membership change and every
-/// [`INTERVAL`].
+/// The configuration a datacenter's autopilot starts with: the agent's `autopilot` block.
+pub(crate) fn initial_config(config: &config::Autopilot) -> AutopilotConfig {
+    AutopilotConfig {
+        cleanup_dead_servers: config.cleanup_dead_servers,
+        last_contact_threshold: config.last_contact_threshold,
+        max_trailing_logs: config.max_trailing_logs,
+        min_quorum: config.min_quorum,
+        server_stabilization_time: config.server_stabilization_time,
+        ..AutopilotConfig::default()
+    }
+}
+
+/// Writes `initial` as the datacenter's autopilot configuration unless one was ever written
+/// (as Consul's leader does when it takes over): the `autopilot` block of the leader's agent
+/// configuration counts only until the first write, then the API changes it.
+async fn initialize(node: &RaftNode, initial: &AutopilotConfig) {
+    if node.reader().state().autopilot.create_index != 0 {
+        return;
+    }
+    let op = consensus::Op::SetAutopilot {
+        config: initial.clone(),
+        cas: Some(0),
+    };
+    match node.write_as_leader(op).await {
+        Ok(_) => tracing::info!("autopilot: configuration initialized from the agent's"),
+        Err(err) => {
+            tracing::debug!(%err, "autopilot: initializing the configuration failed; will retry")
+        }
+    }
+}
+
+/// While this server leads: initializes the configuration, then applies [`plan`] on every
+/// membership change and every [`INTERVAL`].
 pub(crate) async fn run(
     node: RaftNode,
     membership: Membership,
+    initial: AutopilotConfig,
     me: NodeId,
     datacenter: String,
     mut shutdown: watch::Receiver<bool>,
@@ -109,6 +141,7 @@ pub(crate) async fn run(
     loop {
         changes.borrow_and_update();
         if node.leader_view().is_leader && node.is_initialized() {
+            initialize(&node, &initial).await;
             let (servers, _) = node.configuration();
             let config = node.reader().state().autopilot.clone();
             let plan = plan(

@@ -68,6 +68,7 @@ pub struct Server {
     http_addr: SocketAddr,
     node: RaftNode,
     agent: agent::Agent,
+    membership: agent::membership::Membership,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Dev mode's throwaway data directory, removed when the server is dropped.
@@ -275,6 +276,7 @@ impl Server {
         tasks.push(tokio::spawn(autopilot::run(
             node.clone(),
             membership.clone(),
+            autopilot::initial_config(&config.autopilot),
             raft_id,
             config.datacenter.clone(),
             shutdown_rx.clone(),
@@ -317,6 +319,7 @@ impl Server {
             http_addr,
             node,
             agent: local_agent,
+            membership,
             shutdown,
             tasks,
             _dev_dir: dev_dir,
@@ -326,6 +329,12 @@ impl Server {
     /// Where the HTTP API listens (useful when the configured port was 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Leaves the datacenter gracefully, as `PUT /v1/agent/leave` does; [`Server::left`] then
+    /// takes it out of raft.
+    pub async fn leave(&self) -> Result<(), agent::AgentError> {
+        self.membership.leave_datacenter(&self.agent).await
     }
 
     /// Completes when this server has left the datacenter (`PUT /v1/agent/leave`): its agent
