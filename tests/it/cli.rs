@@ -678,3 +678,82 @@ async fn config_entries_write_read_list_and_delete_like_consuls() -> anyhow::Res
     );
     Ok(())
 }
+
+/// The `autopilot` block of a new datacenter's server configuration becomes its autopilot
+/// settings; once the API changes them, a restart does not put the file's back. `operator
+/// autopilot state` shows the servers as Consul's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autopilot_starts_from_the_config_file_and_shows_its_state() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("autopilot.hcl");
+    std::fs::write(
+        &config,
+        "autopilot {\n  max_trailing_logs = 99\n  last_contact_threshold = \"350ms\"\n}\n",
+    )?;
+    let mut server = ServerProcess::new(
+        Ipv4Addr::new(127, 0, 8, 10),
+        &dir.path().join("server"),
+        vec![
+            "-bootstrap".into(),
+            "-config-file".into(),
+            config.display().to_string(),
+        ],
+    )?;
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    let settings = wait_json(
+        &server.http(),
+        "/v1/operator/autopilot/configuration",
+        "autopilot's settings to come from the config file",
+        SOON,
+        |v: &Value| v["MaxTrailingLogs"] == json!(99),
+    )
+    .await?;
+    assert_eq!(settings["LastContactThreshold"], "350ms");
+    assert_ne!(settings["CreateIndex"], json!(0), "{settings}");
+    let listing = ok(&server, "operator autopilot get-config", &[]).await?;
+    assert!(listing.contains("MaxTrailingLogs = 99\n"), "{listing}");
+
+    ok(
+        &server,
+        "operator autopilot set-config",
+        &["-max-trailing-logs", "7"],
+    )
+    .await?;
+    server.terminate(SOON).await?;
+    server.restart().await?;
+    let settings = server
+        .http()
+        .get("/v1/operator/autopilot/configuration")
+        .await?
+        .json()?;
+    assert_eq!(
+        settings["MaxTrailingLogs"],
+        json!(7),
+        "the API's change survives the restart: {settings}"
+    );
+
+    let state: Value = serde_json::from_str(
+        &ok(&server, "operator autopilot state", &["-format", "json"]).await?,
+    )?;
+    let leader = state["Leader"].as_str().unwrap_or_default().to_owned();
+    assert!(!leader.is_empty(), "{state}");
+    assert_eq!(state["Voters"], json!([leader]));
+    let pretty = ok(&server, "operator autopilot state", &[]).await?;
+    assert!(
+        pretty.starts_with(&format!(
+            "Healthy:                      true\nFailure Tolerance:            0\n\
+             Optimistic Failure Tolerance: 0\nLeader:                       {leader}\n\
+             Voters:\n   {leader}\nServers:\n   {leader}\n"
+        )),
+        "{pretty}"
+    );
+    assert!(
+        pretty.contains("      Status:          leader\n"),
+        "{pretty}"
+    );
+    let wrong = mesh(&server, "operator autopilot state", &["-format", "yaml"]).await?;
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(wrong.stderr.contains("Unknown format: yaml"), "{wrong:?}");
+    Ok(())
+}

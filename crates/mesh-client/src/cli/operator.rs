@@ -1,5 +1,6 @@
 //! `operator raft list-peers|remove-peer|transfer-leader` and `operator autopilot
-//! get-config|set-config`: the servers' raft configuration and autopilot settings.
+//! get-config|set-config|state`: the servers' raft configuration, autopilot's settings and its
+//! view of the servers.
 
 use std::collections::HashMap;
 
@@ -40,6 +41,17 @@ pub enum AutopilotCommand {
     GetConfig(GetConfigArgs),
     /// Modifies the autopilot configuration.
     SetConfig(SetConfigArgs),
+    /// Displays autopilot's view of the servers (health, failure tolerance, voters).
+    State(StateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Output format: `pretty` or `json`.
+    #[arg(long, default_value = "pretty")]
+    format: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +129,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Autopilot { command } => match command {
             AutopilotCommand::GetConfig(args) => get_config(args).await,
             AutopilotCommand::SetConfig(args) => set_config(args).await,
+            AutopilotCommand::State(args) => state(args).await,
         },
     }
 }
@@ -283,7 +296,7 @@ fn autopilot_listing(config: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let quoted = |v: &Value| format!("{:?}", v.as_str().unwrap_or_default());
+    let quoted = |v: &Value| config_entries::go_quote(v.as_str().unwrap_or_default());
     let mut out = String::new();
     for (field, show) in [
         ("CleanupDeadServers", false),
@@ -362,6 +375,98 @@ async fn set_config(args: SetConfigArgs) -> anyhow::Result<()> {
     }
 }
 
+async fn state(args: StateArgs) -> anyhow::Result<()> {
+    if args.format != "pretty" && args.format != "json" {
+        return Err(fail(format!("Unknown format: {}", args.format)));
+    }
+    let api = args.http.api()?;
+    let state = api
+        .get_json("/v1/operator/autopilot/state")
+        .await
+        .map_err(|err| fail(format!("Error querying Autopilot state: {err:#}")))?;
+    let out = match args.format.as_str() {
+        "json" => {
+            let mut out = Vec::new();
+            let indent = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            serde::Serialize::serialize(
+                &state,
+                &mut serde_json::Serializer::with_formatter(&mut out, indent),
+            )?;
+            String::from_utf8(out)?
+        }
+        _ => state_listing(&state),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+/// `operator autopilot state` in Consul's pretty format: the datacenter's health and voters,
+/// then each server (sorted by ID) with its status, contact and log position.
+fn state_listing(state: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Healthy:                      {}\n",
+        text(&state["Healthy"])
+    ));
+    out.push_str(&format!(
+        "Failure Tolerance:            {}\n",
+        text(&state["FailureTolerance"])
+    ));
+    out.push_str(&format!(
+        "Optimistic Failure Tolerance: {}\n",
+        text(&state["OptimisticFailureTolerance"])
+    ));
+    out.push_str(&format!(
+        "Leader:                       {}\n",
+        text(&state["Leader"])
+    ));
+    out.push_str("Voters:\n");
+    for voter in state["Voters"].as_array().into_iter().flatten() {
+        out.push_str(&format!("   {}\n", text(voter)));
+    }
+    out.push_str("Servers:\n");
+    let mut servers: Vec<(&String, &Value)> = state["Servers"]
+        .as_object()
+        .map(|servers| servers.iter().collect())
+        .unwrap_or_default();
+    servers.sort_by(|a, b| a.0.cmp(b.0));
+    for (id, server) in servers {
+        out.push_str(&format!("   {id}\n"));
+        for (label, field) in [
+            ("Name:           ", "Name"),
+            ("Address:        ", "Address"),
+            ("Version:        ", "Version"),
+            ("Status:         ", "Status"),
+            ("Node Type:      ", "NodeType"),
+            ("Node Status:    ", "NodeStatus"),
+            ("Healthy:        ", "Healthy"),
+            ("Last Contact:   ", "LastContact"),
+            ("Last Term:      ", "LastTerm"),
+            ("Last Index:     ", "LastIndex"),
+        ] {
+            out.push_str(&format!("      {label} {}\n", text(&server[field])));
+        }
+        if let Some(meta) = server["Meta"].as_object().filter(|m| !m.is_empty()) {
+            out.push_str("      Meta\n");
+            let mut pairs: Vec<_> = meta.iter().collect();
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, value) in pairs {
+                out.push_str(&format!(
+                    "         {}: {}\n",
+                    config_entries::go_quote(key),
+                    config_entries::go_quote(&text(value))
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +499,55 @@ mod tests {
         assert!(
             without.ends_with("node-3  cccc  127.0.0.3:8300  follower  false  <=1           _\n"),
             "{without}"
+        );
+    }
+
+    #[test]
+    fn autopilot_state_prints_like_consuls() {
+        let server = |id: &str, name: &str, status: &str, contact: &str, index: u64| {
+            json!({
+                "ID": id, "Name": name, "Address": format!("198.18.0.{}:8300", &name[4..]),
+                "NodeStatus": "alive", "Version": "1.9.0", "LastContact": contact,
+                "LastTerm": 3, "LastIndex": index, "Healthy": true,
+                "StableSince": "2026-11-25T00:00:00Z", "ReadReplica": false,
+                "Status": status, "Meta": {"zone": "b"}, "NodeType": "voter",
+            })
+        };
+        let state = json!({
+            "Healthy": true, "FailureTolerance": 1, "OptimisticFailureTolerance": 0,
+            "Servers": {
+                "cccc": server("cccc", "node3", "voter", "2ms", 39),
+                "aaaa": server("aaaa", "node1", "leader", "0s", 42),
+            },
+            "Leader": "aaaa", "Voters": ["aaaa", "cccc"],
+        });
+        let listing = state_listing(&state);
+        assert!(
+            listing.starts_with(
+                "Healthy:                      true\n\
+                 Failure Tolerance:            1\n\
+                 Optimistic Failure Tolerance: 0\n\
+                 Leader:                       aaaa\n\
+                 Voters:\n   aaaa\n   cccc\n\
+                 Servers:\n   aaaa\n\
+                 \x20     Name:            node1\n\
+                 \x20     Address:         198.18.0.1:8300\n\
+                 \x20     Version:         1.9.0\n\
+                 \x20     Status:          leader\n\
+                 \x20     Node Type:       voter\n\
+                 \x20     Node Status:     alive\n\
+                 \x20     Healthy:         true\n\
+                 \x20     Last Contact:    0s\n\
+                 \x20     Last Term:       3\n\
+                 \x20     Last Index:      42\n\
+                 \x20     Meta\n\
+                 \x20        \"zone\": \"b\"\n\
+                 \x20  cccc\n"
+            ),
+            "{listing}"
+        );
+        assert!(
+            listing.ends_with("      Last Index:      39\n      Meta\n         \"zone\": \"b\"\n")
         );
     }
 
