@@ -137,8 +137,35 @@ fn dev(extra: &[String]) -> anyhow::Result<()> {
         .args(extra))
 }
 
+/// Binaries that must never link RocksDB (see docs/architecture.md: only `mesh-server` links
+/// `raft-store`): a client agent on every VM should carry none of the server's storage.
+const WITHOUT_ROCKSDB: &[&str] = &["mesh-client", "mesh-sidecar"];
+
+/// Fails when one of [`WITHOUT_ROCKSDB`] depends on RocksDB, naming the path to it.
+fn check_no_rocksdb() -> anyhow::Result<()> {
+    for package in WITHOUT_ROCKSDB {
+        let output = cargo()
+            .args(["tree", "--quiet", "-e", "normal", "-p", package])
+            .args(["--invert", "librocksdb-sys"])
+            .output()
+            .with_context(|| format!("cargo tree -p {package}"))?;
+        if output.status.success() {
+            bail!(
+                "{package} links RocksDB, which only mesh-server may:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !stderr.contains("did not match any packages") {
+            bail!("cargo tree -p {package} failed: {stderr}");
+        }
+    }
+    Ok(())
+}
+
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prereqs::ensure()?;
+    check_no_rocksdb()?;
     // Integration tests run the real binaries, which `cargo test` alone does not build.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     let mut cmd = cargo();
