@@ -757,3 +757,110 @@ async fn autopilot_starts_from_the_config_file_and_shows_its_state() -> anyhow::
     assert!(wrong.stderr.contains("Unknown format: yaml"), "{wrong:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_n_shares_a_semaphore_among_at_most_n_children() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server(dir.path(), 11).await?;
+    let http = server.http();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks)?;
+    let d = marks.display();
+
+    // Each child counts the holders (marker files) as it starts and before it ends. The first
+    // two wait (at most 20s) for each other, so that both slots are seen in use at once.
+    let script = format!(
+        "echo start >> {d}/started; touch {d}/held.$$; \
+         held() {{ ls {d} | grep -c '^held'; }}; i=0; \
+         while [ $(held) -lt 2 ] && [ $(wc -l < {d}/started) -lt 3 ] && [ $i -lt 200 ]; \
+         do sleep 0.1; i=$((i+1)); done; \
+         held >> {d}/counts; sleep 1; held >> {d}/counts; rm {d}/held.$$; echo ran >> {d}/ran"
+    );
+    let args = ["-n", "2", "pool/jobs", &script];
+    let (a, b, c) = tokio::join!(
+        mesh(&server, "lock", &args),
+        mesh(&server, "lock", &args),
+        mesh(&server, "lock", &args)
+    );
+    for run in [a?, b?, c?] {
+        assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:?}");
+    }
+    let counts: Vec<u32> = std::fs::read_to_string(marks.join("counts"))?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    assert_eq!(counts.iter().max(), Some(&2), "{counts:?}");
+    assert_eq!(
+        std::fs::read_to_string(marks.join("ran"))?.lines().count(),
+        3
+    );
+
+    // Afterwards no .lock, no contender key, no session.
+    let lock = http.get("/v1/kv/pool/jobs/.lock").await?;
+    assert_eq!(lock.status, 404, "{lock:?}");
+    let keys = http.get("/v1/kv/pool/jobs?recurse").await?;
+    assert_eq!(keys.status, 404, "{keys:?}");
+    assert_eq!(http.get("/v1/session/list").await?.json()?, json!([]));
+
+    // A live semaphore of 2 refuses a contender of 3, and a lock, and keeps its holder.
+    let holder = {
+        let go = marks.join("go");
+        let script = format!(
+            "i=0; while [ ! -e {} ] && [ $i -lt 250 ]; do sleep 0.1; i=$((i+1)); done",
+            go.display()
+        );
+        let mut command = tokio::process::Command::new(test_support::binary("mesh-client")?);
+        command
+            .args(["lock", "-http-addr", &server.http_addr(), "-n", "2"])
+            .args(["pool/busy", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn()?
+    };
+    wait_json(
+        &http,
+        "/v1/kv/pool/busy/.lock?raw",
+        "the semaphore held",
+        SOON,
+        |lock| lock["Limit"] == 2 && lock["Holders"].as_object().is_some_and(|h| h.len() == 1),
+    )
+    .await?;
+    let sessions = http.get("/v1/session/list").await?.json()?;
+    let name = sessions[0]["Name"].as_str().unwrap_or_default();
+    assert!(
+        name.starts_with("Consul lock for 'i=0;") && name.ends_with("' at 'pool/busy'"),
+        "{sessions}"
+    );
+    assert_eq!(sessions[0]["Behavior"], "delete", "{sessions}");
+
+    let more = mesh(&server, "lock", &["-n", "3", "pool/busy", "echo never"]).await?;
+    assert_eq!(more.code, 1, "{more:?}");
+    assert_eq!(
+        more.stderr,
+        "Lock acquisition failed: semaphore limit conflict (lock: 2, local: 3)\n"
+    );
+    assert_eq!(more.stdout, "");
+    let single = mesh(&server, "lock", &["pool/busy", "echo never"]).await?;
+    assert_eq!(single.code, 1, "{single:?}");
+    assert_eq!(
+        single.stderr,
+        "Lock acquisition failed: Existing key does not match lock use\n"
+    );
+    // The refused contender's key went with its session.
+    let keys = http.get("/v1/kv/pool/busy?keys").await?.json()?;
+    assert_eq!(keys.as_array().map(Vec::len), Some(2), "{keys}");
+
+    // The holder, once its child is done, leaves nothing behind.
+    std::fs::write(marks.join("go"), "")?;
+    let done = tokio::time::timeout(SOON, holder.wait_with_output()).await??;
+    assert!(done.status.success(), "{done:?}");
+    let lock = http.get("/v1/kv/pool/busy/.lock").await?;
+    assert_eq!(lock.status, 404, "{lock:?}");
+    let keys = http.get("/v1/kv/pool/busy?recurse").await?;
+    assert_eq!(keys.status, 404, "{keys:?}");
+    assert_eq!(http.get("/v1/session/list").await?.json()?, json!([]));
+    Ok(())
+}
