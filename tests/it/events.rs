@@ -220,3 +220,88 @@ async fn events_reach_their_agents_and_keys_rotate_everywhere() -> anyhow::Resul
     assert_eq!(local[0]["Keys"], json!({ KEY_2: 1 }), "{local}");
     Ok(())
 }
+
+/// `mesh-client watch -type event -name NAME HANDLER`: the handler runs once per new event with
+/// only the events it has not seen on stdin (Consul's event watch), and other names never wake
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_watch_hands_its_handler_only_new_events() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = ServerProcess::new(
+        Ipv4Addr::new(127, 0, 0, 83),
+        &dir.path().join("s"),
+        vec!["-bootstrap".into()],
+    )?;
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    let http = server.http();
+    let fire = |name: &str, payload: &str| {
+        let (http, path) = (http.clone(), format!("/v1/event/fire/{name}"));
+        let payload = payload.to_owned();
+        async move {
+            let reply = http.put(&path, payload).await?;
+            anyhow::ensure!(reply.status == 200, "{path}: {}", reply.body);
+            anyhow::Ok(())
+        }
+    };
+    // Fired before the watch starts: the first run hands it over, as Consul's does.
+    fire("deploy", "v1").await?;
+
+    let runs = dir.path().join("runs");
+    std::fs::create_dir(&runs)?;
+    // Each run of the handler keeps its stdin in its own file.
+    let handler = format!("cat > {}/$(date +%s%N)", runs.display());
+    let mut watch = tokio::process::Command::new(test_support::binary("mesh-client")?)
+        .args(["watch", "-http-addr", &server.http_addr()])
+        .args(["-type", "event", "-name", "deploy", &handler])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let soon = std::time::Duration::from_secs(30);
+    test_support::wait_until("the handler's first run", soon, || {
+        std::future::ready(!handed_over(&runs).is_empty())
+    })
+    .await?;
+    let first = handed_over(&runs);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(names(&first[0]), ["deploy"]);
+
+    fire("other", "x").await?;
+    fire("deploy", "v2").await?;
+    test_support::wait_until("the handler's second run", soon, || {
+        std::future::ready(handed_over(&runs).len() >= 2)
+    })
+    .await?;
+    let runs_now = handed_over(&runs);
+    assert_eq!(
+        runs_now.len(),
+        2,
+        "one more run, for the new deploy only: {runs_now:?}"
+    );
+    let second = &runs_now[1];
+    assert_eq!(names(second), ["deploy"], "{second}");
+    let payload = second[0]["Payload"].as_str().unwrap_or_default();
+    assert_eq!(
+        payload, "djI=",
+        "only the new event (base64 of v2): {second}"
+    );
+    watch.start_kill()?;
+    watch.wait().await?;
+    Ok(())
+}
+
+/// What the watch's handler runs wrote, oldest first: one JSON list per run, counted once the
+/// run wrote all of it.
+fn handed_over(runs: &std::path::Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| serde_json::from_slice(&std::fs::read(f).ok()?).ok())
+        .collect()
+}

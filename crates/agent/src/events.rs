@@ -118,10 +118,12 @@ impl EventLog {
 /// Consul's index for an event list: the newest event's UUID folded into 64 bits (the XOR of
 /// its two halves), or 1 for an empty list so that watchers do not spin. Opaque, not monotonic.
 pub fn list_index(events: &[UserEvent]) -> u64 {
-    events.last().map_or(1, |e| fold_uuid(&e.id))
+    events.last().map_or(1, |e| id_index(&e.id))
 }
 
-fn fold_uuid(id: &str) -> u64 {
+/// One event's ID folded into the index a list ending with it has (Consul's `IDToIndex`): a
+/// watch finds where the events it has not seen start.
+pub fn id_index(id: &str) -> u64 {
     let hex: String = id.chars().filter(char::is_ascii_hexdigit).collect();
     let half = |s: &str| u64::from_str_radix(s, 16).unwrap_or_default();
     match hex.len() {

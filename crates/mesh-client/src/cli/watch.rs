@@ -1,7 +1,7 @@
-//! `watch -type key|keyprefix|services|nodes|service|checks [HANDLER...]`: Consul's watches.
-//! Blocking queries follow the view; each time its index and its content change, the handler
-//! runs with the view's JSON on stdin and `CONSUL_INDEX` set. Without a handler the view is
-//! printed once. A failed handler ends the watch with status 1; failed queries are retried
+//! `watch -type key|keyprefix|services|nodes|service|checks|event [HANDLER...]`: Consul's
+//! watches. Blocking queries follow the view; each time its index and its content change, the
+//! handler runs with the view's JSON on stdin and `CONSUL_INDEX` set (an `event` watch hands
+//! over only the events it has not seen). Without a handler the view is printed once. A failed handler ends the watch with status 1; failed queries are retried
 //! with Consul's backoff.
 
 use std::collections::BTreeSet;
@@ -25,7 +25,7 @@ const RETRY_MAX: Duration = Duration::from_secs(180);
 pub struct WatchArgs {
     #[command(flatten)]
     http: HttpArgs,
-    /// key, keyprefix, services, nodes, service or checks.
+    /// key, keyprefix, services, nodes, service, checks or event.
     #[arg(long = "type", default_value = "")]
     watch_type: String,
     /// The key (`key` watches).
@@ -46,6 +46,9 @@ pub struct WatchArgs {
     /// Only checks in this state (`checks` watches).
     #[arg(long, default_value = "")]
     state: String,
+    /// Only events with this name (`event` watches).
+    #[arg(long, default_value = "")]
+    name: String,
     /// Run the handler through `$SHELL -c` (`-shell=false` to run it directly).
     #[arg(
         long,
@@ -66,22 +69,45 @@ pub struct WatchArgs {
 #[derive(Debug, PartialEq, Eq)]
 struct View {
     path: String,
+    shape: Shape,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The endpoint's answer as it is.
+    Whole,
     /// A `key` watch hands over the pair itself, not the list the endpoint answers.
-    single: bool,
+    Single,
+    /// An `event` watch hands over the events after the one the last index names.
+    NewEvents,
 }
 
 impl View {
-    fn data(&self, status: StatusCode, body: &[u8]) -> anyhow::Result<Value> {
+    /// The handler's data from an answer; `seen` is the index of the previous answer.
+    fn data(&self, status: StatusCode, body: &[u8], seen: u64) -> anyhow::Result<Value> {
         if status == StatusCode::NOT_FOUND {
             return Ok(Value::Null);
         }
         let value: Value = serde_json::from_slice(body)?;
-        Ok(if self.single {
-            value.get(0).cloned().unwrap_or(Value::Null)
-        } else {
-            value
+        Ok(match self.shape {
+            Shape::Whole => value,
+            Shape::Single => value.get(0).cloned().unwrap_or(Value::Null),
+            Shape::NewEvents => Value::Array(new_events(value, seen)),
         })
     }
+}
+
+/// The events after the one whose ID folds into `seen` (all of them when none does, as on the
+/// first answer), as Consul's event watch prunes its list.
+fn new_events(list: Value, seen: u64) -> Vec<Value> {
+    let Value::Array(mut events) = list else {
+        return Vec::new();
+    };
+    let id_index = |event: &Value| agent::events::id_index(event["ID"].as_str().unwrap_or(""));
+    if let Some(last_seen) = events.iter().position(|e| id_index(e) == seen) {
+        events.drain(..=last_seen);
+    }
+    events
 }
 
 /// The watch `args` describe, checked as Consul's `watch.Parse` checks it.
@@ -93,6 +119,7 @@ fn view(args: &WatchArgs) -> Result<View, String> {
         ("tag", &args.tag),
         ("passingonly", &args.passingonly),
         ("state", &args.state),
+        ("name", &args.name),
     ]
     .into_iter()
     .filter(|(_, value)| !value.is_empty())
@@ -105,6 +132,7 @@ fn view(args: &WatchArgs) -> Result<View, String> {
         "services" | "nodes" => &[],
         "service" => &["service", "tag", "passingonly"],
         "checks" => &["service", "state"],
+        "event" => &["name"],
         other => return Err(format!("Unsupported watch type: {other}")),
     };
     let invalid: Vec<&str> = given
@@ -117,13 +145,20 @@ fn view(args: &WatchArgs) -> Result<View, String> {
     }
     let plain = |path: String| View {
         path,
-        single: false,
+        shape: Shape::Whole,
     };
     Ok(match args.watch_type.as_str() {
         "key" if args.key.is_empty() => return Err("Must specify a single key to watch".into()),
         "key" => View {
             path: format!("/v1/kv/{}?", encode_path(&args.key)),
-            single: true,
+            shape: Shape::Single,
+        },
+        "event" => View {
+            path: match args.name.as_str() {
+                "" => "/v1/event/list?".to_owned(),
+                name => format!("/v1/event/list?name={}&", percent_encode(name)),
+            },
+            shape: Shape::NewEvents,
         },
         "keyprefix" if args.prefix.is_empty() => {
             return Err("Must specify a single prefix to watch".into())
@@ -241,7 +276,7 @@ async fn follow(api: &Api, view: &View, args: &WatchArgs) -> anyhow::Result<()> 
             } else {
                 reply.ok()?
             };
-            anyhow::Ok((index, view.data(status, &body)?))
+            anyhow::Ok((index, view.data(status, &body, plan.wait_index())?))
         }
         .await;
         let (index, data) = match answer {
@@ -318,6 +353,7 @@ mod tests {
             tag: get("tag"),
             passingonly: get("passingonly"),
             state: get("state"),
+            name: get("name"),
             shell: true,
             handler: Vec::new(),
         }
@@ -330,7 +366,7 @@ mod tests {
             view(&args("key", &[("key", "a/b c")])),
             Ok(View {
                 path: "/v1/kv/a/b%20c?".into(),
-                single: true
+                shape: Shape::Single,
             })
         );
         assert_eq!(
@@ -359,9 +395,18 @@ mod tests {
             path("services", &[("key", "x")]),
             Err("Invalid parameters: [key]".into())
         );
+        assert_eq!(path("event", &[]), Ok("/v1/event/list?".into()));
         assert_eq!(
-            path("event", &[]),
-            Err("Unsupported watch type: event".into())
+            path("event", &[("name", "deploy web")]),
+            Ok("/v1/event/list?name=deploy%20web&".into())
+        );
+        assert_eq!(
+            path("event", &[("key", "x")]),
+            Err("Invalid parameters: [key]".into())
+        );
+        assert_eq!(
+            path("connect_roots", &[]),
+            Err("Unsupported watch type: connect_roots".into())
         );
         assert_eq!(
             path("checks", &[("service", "web"), ("state", "passing")]),
@@ -387,12 +432,43 @@ mod tests {
     fn key_watches_hand_over_the_pair() {
         let key = View {
             path: String::new(),
-            single: true,
+            shape: Shape::Single,
         };
         assert_eq!(
-            key.data(StatusCode::OK, br#"[{"Key":"a"}]"#).unwrap(),
+            key.data(StatusCode::OK, br#"[{"Key":"a"}]"#, 0).unwrap(),
             json!({"Key": "a"})
         );
-        assert_eq!(key.data(StatusCode::NOT_FOUND, b"").unwrap(), Value::Null);
+        assert_eq!(
+            key.data(StatusCode::NOT_FOUND, b"", 0).unwrap(),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn event_watches_hand_over_only_the_events_after_the_last_index() {
+        let events = View {
+            path: String::new(),
+            shape: Shape::NewEvents,
+        };
+        let (a, b, c) = (
+            "00000000-0000-0000-0000-00000000000a",
+            "00000000-0000-0000-0000-00000000000b",
+            "00000000-0000-0000-0000-00000000000c",
+        );
+        let body = serde_json::to_vec(&json!([{"ID": a}, {"ID": b}, {"ID": c}])).unwrap();
+        let ids = |seen: u64| {
+            let data = events.data(StatusCode::OK, &body, seen).unwrap();
+            data.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["ID"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        // The first answer (and one whose last-seen event rolled out of the buffer): all.
+        assert_eq!(ids(0), [a, b, c]);
+        assert_eq!(ids(0xdead), [a, b, c]);
+        // After the answer that ended with `a`: `b` and `c`; after `c`: nothing new.
+        assert_eq!(ids(agent::events::id_index(a)), [b, c]);
+        assert_eq!(ids(agent::events::id_index(c)), Vec::<String>::new());
     }
 }
