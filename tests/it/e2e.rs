@@ -1,8 +1,10 @@
 //! The short version of `cargo xtask e2e` in CI: the README's story on three servers, three
-//! client agents and two applications with sidecars on 127.0.9.0/24 (DNS, KV, intentions,
-//! kill -9 of the leader and of a client agent, snapshots), through the `e2e` crate, against
-//! the debug binaries `cargo xtask test` builds. `MESH_E2E_KEEP_LOGS=DIR` keeps the processes'
-//! logs and the run's transcript there.
+//! client agents and two applications with sidecars, each host in its own network namespace
+//! (DNS, KV, intentions, kill -9 of the leader and of a client agent, snapshots), through the
+//! `e2e` crate, against the debug binaries `cargo xtask test` builds. Where namespaces cannot
+//! be created (not root), the run says so and falls back to 127.0.9.0/24; `MESH_E2E_LOOPBACK=1`
+//! asks for that layout. `MESH_E2E_KEEP_LOGS=DIR` keeps the processes' logs and the run's
+//! transcript there.
 
 use test_support::binary;
 
@@ -17,6 +19,7 @@ async fn the_readme_story_runs_end_to_end() -> anyhow::Result<()> {
         short: true,
         keep_logs: std::env::var_os("MESH_E2E_KEEP_LOGS").map(Into::into),
         bin_dir,
+        loopback: std::env::var_os("MESH_E2E_LOOPBACK").is_some_and(|v| v == "1"),
     })
     .await?;
     println!("{report}");

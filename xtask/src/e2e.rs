@@ -1,10 +1,13 @@
-//! `cargo xtask e2e [--short] [--keep-logs DIR]`: builds the binaries and runs `mesh-e2e`.
+//! `cargo xtask e2e [--short] [--keep-logs DIR] [--loopback]`: builds the binaries and runs
+//! `mesh-e2e`.
 //!
 //! The story itself lives in `crates/e2e` (binary `mesh-e2e`): three servers, three client
-//! agents and two applications with sidecars on 127.0.9.0/24, walked through the README
-//! (DNS, KV, intentions, kill -9 of the leader and of a client agent, snapshots). This module
-//! only builds `mesh-server`, `mesh-client`, `mesh-sidecar` and `mesh-e2e` into the shared
-//! target directory and replaces itself with `mesh-e2e [args] --bin-dir <target>/debug`.
+//! agents and two applications with sidecars, each host in its own network namespace (or,
+//! with `--loopback` or where namespaces cannot be created, on 127.0.9.0/24), walked through
+//! the README (DNS, KV, intentions, kill -9 of the leader and of a client agent, snapshots).
+//! This module only builds `mesh-server`, `mesh-client`, `mesh-sidecar` and `mesh-e2e` into
+//! the shared target directory and replaces itself with `mesh-e2e [args] --bin-dir
+//! <target>/debug`.
 //!
 //! Debug builds, not release: the story checks behaviour, not speed, and these are the
 //! binaries `cargo xtask test` builds anyway, so no second RocksDB build is needed. Exit status

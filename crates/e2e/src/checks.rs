@@ -12,12 +12,12 @@ use anyhow::{bail, ensure, Context};
 use hickory_proto::op::Message;
 use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
-use test_support::dns::{question, udp};
-use test_support::sidecar::echo_once;
-use test_support::{Http, ServerProcess};
+use test_support::dns::question;
+use test_support::in_netns::NetnsHttp;
 use tokio::time::Instant;
 
 use crate::cli::Cli;
+use crate::dc::{Agent, CliAddr, Endpoint};
 use crate::steps::Transcript;
 
 /// Pause between attempts of a condition.
@@ -29,10 +29,6 @@ pub(crate) const SIDECARS: [&str; 2] = ["sidecar-db", "sidecar-web"];
 /// The counter db's sidecar keeps of connections from web it refused.
 pub(crate) const DENIALS: &str =
     r#"mesh_sidecar_authorization_denials_total{service="db",source="web"}"#;
-
-pub(crate) fn ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 9, n)
-}
 
 /// Retries `check` until it succeeds or `bound` passes; on timeout the error shows the last
 /// failure. Returns the value and how many attempts it took; a wait that needed more than one
@@ -82,11 +78,7 @@ where
 
 /// Waits until `process` (a server, or a client agent through its servers) knows a leader;
 /// fails at once if it exits.
-pub(crate) async fn ready(
-    process: &mut ServerProcess,
-    name: &str,
-    bound: Duration,
-) -> anyhow::Result<()> {
+pub(crate) async fn ready(process: &mut Agent, name: &str, bound: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + bound;
     let http = process.http();
     loop {
@@ -106,7 +98,7 @@ pub(crate) async fn ready(
 }
 
 /// The leader's RPC address as `server` reports it (empty when it knows none).
-pub(crate) async fn leader_of(server: &ServerProcess) -> anyhow::Result<String> {
+pub(crate) async fn leader_of(server: &Agent) -> anyhow::Result<String> {
     let reply = server.http().get("/v1/status/leader").await?;
     ensure!(reply.status == 200, "/v1/status/leader: {reply:?}");
     Ok(reply.json()?.as_str().unwrap_or_default().to_owned())
@@ -132,10 +124,10 @@ pub(crate) fn members(table: &str) -> Vec<(String, String, String)> {
 /// `mesh-client members` through `http` lists exactly these nodes, with these statuses.
 pub(crate) async fn members_are(
     cli: &Cli,
-    http: &str,
+    agent: &CliAddr,
     expected: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let table = cli.ok("members", Some(http), &[]).await?;
+    let table = cli.ok("members", Some(agent), &[]).await?;
     let found: BTreeSet<(String, String)> = members(&table)
         .into_iter()
         .map(|(node, status, _)| (node, status))
@@ -188,16 +180,16 @@ pub(crate) fn shown(answer: &Message) -> String {
     )
 }
 
-/// `name` (`<service>.service.mesh.` or `<service>.connect.mesh.`) resolves (type A) at the
-/// agent's `dns` to exactly `want`; if not, the error also shows what the agent's HTTP API
-/// (`http`) reports as the service's healthy instances.
+/// `name` (`<service>.service.mesh.` or `<service>.connect.mesh.`) resolves (type A, over
+/// UDP) at the agent's `dns` to exactly `want`; if not, the error also shows what the agent's
+/// HTTP API (`http`) reports as the service's healthy instances.
 pub(crate) async fn resolves(
-    dns: SocketAddr,
-    http: &Http,
+    dns: &Endpoint,
+    http: &NetnsHttp,
     name: &str,
     want: Ipv4Addr,
 ) -> anyhow::Result<()> {
-    let answer = udp(dns, &question(name, RecordType::A, None)?).await?;
+    let answer = dns.dns_udp(question(name, RecordType::A, None)?).await?;
     if addresses(&answer) == [want.to_string()] {
         return Ok(());
     }
@@ -244,7 +236,7 @@ pub(crate) fn instances(entries: &Value) -> String {
 }
 
 /// The status of `node`'s `serfHealth` check as `server` reports it.
-pub(crate) async fn serf_health(server: &ServerProcess, node: &str) -> anyhow::Result<String> {
+pub(crate) async fn serf_health(server: &Agent, node: &str) -> anyhow::Result<String> {
     let checks = server
         .http()
         .get(&format!("/v1/health/node/{node}"))
@@ -261,7 +253,7 @@ pub(crate) async fn serf_health(server: &ServerProcess, node: &str) -> anyhow::R
 
 /// `node`'s serfHealth is `status` on every running server.
 pub(crate) async fn serf_health_everywhere(
-    servers: &[ServerProcess],
+    servers: &[Agent],
     node: &str,
     status: &str,
 ) -> anyhow::Result<()> {
@@ -278,7 +270,7 @@ pub(crate) async fn serf_health_everywhere(
 /// Registers service `name` at `app` on the agent `agent`, with a check on the application
 /// and a sidecar service whose public listener is `public` (checked every second).
 pub(crate) async fn register(
-    agent: &Http,
+    agent: &NetnsHttp,
     name: &str,
     app: SocketAddr,
     check: Value,
@@ -306,11 +298,11 @@ pub(crate) async fn register(
 /// One healthy instance of `service` (or its sidecar, with `connect`) is in the catalog, at
 /// `address` on `node`.
 pub(crate) async fn healthy(
-    http: &Http,
+    http: &NetnsHttp,
     service: &str,
     connect: bool,
     node: &str,
-    address: Ipv4Addr,
+    address: SocketAddr,
 ) -> anyhow::Result<()> {
     let kind = if connect { "connect" } else { "service" };
     let list = http
@@ -321,7 +313,8 @@ pub(crate) async fn healthy(
     ensure!(
         entries.len() == 1
             && entries[0]["Node"]["Node"] == node
-            && entries[0]["Service"]["Address"] == address.to_string().as_str(),
+            && entries[0]["Service"]["Address"] == address.ip().to_string().as_str()
+            && entries[0]["Service"]["Port"] == address.port(),
         "healthy {kind} {service}: {list}"
     );
     Ok(())
@@ -337,7 +330,7 @@ pub(crate) const REGISTERED: [(&str, &str); 4] = [
 
 /// The `CreateIndex` of each of [`REGISTERED`] in `server`'s catalog (`stale`: its own copy).
 pub(crate) async fn registrations(
-    server: &ServerProcess,
+    server: &Agent,
     stale: bool,
 ) -> anyhow::Result<BTreeMap<&'static str, u64>> {
     let mut found = BTreeMap::new();
@@ -366,7 +359,7 @@ pub(crate) async fn registrations(
 /// Every running server still holds the registrations made at the start, untouched: not
 /// deregistered and registered again (which changes their `CreateIndex`), not missing.
 pub(crate) async fn registrations_intact(
-    servers: &[ServerProcess],
+    servers: &[Agent],
     registered: &BTreeMap<&'static str, u64>,
 ) -> anyhow::Result<()> {
     for (server, name) in servers.iter().zip(SERVERS) {
@@ -387,7 +380,7 @@ pub(crate) async fn registrations_intact(
 }
 
 /// `node:CreateIndex` of every node in `server`'s catalog: which nodes were registered anew.
-pub(crate) async fn node_indexes(server: &ServerProcess) -> String {
+pub(crate) async fn node_indexes(server: &Agent) -> String {
     let nodes = match server.http().get("/v1/catalog/nodes?stale").await {
         Ok(reply) => reply.json().unwrap_or_default(),
         Err(err) => return format!("({err:#})"),
@@ -416,14 +409,14 @@ pub(crate) struct Traffic {
 }
 
 impl Traffic {
-    pub(crate) fn start(upstream: SocketAddr) -> Traffic {
+    pub(crate) fn start(upstream: Endpoint) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
             let stop = stop.clone();
             async move {
                 let (mut ok, mut failed) = (0, Vec::new());
                 while !stop.load(Ordering::Relaxed) {
-                    match reaches_db(upstream).await {
+                    match reaches_db(&upstream).await {
                         Ok(()) => ok += 1,
                         Err(err) => failed.push(format!("{err:#}")),
                     }
@@ -458,9 +451,9 @@ impl Drop for Traffic {
     }
 }
 
-/// One exchange through web's upstream listener must reach db.
-pub(crate) async fn reaches_db(upstream: SocketAddr) -> anyhow::Result<()> {
-    let name = echo_once(upstream, "hello db").await?;
+/// One exchange through web's upstream listener (from inside web's host) must reach db.
+pub(crate) async fn reaches_db(upstream: &Endpoint) -> anyhow::Result<()> {
+    let name = upstream.echo_once("hello db").await?;
     ensure!(name == "db", "{name} answered instead of db");
     Ok(())
 }

@@ -1,9 +1,14 @@
-//! Runs `mesh-client` commands as an operator would, bounded in time, into the transcript.
+//! Runs `mesh-client` commands as an operator would, bounded in time, into the transcript:
+//! on the agent's host (`ip netns exec <its namespace> mesh-client ...` in the namespace
+//! layout), against its HTTP API there.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use test_support::in_netns::Netns;
+
+use crate::dc::CliAddr;
 use crate::steps::Transcript;
 
 /// How long one command may run.
@@ -28,20 +33,25 @@ impl Cli {
         Cli { binary, transcript }
     }
 
-    /// `mesh-client <command> [-http-addr <http>] <args>`.
+    /// `mesh-client <command> [-http-addr <http>] <args>`, in the agent's namespace (without
+    /// an agent, in this process's).
     pub(crate) async fn run(
         &self,
         command: &str,
-        http: Option<&str>,
+        agent: Option<&CliAddr>,
         args: &[&str],
     ) -> anyhow::Result<Run> {
         let mut words: Vec<&str> = command.split_whitespace().collect();
-        if let Some(http) = http {
-            words.extend(["-http-addr", http]);
+        let netns = agent.map_or_else(Netns::own, |a| a.netns.clone());
+        if let Some(agent) = agent {
+            words.extend(["-http-addr", agent.http.as_str()]);
         }
         words.extend(args);
-        let shown = format!("$ mesh-client {}", words.join(" "));
-        let child = tokio::process::Command::new(&self.binary)
+        let shown = match netns.name() {
+            Some(ns) => format!("$ ip netns exec {ns} mesh-client {}", words.join(" ")),
+            None => format!("$ mesh-client {}", words.join(" ")),
+        };
+        let child = tokio::process::Command::from(netns.command(&self.binary))
             .args(&words)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -80,10 +90,10 @@ impl Cli {
     pub(crate) async fn ok(
         &self,
         command: &str,
-        http: Option<&str>,
+        agent: Option<&CliAddr>,
         args: &[&str],
     ) -> anyhow::Result<String> {
-        let run = self.run(command, http, args).await?;
+        let run = self.run(command, agent, args).await?;
         anyhow::ensure!(
             run.code == 0,
             "`mesh-client {command} {}` exited {}: {}{}",

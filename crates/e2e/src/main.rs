@@ -1,9 +1,11 @@
-//! `mesh-e2e`: the README's story on a datacenter of real processes on 127.0.9.0/24 (see the
-//! `e2e` library). `cargo xtask e2e [--short]` builds the binaries and runs it.
+//! `mesh-e2e`: the README's story on a datacenter of real processes, a network namespace per
+//! host (or, with `--loopback` or where namespaces cannot be made, on 127.0.9.0/24; see the
+//! `e2e` library). `cargo xtask e2e [--short] [--loopback]` builds the binaries and runs it.
 //!
 //! Thin: parses the command line and hands over to [`e2e::run`]. Exit status 0 when every step
 //! passed, 1 when one failed (the error names it, with the logs of the processes involved),
-//! 130 on SIGINT or SIGTERM; every process it started is killed on the way out.
+//! 130 on SIGINT or SIGTERM; every process it started is killed on the way out, and every
+//! network namespace it made deleted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,11 @@ struct Args {
     /// Where mesh-server, mesh-client and mesh-sidecar are (default: next to mesh-e2e).
     #[arg(long = "bin-dir", value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Run every process on 127.0.9.0/24 of this host rather than each host in its own network
+    /// namespace (the default, which needs root and iproute2; without them the run falls back
+    /// to loopback by itself).
+    #[arg(long)]
+    loopback: bool,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         short: args.short,
         keep_logs: args.keep_logs,
         bin_dir,
+        loopback: args.loopback,
     };
     runtime.block_on(async {
         tokio::select! {
@@ -66,7 +74,7 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            // Dropping the run kills every process it started.
+            // Dropping the run kills every process it started and deletes its namespaces.
             signal = interrupted() => {
                 eprintln!("mesh-e2e: {signal}: stopping every process");
                 ExitCode::from(130)

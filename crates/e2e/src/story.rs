@@ -1,9 +1,8 @@
-//! The story, step by step, on 127.0.9.0/24: servers on `.1`–`.3` (`server-1`..`server-3`),
-//! client agents on `.11`–`.13` (`client-1`..`client-3`), and the applications and sidecars:
-//! `db`'s echo application on `.21` and its sidecar on `.22` (both under client-1), `web`'s
-//! HTTP application on `.23`, its sidecar on `.24` and its upstream listener for `db` on
-//! `.25` (under client-2). client-3 runs no application: DNS questions go to it, and it is
-//! the client agent the story kills.
+//! The story, step by step, on either layout of `dc`: servers `server-1`..`server-3`, client
+//! agents `client-1`..`client-3`, `db`'s echo application and its sidecar with client-1,
+//! `web`'s HTTP application, its sidecar and its upstream listener for `db` with client-2.
+//! client-3 runs no application: DNS questions go to it, and it is the client agent the story
+//! kills.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -13,17 +12,17 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use hickory_proto::rr::{RData, RecordType};
 use serde_json::json;
-use test_support::dns::{question, udp};
-use test_support::sidecar::{echo_once, EchoApp, HttpApp, SidecarProcess};
-use test_support::{free_port_on, ServerProcess};
+use test_support::dns::question;
+use test_support::sidecar::{EchoApp, HttpApp};
 use tokio::time::Instant;
 
 use crate::checks::{
-    addresses, eventually, healthy, ip, leader_of, members, members_are, reaches_db, ready,
-    register, registrations, registrations_intact, resolves, serf_health_everywhere, shown,
-    Traffic, ALL_ALIVE, CLIENTS, DENIALS, SERVERS, SIDECARS,
+    addresses, eventually, healthy, leader_of, members, members_are, reaches_db, ready, register,
+    registrations, registrations_intact, resolves, serf_health_everywhere, shown, Traffic,
+    ALL_ALIVE, CLIENTS, DENIALS, SERVERS, SIDECARS,
 };
 use crate::cli::Cli;
+use crate::dc::{Agent, CliAddr, Layout};
 use crate::steps::Steps;
 
 /// How long to wait and how much to repeat.
@@ -62,7 +61,12 @@ impl Pace {
     }
 }
 
-pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    steps: &mut Steps,
+    layout: &Layout,
+    client_bin: &Path,
+    pace: Pace,
+) -> anyhow::Result<()> {
     let work = steps.work().to_path_buf();
     let log = steps.transcript();
     let cli = Cli::new(client_bin.to_path_buf(), log.clone());
@@ -88,17 +92,15 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
     let mut servers = steps
         .run_noted("3 servers elected a leader", &SERVERS, long, async {
             let mut servers = Vec::new();
-            for (n, name) in (1..).zip(SERVERS) {
-                let mut server = ServerProcess::new(ip(n), &work.join(name), Vec::new())?;
-                server.set_node_name(name);
-                servers.push(server);
+            for n in 0..SERVERS.len() {
+                servers.push(layout.server(n, &work)?);
             }
-            let gossip: Vec<String> = servers.iter().map(ServerProcess::gossip_addr).collect();
+            let gossip: Vec<String> = servers.iter().map(Agent::gossip_addr).collect();
             for (i, server) in servers.iter_mut().enumerate() {
-                server.push_args(["-bootstrap-expect", "3", "-encrypt", &key]);
+                server.push_args(&["-bootstrap-expect", "3", "-encrypt", &key]);
                 for (j, addr) in gossip.iter().enumerate() {
                     if i != j {
-                        server.push_args(["-retry-join", addr.as_str()]);
+                        server.push_args(&["-retry-join", addr.as_str()]);
                     }
                 }
                 server.spawn()?;
@@ -130,7 +132,7 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
             Ok((servers, note))
         })
         .await?;
-    let server_gossip: Vec<String> = servers.iter().map(ServerProcess::gossip_addr).collect();
+    let server_gossip: Vec<String> = servers.iter().map(Agent::gossip_addr).collect();
 
     let mut clients = steps
         .run(
@@ -139,11 +141,9 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
             long,
             async {
                 let mut clients = Vec::new();
-                for (n, name) in (11..).zip(CLIENTS) {
-                    let mut client =
-                        ServerProcess::client(ip(n), &work.join(name), &server_gossip)?;
-                    client.set_node_name(name);
-                    client.push_args(["-encrypt", key.as_str()]);
+                for n in 0..CLIENTS.len() {
+                    let mut client = layout.client(n, &work, &server_gossip)?;
+                    client.push_args(&["-encrypt", key.as_str()]);
                     client.spawn()?;
                     clients.push(client);
                 }
@@ -154,7 +154,7 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
             },
         )
         .await?;
-    let agent: Vec<String> = clients.iter().map(ServerProcess::http_addr).collect();
+    let agent: Vec<CliAddr> = clients.iter().map(Agent::cli_addr).collect();
 
     steps
         .run(
@@ -187,17 +187,27 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
         .await?;
 
     // b. Two applications with sidecars, registered on two client agents; DNS on the third.
-    let (db_app, web_app, upstream) = steps
+    let (db_host, web_host) = (layout.app(0, 21)?, layout.app(1, 23)?);
+    let upstream = layout.upstream(&web_host)?;
+    let (db_app, web_app) = steps
         .run(
             "db registered on client-1 and web on client-2, with sidecar services",
             &["client-1", "client-2"],
             long,
             async {
-                let db_app = EchoApp::start(ip(21), "db").await?;
-                let web_app = HttpApp::start(ip(23), "web").await?;
-                let db_public = SocketAddr::from((ip(22), free_port_on(ip(22))?));
-                let web_public = SocketAddr::from((ip(24), free_port_on(ip(24))?));
-                let upstream = SocketAddr::from((ip(25), free_port_on(ip(25))?));
+                // Each application runs on its host (inside its namespace), as a process there.
+                let ip = db_host.ip;
+                let db_app = db_host
+                    .netns
+                    .serve(move || async move { EchoApp::start(ip, "db").await })
+                    .await?;
+                let ip = web_host.ip;
+                let web_app = web_host
+                    .netns
+                    .serve(move || async move { HttpApp::start(ip, "web").await })
+                    .await?;
+                let (db_public, web_public) = (db_host.public, web_host.public);
+                let upstream = upstream.addr;
                 register(
                     &clients[0].http(),
                     "db",
@@ -219,11 +229,11 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                 .await?;
                 let catalog = servers[0].http();
                 eventually(&log, "db and web healthy in the catalog", bound, || async {
-                    healthy(&catalog, "db", false, "client-1", ip(21)).await?;
-                    healthy(&catalog, "web", false, "client-2", ip(23)).await
+                    healthy(&catalog, "db", false, "client-1", db_app.addr).await?;
+                    healthy(&catalog, "web", false, "client-2", web_app.addr).await
                 })
                 .await?;
-                Ok((db_app, web_app, upstream))
+                Ok((db_app, web_app))
             },
         )
         .await?;
@@ -234,16 +244,16 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
             &SIDECARS,
             long,
             async {
-                let db = SidecarProcess::sidecar_for("db", &agent[0], ip(22), &work)?;
-                let web = SidecarProcess::sidecar_for("web", &agent[1], ip(24), &work)?;
+                let db = layout.sidecar("db", &db_host, &clients[0], &work)?;
+                let web = layout.sidecar("web", &web_host, &clients[1], &work)?;
                 let catalog = servers[0].http();
                 eventually(
                     &log,
                     "both sidecars healthy in the catalog",
                     bound,
                     || async {
-                        healthy(&catalog, "db", true, "client-1", ip(22)).await?;
-                        healthy(&catalog, "web", true, "client-2", ip(24)).await
+                        healthy(&catalog, "db", true, "client-1", db_host.public).await?;
+                        healthy(&catalog, "web", true, "client-2", web_host.public).await
                     },
                 )
                 .await?;
@@ -253,33 +263,43 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
         )
         .await?;
 
-    let (dns, dns_http) = (clients[2].dns_addr(), clients[2].http());
+    let (dns, dns_http) = (clients[2].dns(), clients[2].http());
+    let (db_ip, web_ip) = (db_host.ip, web_host.ip);
+    let db_sidecar_ip = match db_host.public {
+        SocketAddr::V4(public) => *public.ip(),
+        SocketAddr::V6(public) => bail!("db's sidecar is not on IPv4: {public}"),
+    };
     steps
         .run(
-            "DNS on client-3 resolves db and web to their apps (A, SRV) and db.connect to its sidecar",
+            "DNS on client-3 resolves db and web to their apps (A, SRV over UDP and TCP) and db.connect to its sidecar",
             &["client-3"],
             long,
             async {
                 eventually(&log, "the DNS answers", bound, || async {
-                    resolves(dns, &dns_http, "db.service.mesh.", ip(21)).await?;
-                    resolves(dns, &dns_http, "web.service.mesh.", ip(23)).await?;
-                    resolves(dns, &dns_http, "db.connect.mesh.", ip(22)).await?;
-                    let srv = udp(dns, &question("_db._tcp.service.mesh.", RecordType::SRV, None)?).await?;
-                    let ports: Vec<u16> = srv
-                        .answers
-                        .iter()
-                        .filter_map(|r| match &r.data {
-                            RData::SRV(srv) => Some(srv.port),
-                            _ => None,
-                        })
-                        .collect();
-                    ensure!(
-                        ports == [db_app.addr.port()] && addresses(&srv) == [ip(21).to_string()],
-                        "_db._tcp.service.mesh SRV answered {}, not port {} at {}",
-                        shown(&srv),
-                        db_app.addr.port(),
-                        ip(21)
-                    );
+                    resolves(&dns, &dns_http, "db.service.mesh.", db_ip).await?;
+                    resolves(&dns, &dns_http, "web.service.mesh.", web_ip).await?;
+                    resolves(&dns, &dns_http, "db.connect.mesh.", db_sidecar_ip).await?;
+                    let query = question("_db._tcp.service.mesh.", RecordType::SRV, None)?;
+                    for (transport, srv) in [
+                        ("UDP", dns.dns_udp(query.clone()).await?),
+                        ("TCP", dns.dns_tcp(query.clone()).await?),
+                    ] {
+                        let ports: Vec<u16> = srv
+                            .answers
+                            .iter()
+                            .filter_map(|r| match &r.data {
+                                RData::SRV(srv) => Some(srv.port),
+                                _ => None,
+                            })
+                            .collect();
+                        ensure!(
+                            ports == [db_app.addr.port()] && addresses(&srv) == [db_ip.to_string()],
+                            "_db._tcp.service.mesh SRV over {transport} answered {}, not port {} at {}",
+                            shown(&srv),
+                            db_app.addr.port(),
+                            db_ip
+                        );
+                    }
                     Ok(())
                 })
                 .await?;
@@ -380,7 +400,7 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                 );
                 eventually(&log, "db's sidecar to refuse web", bound, || async {
                     ensure!(
-                        echo_once(upstream, "hello db").await.is_err(),
+                        upstream.echo_once("hello db").await.is_err(),
                         "web reached db (the deny has not reached db's sidecar yet?)"
                     );
                     let denials = db_sidecar.metric(DENIALS).await.unwrap_or(0);
@@ -393,7 +413,7 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                 .await?;
                 for round in 0..pace.rounds {
                     ensure!(
-                        echo_once(upstream, "hello db").await.is_err(),
+                        upstream.echo_once("hello db").await.is_err(),
                         "connection {round} after the deny reached db"
                     );
                 }
@@ -424,9 +444,9 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                     .await?;
                 // As Consul's: a replaced intention is updated in place, silently.
                 ensure!(out.is_empty(), "intention create -replace printed {out:?}");
-                eventually(&log, "web to reach db", bound, || reaches_db(upstream)).await?;
+                eventually(&log, "web to reach db", bound, || reaches_db(&upstream)).await?;
                 for _ in 0..pace.rounds {
-                    reaches_db(upstream).await?;
+                    reaches_db(&upstream).await?;
                 }
                 let check = cli
                     .run("intention check", Some(&agent[1]), &["web", "db"])
@@ -441,7 +461,7 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
         .await?;
 
     // e. kill -9 the leader, with traffic from web to db all along.
-    let traffic = Traffic::start(upstream);
+    let traffic = Traffic::start(upstream.clone());
     let killed = steps
         .run_noted(
             "the leader killed with -9: another server elected, the dead one `failed` in members",
@@ -524,13 +544,13 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                     cli.ok("kv put", Some(&agent[round % 3]), &[&key, "x"])
                         .await?;
                 }
-                resolves(dns, &dns_http, "db.service.mesh.", ip(21)).await?;
-                resolves(dns, &dns_http, "web.service.mesh.", ip(23)).await?;
+                resolves(&dns, &dns_http, "db.service.mesh.", db_ip).await?;
+                resolves(&dns, &dns_http, "web.service.mesh.", web_ip).await?;
                 for _ in 0..pace.rounds.max(1) {
-                    reaches_db(upstream).await?;
+                    reaches_db(&upstream).await?;
                 }
                 tokio::time::sleep(pace.hold).await;
-                reaches_db(upstream).await?;
+                reaches_db(&upstream).await?;
                 Ok((
                     (),
                     format!(
@@ -775,8 +795,8 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                     .await?;
                 ensure!(got == "ok\n", "kv get printed {got:?}");
                 eventually(&log, "DNS after the restore", bound, || async {
-                    resolves(dns, &dns_http, "db.service.mesh.", ip(21)).await?;
-                    resolves(dns, &dns_http, "web.service.mesh.", ip(23)).await
+                    resolves(&dns, &dns_http, "db.service.mesh.", db_ip).await?;
+                    resolves(&dns, &dns_http, "web.service.mesh.", web_ip).await
                 })
                 .await?;
                 let check = cli
@@ -786,7 +806,7 @@ pub(crate) async fn run(steps: &mut Steps, client_bin: &Path, pace: Pace) -> any
                     check.code == 0 && check.stdout == "Allowed\n",
                     "intention check web db: {check:?}"
                 );
-                eventually(&log, "web to reach db", bound, || reaches_db(upstream)).await?;
+                eventually(&log, "web to reach db", bound, || reaches_db(&upstream)).await?;
                 Ok(())
             },
         )

@@ -4,25 +4,21 @@
 //! A client reaches its server either directly (loopback mode) or, when the servers run in
 //! network namespaces, over sockets opened inside the server's namespace: a short-lived thread
 //! `setns`es into it and creates the socket there, so the connection goes to 127.0.0.1 of that
-//! namespace whatever the state of the bridge (the same path `ip netns exec ... curl` takes).
+//! namespace whatever the state of the bridge (the same path `ip netns exec ... curl` takes);
+//! the connector is `test_support::in_netns`'s.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::{Method, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use linearizability::Value;
-use tokio::net::{TcpSocket, TcpStream};
+use test_support::in_netns::Connector;
 
 /// How long opening a connection may take before the request counts as refused.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -34,80 +30,6 @@ pub struct Endpoint {
     /// The network namespace (its `/var/run/netns/<name>` file) whose `addr` this is; `None`
     /// for this process's own namespace.
     pub netns: Option<PathBuf>,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Opens TCP connections for hyper, in this process's namespace or in a server's.
-#[derive(Debug, Clone)]
-enum Connector {
-    Direct(HttpConnector),
-    InNamespace(Arc<PathBuf>),
-}
-
-impl tower::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        match self {
-            Connector::Direct(http) => http.poll_ready(cx).map_err(Into::into),
-            Connector::InNamespace(_) => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        match self {
-            Connector::Direct(http) => {
-                let connecting = http.call(uri);
-                Box::pin(async move { connecting.await.map_err(Into::into) })
-            }
-            Connector::InNamespace(netns) => {
-                let netns = netns.clone();
-                Box::pin(async move {
-                    let addr: SocketAddr = uri
-                        .authority()
-                        .map(|a| a.as_str())
-                        .unwrap_or_default()
-                        .parse()
-                        .map_err(|e| format!("{uri} has no IP:port authority: {e}"))?;
-                    let socket = socket_in(netns.as_ref().clone()).await?;
-                    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
-                        .await
-                        .map_err(|_| {
-                            format!("connecting to {addr} took over {CONNECT_TIMEOUT:?}")
-                        })??;
-                    stream.set_nodelay(true)?;
-                    Ok(TokioIo::new(stream))
-                })
-            }
-        }
-    }
-}
-
-/// A TCP socket created inside the network namespace at `netns`. A socket belongs to the
-/// namespace it was created in, whichever thread later connects it; the creating thread is a
-/// fresh one that switches namespace and ends, so no thread of the runtime ever changes
-/// namespace.
-async fn socket_in(netns: PathBuf) -> std::io::Result<TcpSocket> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("netns-socket".into())
-        .spawn(move || {
-            let made = std::fs::File::open(&netns)
-                .and_then(|ns| {
-                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)
-                })
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("entering {}: {e}", netns.display()))
-                })
-                .and_then(|()| TcpSocket::new_v4());
-            let _ = tx.send(made);
-        })?;
-    rx.await
-        .map_err(|_| std::io::Error::other("the namespace thread died"))?
 }
 
 /// Why a request has no definite answer.
@@ -132,15 +54,7 @@ pub struct KvClient {
 
 impl KvClient {
     pub fn new(endpoint: &Endpoint) -> Self {
-        let connector = match &endpoint.netns {
-            None => {
-                let mut http = HttpConnector::new();
-                http.set_nodelay(true);
-                http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                Connector::Direct(http)
-            }
-            Some(netns) => Connector::InNamespace(Arc::new(netns.clone())),
-        };
+        let connector = Connector::new(endpoint.netns.clone(), CONNECT_TIMEOUT);
         KvClient {
             base: format!("http://{}", endpoint.addr),
             http: Client::builder(TokioExecutor::new()).build(connector),
@@ -299,23 +213,5 @@ mod tests {
         // Nothing was sent, so a write is definitely not applied either.
         let write = client.write("k", 1, None, Duration::from_secs(5)).await;
         assert!(matches!(write, Err(Failure::Refused(_))), "{write:?}");
-    }
-
-    #[tokio::test]
-    async fn a_socket_from_this_process_namespace_connects() -> anyhow::Result<()> {
-        // `/proc/self/ns/net` is this process's own namespace: entering it changes nothing,
-        // which exercises the thread-and-setns path anywhere (setns needs CAP_SYS_ADMIN, so
-        // this only checks the outcome where it is allowed).
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        match socket_in(PathBuf::from("/proc/self/ns/net")).await {
-            Ok(socket) => {
-                let (connected, accepted) = tokio::join!(socket.connect(addr), listener.accept());
-                assert_eq!(connected?.peer_addr()?, addr);
-                accepted?;
-            }
-            Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}"),
-        }
-        Ok(())
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod faults;
+pub mod in_netns;
 pub mod netns;
 pub mod sidecar;
 

@@ -8,15 +8,19 @@
 //!   namespace <prefix>-h<i>: eth0 (the peer of vb<i>) = 192.0.2.<10+i>/24, and lo
 //! ```
 //!
+//! ([`Lab::with_hosts`] names the host namespaces `<prefix>-<name>` instead.) [`NsServer`] runs
+//! a `mesh-server` or a `mesh-client agent` in a host namespace, [`NsSidecar`] a
+//! `mesh-sidecar`; `crate::in_netns` reaches into the namespaces from the test process.
+//!
 //! Only TEST-NET-1 addresses (RFC 5737) are used, and only inside these namespaces: no address,
 //! route or interface of the host's own namespace is touched, and no packet leaves them.
 //! Each server's HTTP API listens on 127.0.0.1 inside its namespace, so the test reaches it with
 //! `ip netns exec <ns> curl` whatever the state of the partition.
 //!
-//! Requires root, `ip` (iproute2) and `curl`; [`Lab::create`] reports [`Unavailable`] otherwise so
-//! that a test can skip with a clear message.
+//! Requires root, `ip` (iproute2) and (for [`Lab::create`] and [`NsHttp`]) `curl`; the lab
+//! reports [`Unavailable`] otherwise so that a test can skip with a clear message.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,12 +30,17 @@ use anyhow::{bail, Context};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Method;
 
+use crate::in_netns::{Netns, NetnsHttp};
 use crate::{binary, wait_until, Reply};
 
 /// The server RPC port inside every host namespace (each namespace has its own port space).
 pub const RPC_PORT: u16 = 8300;
 /// The HTTP port on 127.0.0.1 inside every host namespace.
 pub const HTTP_PORT: u16 = 8500;
+/// The gossip (serf LAN) port on each host namespace's address.
+pub const SERF_PORT: u16 = 8301;
+/// The DNS port (UDP and TCP) on 127.0.0.1 inside every host namespace.
+pub const DNS_PORT: u16 = 8600;
 
 /// Why network namespaces cannot be used here (not root, no `ip`, no `curl`, ...).
 #[derive(Debug)]
@@ -72,20 +81,34 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Creates the bridge and `n` host namespaces. Names carry this process's id and a counter,
-    /// so concurrent tests and runs never collide. Fails with [`Unavailable`] when the first
-    /// namespace cannot be created or a needed tool is missing; any later failure is a real error.
+    /// Creates the bridge and `n` host namespaces (`<prefix>-h<i>`), checking that `curl` is
+    /// there for [`NsHttp`]. Fails with [`Unavailable`] as [`Lab::with_hosts`] does.
     pub fn create(n: usize) -> anyhow::Result<Self> {
+        let found = Command::new("curl")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(found, Ok(s) if s.success()) {
+            return Err(Unavailable("`curl` is not installed".to_owned()).into());
+        }
+        let names: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+        Self::with_hosts(&names)
+    }
+
+    /// Creates the bridge and one host namespace per name (`<prefix>-<name>`, host `i` being
+    /// `names[i]`). Names carry this process's id and a counter, so concurrent tests and runs
+    /// never collide. Fails with [`Unavailable`] when `ip` is missing or the first namespace
+    /// cannot be created (not root, no CAP_SYS_ADMIN); any later failure is a real error.
+    pub fn with_hosts<S: AsRef<str>>(names: &[S]) -> anyhow::Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        for tool in ["ip", "curl"] {
-            let found = Command::new(tool)
-                .arg(if tool == "ip" { "-V" } else { "--version" })
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if !matches!(found, Ok(s) if s.success()) {
-                return Err(Unavailable(format!("`{tool}` is not installed")).into());
-            }
+        let found = Command::new("ip")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(found, Ok(s) if s.success()) {
+            return Err(Unavailable("`ip` (iproute2) is not installed".to_owned()).into());
         }
         let prefix = format!(
             "meshtest-{}-{}",
@@ -94,7 +117,10 @@ impl Lab {
         );
         let mut lab = Lab {
             bridge: format!("{prefix}-br"),
-            hosts: (0..n).map(|i| format!("{prefix}-h{i}")).collect(),
+            hosts: names
+                .iter()
+                .map(|name| format!("{prefix}-{}", name.as_ref()))
+                .collect(),
             created: Vec::new(),
         };
         if let Err(err) = lab.add_namespace(lab.bridge.clone()) {
@@ -104,7 +130,7 @@ impl Lab {
         ip(&["-n", &br, "link", "set", "lo", "up"])?;
         ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &br, "link", "set", "br0", "up"])?;
-        for i in 0..n {
+        for i in 0..names.len() {
             let host = lab.hosts[i].clone();
             lab.add_namespace(host.clone())?;
             let port = format!("vb{i}");
@@ -247,60 +273,143 @@ fn parse_response(text: &str) -> anyhow::Result<Reply> {
     })
 }
 
-/// A `mesh-server` process inside host `i`'s namespace, killed by PID when dropped.
+/// A `mesh-server` (or, built with [`NsServer::client`], a `mesh-client agent`) process inside
+/// host `i`'s namespace, like an agent on its own machine: gossip and server RPC on the host's
+/// address, HTTP and DNS on 127.0.0.1. Killed by PID when dropped.
 #[derive(Debug)]
 pub struct NsServer {
+    /// Runs `mesh-client agent` instead of `mesh-server`.
+    client: bool,
     child: Option<Child>,
     namespace: String,
     ip: Ipv4Addr,
     data_dir: PathBuf,
     log: PathBuf,
     args: Vec<String>,
+    /// Overrides the default `node-<last octet>` name.
+    node: Option<String>,
 }
 
 impl NsServer {
     /// Server `i` of `lab`, not started yet.
     pub fn new(lab: &Lab, i: usize, data_dir: &Path, args: Vec<String>) -> Self {
         NsServer {
+            client: false,
             child: None,
             namespace: lab.host(i).to_owned(),
             ip: Lab::host_ip(i),
             data_dir: data_dir.to_path_buf(),
             log: data_dir.with_extension("log"),
             args,
+            node: None,
         }
+    }
+
+    /// A client agent on host `i` of `lab` that joins the pool through `join` (gossip
+    /// addresses), not started yet.
+    pub fn client(lab: &Lab, i: usize, data_dir: &Path, join: &[String]) -> Self {
+        let args = join
+            .iter()
+            .flat_map(|s| ["-retry-join".to_owned(), s.clone()])
+            .collect();
+        let mut process = Self::new(lab, i, data_dir, args);
+        process.client = true;
+        process
+    }
+
+    /// Appends flags (e.g. `-encrypt KEY`) to those it starts with, from the next start on.
+    pub fn push_args<I, S>(&mut self, extra: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(extra.into_iter().map(Into::into));
+    }
+
+    /// Runs as `name` instead of `node-<last octet>` from the next start on.
+    pub fn set_node_name(&mut self, name: &str) {
+        self.node = Some(name.to_owned());
     }
 
     pub fn rpc_addr(&self) -> String {
         format!("{}:{RPC_PORT}", self.ip)
     }
 
-    /// Starts the process: `ip netns exec` switches namespace and execs `mesh-server` in place,
-    /// so the child's PID is the server's.
+    /// The gossip address other agents join it at.
+    pub fn gossip_addr(&self) -> String {
+        format!("{}:{SERF_PORT}", self.ip)
+    }
+
+    /// The namespace it runs in.
+    pub fn netns(&self) -> Netns {
+        Netns::named(&self.namespace)
+    }
+
+    /// The HTTP API's `ip:port` inside its namespace, for `-http-addr` there.
+    pub fn http_addr(&self) -> String {
+        format!("{}:{HTTP_PORT}", Ipv4Addr::LOCALHOST)
+    }
+
+    /// Where it answers DNS (UDP and TCP) inside its namespace.
+    pub fn dns_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, DNS_PORT))
+    }
+
+    /// Its HTTP API through sockets opened inside its namespace (no `curl`).
+    pub fn api(&self) -> NetnsHttp {
+        NetnsHttp::new(
+            &self.netns(),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, HTTP_PORT)),
+        )
+    }
+
+    /// Starts the process: `ip netns exec` switches namespace and execs `mesh-server` (or
+    /// `mesh-client`) in place, so the child's PID is the agent's.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
         let ip = self.ip.to_string();
-        let node = format!("node-{}", self.ip.octets()[3]);
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.namespace])
-            .arg(binary("mesh-server")?)
-            .args(["-node", &node, "-bind", &ip, "-client", "127.0.0.1"])
+        let node = self
+            .node
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", self.ip.octets()[3]));
+        let netns = self.netns();
+        let mut cmd = if self.client {
+            let mut cmd = netns.command(&binary("mesh-client")?);
+            cmd.arg("agent");
+            cmd
+        } else {
+            netns.command(&binary("mesh-server")?)
+        };
+        cmd.args(["-node", &node, "-bind", &ip, "-client", "127.0.0.1"])
             .arg("-data-dir")
             .arg(&self.data_dir)
             .args(["-http-port", &HTTP_PORT.to_string()])
-            .args(["-server-port", &RPC_PORT.to_string()])
-            .args(["-raft-multiplier", "1"])
+            .args(["-serf-lan-port", &SERF_PORT.to_string()])
+            .args(["-dns-port", &DNS_PORT.to_string()]);
+        if !self.client {
+            cmd.args(["-server-port", &RPC_PORT.to_string()])
+                .args(["-raft-multiplier", "1"]);
+        }
+        let child = cmd
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("spawning mesh-server in a network namespace")?;
+            .context("spawning an agent in a network namespace")?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Whether the process has exited on its own (it is then reaped).
+    pub fn has_exited(&mut self) -> anyhow::Result<bool> {
+        match self.child.as_mut() {
+            Some(child) => Ok(child.try_wait()?.is_some()),
+            None => Ok(false),
+        }
     }
 
     pub fn http(&self) -> NsHttp {
@@ -349,6 +458,93 @@ impl NsServer {
 }
 
 impl Drop for NsServer {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// A `mesh-sidecar -sidecar-for <service>` inside a host namespace, against the agent on
+/// 127.0.0.1 there; killed by PID when dropped.
+#[derive(Debug)]
+pub struct NsSidecar {
+    child: Option<Child>,
+    netns: Netns,
+    args: Vec<String>,
+    log: PathBuf,
+    /// Where it serves `/metrics`, inside its namespace.
+    pub metrics: SocketAddr,
+}
+
+impl NsSidecar {
+    /// Starts it in `namespace`, serving metrics on 127.0.0.1:`metrics_port` there; the log
+    /// goes to `<log_dir>/sidecar-<service_id>.log` (as `SidecarProcess`'s).
+    pub fn sidecar_for(
+        namespace: &str,
+        service_id: &str,
+        metrics_port: u16,
+        log_dir: &Path,
+    ) -> anyhow::Result<NsSidecar> {
+        let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port));
+        let http = SocketAddr::from((Ipv4Addr::LOCALHOST, HTTP_PORT));
+        let args = [
+            "-sidecar-for",
+            service_id,
+            "-http-addr",
+            &http.to_string(),
+            "-metrics-addr",
+            &metrics.to_string(),
+            "-drain-seconds",
+            "2",
+            "-log-level",
+            "debug",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut process = NsSidecar {
+            child: None,
+            netns: Netns::named(namespace),
+            args,
+            log: log_dir.join(format!("sidecar-{service_id}.log")),
+            metrics,
+        };
+        process.spawn()?;
+        Ok(process)
+    }
+
+    /// Starts it (again) with the same flags.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        self.kill9()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = self
+            .netns
+            .command(&binary("mesh-sidecar")?)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting mesh-sidecar in a network namespace")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NsSidecar {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
