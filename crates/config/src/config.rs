@@ -49,7 +49,7 @@ pub struct Config {
     /// Default 10240.
     pub raft_trailing_logs: u64,
     pub performance: Performance,
-    /// The gossip encryption key (base64 of 32 bytes); gossip is plaintext without one.
+    /// The gossip encryption key (base64 of 16, 24 or 32 bytes); gossip is plaintext without one.
     pub encrypt: Option<String>,
     /// How long a failed member stays in the member list before it is reaped (72h; at least
     /// 8h, like Consul).

@@ -145,7 +145,8 @@ const BOOLEAN_EXPECTED: &str = "a boolean (true or false)";
 const NON_NEGATIVE_EXPECTED: &str = "a non-negative integer";
 const LOG_LEVEL_EXPECTED: &str = "one of trace, debug, info, warn, err";
 const DURATION_EXPECTED: &str = "a duration such as \"10s\" or \"1m30s\"";
-const GOSSIP_KEY_EXPECTED: &str = "the base64 of 32 random bytes, as `mesh-client keygen` prints";
+const GOSSIP_KEY_EXPECTED: &str =
+    "the base64 of 32 random bytes, as `mesh-client keygen` prints (16 or 24 bytes also work)";
 const DNS_DOMAIN_EXPECTED: &str = "a DNS domain such as \"mesh\" or \"mesh.example.com\"";
 const RECURSORS_EXPECTED: &str = "a list of IP addresses, each with an optional port";
 const DURATION_MAP_EXPECTED: &str =
@@ -578,13 +579,14 @@ fn duration(value: &Value) -> Result<std::time::Duration, &'static str> {
         .ok_or(DURATION_EXPECTED)
 }
 
-/// `encrypt`: the base64 of a 32-byte AES-256 key (what `keygen` prints).
+/// `encrypt`: the base64 of a 16-, 24- or 32-byte AES key (`keygen` prints 32), as Consul
+/// accepts.
 pub(crate) fn gossip_key(value: &Value) -> Result<String, &'static str> {
     use base64::Engine as _;
     const EXPECTED: &str = GOSSIP_KEY_EXPECTED;
     let text = value.as_str().ok_or(EXPECTED)?;
     match base64::engine::general_purpose::STANDARD.decode(text) {
-        Ok(key) if key.len() == 32 => Ok(text.to_owned()),
+        Ok(key) if [16, 24, 32].contains(&key.len()) => Ok(text.to_owned()),
         _ => Err(EXPECTED),
     }
 }

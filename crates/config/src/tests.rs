@@ -967,14 +967,24 @@ fn files_then_dirs_in_lexical_order_then_flags() {
 
 #[test]
 fn a_bad_encrypt_flag_is_refused_without_echoing_the_key() {
+    // 20 bytes: neither AES-128, -192 nor -256.
     let flags = Overrides {
-        encrypt: Some("QUFBQUFBQUFBQUFBQUFBQQ==".into()),
+        encrypt: Some("QUFBQUFBQUFBQUFBQUFBQUFBQUE=".into()),
         ..Overrides::default()
     };
     let err = Files::new().load(&[], &[], &flags).unwrap_err();
     assert!(err.contains("-encrypt"), "{err}");
     assert!(err.contains("32 random bytes"), "{err}");
     assert!(!err.contains("QUFB"), "{err}");
+    // 16 bytes (AES-128), as older Consul tutorials' keys are: accepted.
+    let flags = Overrides {
+        encrypt: Some("QUFBQUFBQUFBQUFBQUFBQQ==".into()),
+        ..Overrides::default()
+    };
+    let config = Files::new()
+        .load(&[], &[], &flags)
+        .expect("a 16-byte key loads");
+    assert_eq!(config.encrypt.as_deref(), Some("QUFBQUFBQUFBQUFBQUFBQQ=="));
 }
 
 #[test]

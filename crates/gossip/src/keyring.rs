@@ -1,4 +1,5 @@
-//! Gossip encryption keys and AES-256-GCM sealing, with Consul's keyring semantics.
+//! Gossip encryption keys and AES-GCM sealing, with Consul's keyring semantics. Keys are 16, 24
+//! or 32 bytes (AES-128, -192 or -256), as memberlist accepts; `keygen` makes 32.
 //!
 //! A sealed message is `version (1) | nonce (12 bytes) | ciphertext and tag`. Messages are sealed with the
 //! primary key and opened with whichever installed key works, which is what makes rotation (install the new
@@ -8,13 +9,18 @@
 
 use std::fmt;
 
+use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aes::Aes192;
+use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-/// Key length in bytes (AES-256).
+/// Length in bytes of the keys `keygen` makes (AES-256).
 pub const KEY_LEN: usize = 32;
+
+/// Key lengths in bytes that are accepted: AES-128, AES-192 and AES-256.
+pub const KEY_LENS: [usize; 3] = [16, 24, 32];
 
 /// Nonce length in bytes.
 pub const NONCE_LEN: usize = 12;
@@ -37,7 +43,7 @@ pub enum Error {
         reason: String,
     },
     /// The key decodes to the wrong number of bytes.
-    #[error("invalid gossip encryption key: it must decode to {KEY_LEN} bytes, got {len}")]
+    #[error("invalid gossip encryption key: it must decode to 16, 24 or 32 bytes, got {len}")]
     InvalidKeyLength {
         /// Decoded length.
         len: usize,
@@ -65,8 +71,47 @@ pub enum Error {
 /// Installed keys, one of them primary.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Keyring {
-    keys: Vec<[u8; KEY_LEN]>,
+    keys: Vec<Vec<u8>>,
     primary: usize,
+}
+
+/// AES-GCM under a key of one of [`KEY_LENS`].
+enum Cipher {
+    Aes128(Aes128Gcm),
+    Aes192(AesGcm<Aes192, U12>),
+    Aes256(Aes256Gcm),
+}
+
+impl Cipher {
+    /// `key` is one of [`KEY_LENS`] long (checked when it was decoded).
+    fn new(key: &[u8]) -> Cipher {
+        let invalid = "key lengths are checked when keys are decoded";
+        match key.len() {
+            16 => Cipher::Aes128(Aes128Gcm::new_from_slice(key).expect(invalid)),
+            24 => Cipher::Aes192(AesGcm::new_from_slice(key).expect(invalid)),
+            _ => Cipher::Aes256(Aes256Gcm::new_from_slice(key).expect(invalid)),
+        }
+    }
+
+    fn seal(&self, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> Vec<u8> {
+        let nonce = Nonce::from_slice(nonce);
+        match self {
+            Cipher::Aes128(c) => c.encrypt(nonce, plaintext),
+            Cipher::Aes192(c) => c.encrypt(nonce, plaintext),
+            Cipher::Aes256(c) => c.encrypt(nonce, plaintext),
+        }
+        .expect("AES-GCM encryption only fails for messages of gigabytes")
+    }
+
+    fn open(&self, nonce: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let nonce = Nonce::from_slice(nonce);
+        match self {
+            Cipher::Aes128(c) => c.decrypt(nonce, sealed),
+            Cipher::Aes192(c) => c.decrypt(nonce, sealed),
+            Cipher::Aes256(c) => c.decrypt(nonce, sealed),
+        }
+        .ok()
+    }
 }
 
 impl fmt::Debug for Keyring {
@@ -134,7 +179,7 @@ impl Keyring {
 
     /// The primary key in base64.
     pub fn primary(&self) -> String {
-        BASE64.encode(self.keys[self.primary])
+        BASE64.encode(&self.keys[self.primary])
     }
 
     /// Consul's `local.keyring` file: a JSON array of base64 keys, primary first.
@@ -152,10 +197,7 @@ impl Keyring {
 
     /// Seals `plaintext` with the primary key.
     pub fn encrypt(&self, plaintext: &[u8], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
-        let cipher = Aes256Gcm::new(&self.keys[self.primary].into());
-        let sealed = cipher
-            .encrypt(Nonce::from_slice(&nonce), plaintext)
-            .expect("AES-GCM encryption only fails for messages of gigabytes");
+        let sealed = Cipher::new(&self.keys[self.primary]).seal(&nonce, plaintext);
         let mut message = Vec::with_capacity(OVERHEAD + plaintext.len());
         message.push(VERSION);
         message.extend_from_slice(&nonce);
@@ -168,14 +210,14 @@ impl Keyring {
         if message.len() < OVERHEAD || message[0] != VERSION {
             return Err(Error::NoKeyDecrypts);
         }
-        let nonce = Nonce::from_slice(&message[1..1 + NONCE_LEN]);
+        let nonce = &message[1..1 + NONCE_LEN];
         let sealed = &message[1 + NONCE_LEN..];
         self.ordered()
-            .find_map(|key| Aes256Gcm::new(key.into()).decrypt(nonce, sealed).ok())
+            .find_map(|key| Cipher::new(key).open(nonce, sealed))
             .ok_or(Error::NoKeyDecrypts)
     }
 
-    fn ordered(&self) -> impl Iterator<Item = &[u8; KEY_LEN]> {
+    fn ordered(&self) -> impl Iterator<Item = &Vec<u8>> {
         let primary = &self.keys[self.primary];
         std::iter::once(primary).chain(
             self.keys
@@ -186,7 +228,7 @@ impl Keyring {
         )
     }
 
-    fn position(&self, key: &[u8; KEY_LEN]) -> Result<usize, Error> {
+    fn position(&self, key: &[u8]) -> Result<usize, Error> {
         self.keys
             .iter()
             .position(|k| k == key)
@@ -206,14 +248,16 @@ pub fn encode_key(key: &[u8; KEY_LEN]) -> String {
     BASE64.encode(key)
 }
 
-fn decode_key(key: &str) -> Result<[u8; KEY_LEN], Error> {
+fn decode_key(key: &str) -> Result<Vec<u8>, Error> {
     let bytes = BASE64
         .decode(key.trim())
         .map_err(|e| Error::InvalidBase64 {
             reason: e.to_string(),
         })?;
-    <[u8; KEY_LEN]>::try_from(bytes.as_slice())
-        .map_err(|_| Error::InvalidKeyLength { len: bytes.len() })
+    if !KEY_LENS.contains(&bytes.len()) {
+        return Err(Error::InvalidKeyLength { len: bytes.len() });
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ struct AgentArgs {
     /// The gossip (LAN) port, UDP; 8301 by default.
     #[arg(long = "serf-lan-port")]
     serf_lan_port: Option<i32>,
-    /// The gossip encryption key: the base64 of 32 bytes (`mesh-client keygen`).
+    /// The gossip encryption key: the base64 of 32 bytes (`mesh-client keygen`; 16 or 24 also work).
     #[arg(long)]
     encrypt: Option<String>,
     /// Another agent's gossip address (port 8301 by default); repeatable. One reachable

@@ -13,13 +13,35 @@ fn bad_keys_name_the_problem() {
     let err = Keyring::new("not base64!").unwrap_err();
     assert!(err.to_string().contains("not valid base64"), "{err}");
 
-    let short = BASE64.encode([0u8; 16]);
-    let err = Keyring::new(&short).unwrap_err();
-    assert_eq!(err, Error::InvalidKeyLength { len: 16 });
+    let odd = BASE64.encode([0u8; 20]);
+    let err = Keyring::new(&odd).unwrap_err();
+    assert_eq!(err, Error::InvalidKeyLength { len: 20 });
     assert_eq!(
         err.to_string(),
-        "invalid gossip encryption key: it must decode to 32 bytes, got 16"
+        "invalid gossip encryption key: it must decode to 16, 24 or 32 bytes, got 20"
     );
+}
+
+#[test]
+fn aes_128_and_192_keys_work_and_are_told_apart() {
+    let k16 = BASE64.encode([7u8; 16]);
+    let k24 = BASE64.encode([7u8; 24]);
+    let k32 = key(7);
+    let nonce = [3u8; NONCE_LEN];
+    for k in [&k16, &k24, &k32] {
+        let keyring = Keyring::new(k).unwrap();
+        let sealed = keyring.encrypt(b"ping", nonce);
+        assert_eq!(sealed.len(), OVERHEAD + 4);
+        assert_eq!(keyring.decrypt(&sealed).unwrap(), b"ping");
+    }
+    // A message sealed under the 16-byte key opens only where that key is installed.
+    let sealed = Keyring::new(&k16).unwrap().encrypt(b"ping", nonce);
+    let mut others = Keyring::new(&k32).unwrap();
+    others.install(&k24).unwrap();
+    assert_eq!(others.decrypt(&sealed), Err(Error::NoKeyDecrypts));
+    others.install(&k16).unwrap();
+    assert_eq!(others.decrypt(&sealed).unwrap(), b"ping");
+    assert_eq!(others.list(), [k32, k24, k16]);
 }
 
 #[test]
