@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 use test_support::in_netns::{Netns, NetnsHttp};
-use test_support::netns::{Lab, NsServer, NsSidecar};
+use test_support::netns::{Lab, NsServer, HTTP_PORT};
 use test_support::sidecar::{echo_once, SidecarProcess};
 use test_support::{free_port_on, ServerProcess};
 
@@ -56,7 +56,7 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn http(&self) -> NetnsHttp {
-        NetnsHttp::new(&self.netns, self.addr)
+        NetnsHttp::in_netns(&self.netns, self.addr)
     }
 
     /// One exchange with an echo path (`test_support::sidecar::echo_once`) from inside the
@@ -204,13 +204,20 @@ impl Layout {
     ) -> anyhow::Result<Sidecar> {
         match (self, app.netns.name()) {
             (Layout::Namespaces(_), Some(namespace)) => {
-                let process = NsSidecar::sidecar_for(namespace, service, METRICS_PORT, work)?;
+                let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                let process = SidecarProcess::sidecar_for_in(
+                    Netns::named(namespace),
+                    service,
+                    &local(HTTP_PORT).to_string(),
+                    local(METRICS_PORT),
+                    work,
+                )?;
                 let metrics = Endpoint {
                     netns: process.netns().clone(),
                     addr: process.metrics,
                 };
                 Ok(Sidecar {
-                    _process: SidecarKind::Namespace { _process: process },
+                    _process: process,
                     metrics,
                 })
             }
@@ -225,7 +232,7 @@ impl Layout {
                     addr: process.metrics,
                 };
                 Ok(Sidecar {
-                    _process: SidecarKind::Loopback { _process: process },
+                    _process: process,
                     metrics,
                 })
             }
@@ -309,7 +316,7 @@ impl Agent {
     /// Its HTTP API, from this process.
     pub(crate) fn http(&self) -> NetnsHttp {
         match self {
-            Agent::Loopback(p) => NetnsHttp::new(&Netns::own(), addr(&p.http_addr())),
+            Agent::Loopback(p) => NetnsHttp::in_netns(&Netns::own(), addr(&p.http_addr())),
             Agent::Namespace(p) => p.api(),
         }
     }
@@ -351,15 +358,9 @@ fn addr(text: &str) -> SocketAddr {
 /// A sidecar process, killed by PID when dropped, and where its metrics are.
 #[derive(Debug)]
 pub(crate) struct Sidecar {
-    _process: SidecarKind,
+    /// Held only to be killed when dropped.
+    _process: SidecarProcess,
     metrics: Endpoint,
-}
-
-/// Held only to be killed when dropped.
-#[derive(Debug)]
-enum SidecarKind {
-    Loopback { _process: SidecarProcess },
-    Namespace { _process: NsSidecar },
 }
 
 impl Sidecar {

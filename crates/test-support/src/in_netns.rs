@@ -18,15 +18,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Uri};
+use hyper::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
-
-use crate::Reply;
 
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/var/run/netns";
@@ -293,53 +288,12 @@ impl tower::Service<Uri> for Connector {
 
 /// A keep-alive HTTP/1.1 client for one address inside a namespace: [`crate::Http`] for an
 /// API listening on 127.0.0.1 of another namespace.
-#[derive(Debug, Clone)]
-pub struct NetnsHttp {
-    base: String,
-    client: Client<Connector, Full<Bytes>>,
-}
+pub type NetnsHttp = crate::Http<Connector>;
 
 impl NetnsHttp {
     /// `addr` as seen from inside `netns`.
-    pub fn new(netns: &Netns, addr: SocketAddr) -> NetnsHttp {
-        let connector = Connector::new(netns.path(), Duration::from_secs(5));
-        NetnsHttp {
-            base: format!("http://{addr}"),
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
-    }
-
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: impl Into<Bytes>,
-    ) -> anyhow::Result<Reply> {
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .body(Full::new(body.into()))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .with_context(|| format!("requesting {path}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    }
-
-    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
-        self.request(Method::GET, path, Bytes::new()).await
-    }
-
-    pub async fn put(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
-        self.request(Method::PUT, path, body).await
+    pub fn in_netns(netns: &Netns, addr: SocketAddr) -> NetnsHttp {
+        crate::Http::with_connector(addr, Connector::new(netns.path(), Duration::from_secs(5)))
     }
 }
 

@@ -71,9 +71,9 @@ impl Reply {
 
 /// A keep-alive HTTP/1.1 client for one base address.
 #[derive(Debug, Clone)]
-pub struct Http {
+pub struct Http<C = HttpConnector> {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<C, Full<Bytes>>,
 }
 
 impl Http {
@@ -81,6 +81,19 @@ impl Http {
         Http {
             base: format!("http://{addr}"),
             client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl<C> Http<C>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    /// Requests to `addr` through `connector` (e.g. one that connects inside a namespace).
+    pub fn with_connector(addr: SocketAddr, connector: C) -> Self {
+        Http {
+            base: format!("http://{addr}"),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 

@@ -357,7 +357,7 @@ impl NsServer {
 
     /// Its HTTP API through sockets opened inside its namespace (no `curl`).
     pub fn api(&self) -> NetnsHttp {
-        NetnsHttp::new(
+        NetnsHttp::in_netns(
             &self.netns(),
             SocketAddr::from((Ipv4Addr::LOCALHOST, HTTP_PORT)),
         )
@@ -458,93 +458,6 @@ impl NsServer {
 }
 
 impl Drop for NsServer {
-    fn drop(&mut self) {
-        let _ = self.kill9();
-    }
-}
-
-/// A `mesh-sidecar -sidecar-for <service>` inside a host namespace, against the agent on
-/// 127.0.0.1 there; killed by PID when dropped.
-#[derive(Debug)]
-pub struct NsSidecar {
-    child: Option<Child>,
-    netns: Netns,
-    args: Vec<String>,
-    log: PathBuf,
-    /// Where it serves `/metrics`, inside its namespace.
-    pub metrics: SocketAddr,
-}
-
-impl NsSidecar {
-    /// Starts it in `namespace`, serving metrics on 127.0.0.1:`metrics_port` there; the log
-    /// goes to `<log_dir>/sidecar-<service_id>.log` (as `SidecarProcess`'s).
-    pub fn sidecar_for(
-        namespace: &str,
-        service_id: &str,
-        metrics_port: u16,
-        log_dir: &Path,
-    ) -> anyhow::Result<NsSidecar> {
-        let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port));
-        let http = SocketAddr::from((Ipv4Addr::LOCALHOST, HTTP_PORT));
-        let args = [
-            "-sidecar-for",
-            service_id,
-            "-http-addr",
-            &http.to_string(),
-            "-metrics-addr",
-            &metrics.to_string(),
-            "-drain-seconds",
-            "2",
-            "-log-level",
-            "debug",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        let mut process = NsSidecar {
-            child: None,
-            netns: Netns::named(namespace),
-            args,
-            log: log_dir.join(format!("sidecar-{service_id}.log")),
-            metrics,
-        };
-        process.spawn()?;
-        Ok(process)
-    }
-
-    /// Starts it (again) with the same flags.
-    pub fn spawn(&mut self) -> anyhow::Result<()> {
-        self.kill9()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = self
-            .netns
-            .command(&binary("mesh-sidecar")?)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting mesh-sidecar in a network namespace")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    pub fn netns(&self) -> &Netns {
-        &self.netns
-    }
-
-    pub fn kill9(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for NsSidecar {
     fn drop(&mut self) {
         let _ = self.kill9();
     }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,15 +12,18 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::in_netns::Netns;
 use crate::{binary, free_port_on};
 
-/// A `mesh-sidecar` process, killed (by PID) when dropped.
+/// A `mesh-sidecar` process, in this process's network namespace or another one, killed (by
+/// PID) when dropped.
 #[derive(Debug)]
 pub struct SidecarProcess {
     child: Option<Child>,
+    netns: Netns,
     args: Vec<String>,
     log: PathBuf,
-    /// Where it serves `/metrics`.
+    /// Where it serves `/metrics` (inside its namespace).
     pub metrics: SocketAddr,
 }
 
@@ -34,6 +37,18 @@ impl SidecarProcess {
         log_dir: &Path,
     ) -> anyhow::Result<SidecarProcess> {
         let metrics = SocketAddr::from((metrics_ip, free_port_on(metrics_ip)?));
+        SidecarProcess::sidecar_for_in(Netns::own(), service_id, agent_http, metrics, log_dir)
+    }
+
+    /// Starts `mesh-sidecar -sidecar-for <service_id>` inside `netns`, against the agent at
+    /// `agent_http` and serving metrics at `metrics`, both as seen from inside it.
+    pub fn sidecar_for_in(
+        netns: Netns,
+        service_id: &str,
+        agent_http: &str,
+        metrics: SocketAddr,
+        log_dir: &Path,
+    ) -> anyhow::Result<SidecarProcess> {
         let args = [
             "-sidecar-for",
             service_id,
@@ -50,6 +65,7 @@ impl SidecarProcess {
         .to_vec();
         let mut process = SidecarProcess {
             child: None,
+            netns,
             args,
             log: log_dir.join(format!("sidecar-{service_id}.log")),
             metrics,
@@ -77,6 +93,7 @@ impl SidecarProcess {
         args.extend(["-metrics-addr".to_owned(), metrics.to_string()]);
         let mut process = SidecarProcess {
             child: None,
+            netns: Netns::own(),
             args,
             log: log_dir.join(format!("sidecar-ad-hoc-{service}.log")),
             metrics,
@@ -92,7 +109,9 @@ impl SidecarProcess {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(binary("mesh-sidecar")?)
+        let child = self
+            .netns
+            .command(&binary("mesh-sidecar")?)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -109,6 +128,11 @@ impl SidecarProcess {
             child.wait()?;
         }
         Ok(())
+    }
+
+    /// The network namespace it runs in.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
     }
 
     pub fn log_text(&self) -> String {
