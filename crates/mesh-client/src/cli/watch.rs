@@ -82,6 +82,14 @@ enum Shape {
     NewEvents,
 }
 
+impl Shape {
+    /// Whether the answers' index only grows. An event list's index folds the last event's
+    /// ID, a random UUID, so a smaller one says nothing about a restore.
+    fn ordered_index(self) -> bool {
+        self != Shape::NewEvents
+    }
+}
+
 impl View {
     /// The handler's data from an answer; `seen` is the index of the previous answer.
     fn data(&self, status: StatusCode, body: &[u8], seen: u64) -> anyhow::Result<Value> {
@@ -230,13 +238,23 @@ async fn interrupted() {
 }
 
 /// What a watch remembers between answers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Plan {
+    ordered: bool,
     index: Option<u64>,
     last: Option<Value>,
 }
 
 impl Plan {
+    /// `ordered`: whether a smaller index means the server's state went back.
+    fn new(ordered: bool) -> Self {
+        Self {
+            ordered,
+            index: None,
+            last: None,
+        }
+    }
+
     /// Takes an answer at `index`; the data to hand over if the view changed (always the
     /// first time), as Consul's watch plan decides.
     fn next(&mut self, index: u64, data: Value) -> Option<Value> {
@@ -245,7 +263,7 @@ impl Plan {
             return None;
         }
         // An index that went backwards (a restored snapshot, a new leader) starts over.
-        self.index = Some(if old.is_some_and(|old| index < old) {
+        self.index = Some(if self.ordered && old.is_some_and(|old| index < old) {
             0
         } else {
             index
@@ -263,7 +281,7 @@ impl Plan {
 }
 
 async fn follow(api: &Api, view: &View, args: &WatchArgs) -> anyhow::Result<()> {
-    let mut plan = Plan::default();
+    let mut plan = Plan::new(view.shape.ordered_index());
     let mut failures: u32 = 0;
     loop {
         let path = format!("{}index={}", view.path, plan.wait_index());
@@ -416,7 +434,7 @@ mod tests {
 
     #[test]
     fn handlers_run_when_index_and_content_change() {
-        let mut plan = Plan::default();
+        let mut plan = Plan::new(true);
         assert_eq!(plan.next(5, json!(null)), Some(json!(null)));
         // The same index: a blocking query that timed out.
         assert_eq!(plan.next(5, json!(null)), None);
@@ -426,6 +444,16 @@ mod tests {
         // Backwards: the next query does not block.
         assert_eq!(plan.next(3, json!({"Key": "b"})), Some(json!({"Key": "b"})));
         assert_eq!(plan.wait_index(), 0);
+    }
+
+    #[test]
+    fn event_indexes_are_not_ordered() {
+        // Each event list's index hashes its last event's ID: a smaller one is a new event,
+        // and waiting from 0 would hand every event over again.
+        let mut plan = Plan::new(Shape::NewEvents.ordered_index());
+        assert_eq!(plan.next(9, json!([1])), Some(json!([1])));
+        assert_eq!(plan.next(4, json!([2])), Some(json!([2])));
+        assert_eq!(plan.wait_index(), 4);
     }
 
     #[test]
