@@ -1,5 +1,6 @@
 //! Integration tests over real `mesh-server` processes on loopback.
 
+mod acl;
 mod catalog;
 mod cli;
 mod cluster;

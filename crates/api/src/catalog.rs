@@ -4,6 +4,9 @@
 //! Every read blocks on its own index (`service.<name>`, `node.<name>`, a table), so a watcher
 //! of one service never wakes for a change to another.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -13,6 +16,7 @@ use catalog::{topic, CatalogOp, Node, Service};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::authz::Authz;
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;
 use crate::kv::{read_body, write_bool};
@@ -96,15 +100,16 @@ pub async fn datacenters(
 
 pub async fn nodes(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "catalog/nodes")?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/nodes", authz)?;
     read.run(&ctx, topic::NODES, |catalog, list| {
         list.keep(
             catalog
                 .nodes()
-                .filter(|n| list.node_meta_matches(n))
+                .filter(|n| list.node_meta_matches(n) && list.node_readable(&n.name))
                 .map(cw::node),
         )
     })
@@ -113,10 +118,11 @@ pub async fn nodes(
 
 pub async fn services(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "catalog/services")?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/services", authz)?;
     read.run(&ctx, topic::SERVICES, |catalog, list| {
         let mut out: Map<String, Value> = Map::new();
         let mut instances: Vec<(&Node, &Service)> = catalog.service_instances().collect();
@@ -124,6 +130,7 @@ pub async fn services(
         for (node, service) in instances {
             if !list.node_meta_matches(node)
                 || !list.filter_matches(&cw::service_node(node, service))
+                || !list.service_readable(&service.service)
             {
                 continue;
             }
@@ -150,28 +157,31 @@ pub async fn missing_service_name() -> ApiError {
 
 pub async fn service(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    service_nodes(ctx, name, query, false).await
+    service_nodes(ctx, authz, name, query, false).await
 }
 
 pub async fn connect(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    service_nodes(ctx, name, query, true).await
+    service_nodes(ctx, authz, name, query, true).await
 }
 
 async fn service_nodes(
     ctx: Ctx,
+    authz: Authz,
     name: String,
     query: Option<String>,
     connect: bool,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "catalog/service")?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/service", authz)?;
     let instances = Instances {
         name: &name,
         connect,
@@ -188,17 +198,22 @@ async fn service_nodes(
 
 pub async fn node(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "catalog/node")?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/node", authz)?;
     read.run(&ctx, &topic::node(&name), |catalog, list| {
         let Some((node, services)) = catalog.node_services(&name) else {
             return Value::Null;
         };
+        if !list.node_readable(&node.name) {
+            return Value::Null;
+        }
         let services: Map<String, Value> = services
             .into_iter()
+            .filter(|s| list.service_readable(&s.service))
             .map(|s| (s.id.clone(), cw::node_service(s)))
             .filter(|(_, v)| list.filter_matches(v))
             .collect();
@@ -209,16 +224,25 @@ pub async fn node(
 
 pub async fn node_services(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "catalog/node-services")?;
+    let read = CatalogRead::parse(&ctx, &params, "catalog/node-services", authz)?;
     read.run(&ctx, &topic::node(&name), |catalog, list| {
         let Some((node, services)) = catalog.node_services(&name) else {
             return Value::Null;
         };
-        let services = list.keep(services.into_iter().map(cw::node_service));
+        if !list.node_readable(&node.name) {
+            return Value::Null;
+        }
+        let services = list.keep(
+            services
+                .into_iter()
+                .filter(|s| list.service_readable(&s.service))
+                .map(cw::node_service),
+        );
         json!({"Node": cw::node(node), "Services": services})
     })
     .await
@@ -232,18 +256,26 @@ pub async fn node_services(
 pub(crate) struct CatalogRead {
     opts: ReadOptions,
     pub(crate) list: ListFilter,
+    authz: Authz,
     /// The endpoint and the parameters that shape its body: the render cache's key.
     question: String,
 }
 
 impl CatalogRead {
-    pub(crate) fn parse(ctx: &Ctx, params: &Params, endpoint: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(
+        ctx: &Ctx,
+        params: &Params,
+        endpoint: &str,
+        authz: Authz,
+    ) -> Result<Self, ApiError> {
         let opts = ReadOptions::parse(ctx, params)?;
-        let list = ListFilter::parse(params)?;
+        let mut list = ListFilter::parse(params)?;
+        list.acl = authz.authorizer().filter(|a| !a.is_management()).cloned();
         let question = format!("{endpoint}?{}", params.shape());
         Ok(CatalogRead {
             opts,
             list,
+            authz,
             question,
         })
     }
@@ -267,8 +299,9 @@ impl CatalogRead {
             };
             // Shared only while no restore is under way (see `Notifier::generation`); `state`
             // holds the read lock, so no replacement can begin while it is held.
+            // A body filtered for one token is that token's alone: not shared.
             let generation = notifier.generation();
-            let body = if generation.is_multiple_of(2) {
+            let body = if generation.is_multiple_of(2) && list.acl.is_none() {
                 ctx.renders
                     .get_or_render(&question, index, generation, render)
             } else {
@@ -279,6 +312,8 @@ impl CatalogRead {
         .await?;
         let mut resp = render::json_bytes(body);
         meta.apply(&mut resp);
+        self.authz
+            .mark_filtered(list.dropped.load(Ordering::Relaxed), &mut resp);
         Ok(resp)
     }
 }
@@ -312,6 +347,9 @@ impl Instances<'_> {
         };
         all.into_iter()
             .filter(|(node, service)| list.node_meta_matches(node) && list.tags_match(service))
+            .filter(|(node, service)| {
+                list.node_readable(&node.name) && list.service_readable(&service.service)
+            })
             .collect()
     }
 }
@@ -323,6 +361,10 @@ pub(crate) struct ListFilter {
     filter: Option<catalog::filter::Filter>,
     node_meta: Vec<(String, String)>,
     tags: Vec<String>,
+    /// The token's decisions when they restrict what is seen (ACLs on, not management).
+    acl: Option<Arc<acl::Authorizer>>,
+    /// Whether the token's decisions dropped anything.
+    dropped: AtomicBool,
 }
 
 impl ListFilter {
@@ -346,7 +388,40 @@ impl ListFilter {
             filter,
             node_meta,
             tags,
+            acl: None,
+            dropped: AtomicBool::new(false),
         })
+    }
+
+    fn readable(&self, resource: acl::Resource, name: &str) -> bool {
+        let allowed = self
+            .acl
+            .as_ref()
+            .is_none_or(|a| a.allows(resource, name, acl::Access::Read));
+        if !allowed {
+            self.dropped.store(true, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// Whether the token may see node `name` (`node:read`); what it may not is dropped.
+    pub(crate) fn node_readable(&self, name: &str) -> bool {
+        self.readable(acl::Resource::Node, name)
+    }
+
+    /// Whether the token may see service `name` (`service:read`).
+    pub(crate) fn service_readable(&self, name: &str) -> bool {
+        self.readable(acl::Resource::Service, name)
+    }
+
+    /// Whether the token may see a check: its service's `service:read`, or for a node check
+    /// its node's `node:read`.
+    pub(crate) fn check_readable(&self, check: &catalog::HealthCheck) -> bool {
+        if check.service_name.is_empty() {
+            self.node_readable(&check.node)
+        } else {
+            self.service_readable(&check.service_name)
+        }
     }
 
     pub(crate) fn node_meta_matches(&self, node: &Node) -> bool {

@@ -18,6 +18,12 @@ pub enum ApiError {
     TooManyRequests(String),
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String, allow: String },
+    /// ACL permission denied and `ACL not found`: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `ACL support disabled`: 401.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Consul answers errors that come back from its RPC layer with a 500 and their text.
     #[error("{0}")]
     Internal(String),
@@ -30,6 +36,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

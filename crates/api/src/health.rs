@@ -6,6 +6,7 @@ use axum::response::Response;
 use catalog::wire as cw;
 use catalog::{topic, Status};
 
+use crate::authz::Authz;
 use crate::catalog::{CatalogRead, Instances};
 use crate::error::ApiError;
 use crate::params::Params;
@@ -13,29 +14,36 @@ use crate::Ctx;
 
 pub async fn node(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "health/node")?;
+    let read = CatalogRead::parse(&ctx, &params, "health/node", authz)?;
     read.run(&ctx, &topic::node(&name), |catalog, list| {
-        list.keep(catalog.node_checks(&name).into_iter().map(cw::check))
+        let rows = catalog
+            .node_checks(&name)
+            .into_iter()
+            .filter(|c| list.check_readable(c))
+            .map(cw::check);
+        list.keep(rows)
     })
     .await
 }
 
 pub async fn checks(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "health/checks")?;
+    let read = CatalogRead::parse(&ctx, &params, "health/checks", authz)?;
     read.run(&ctx, &topic::service(&name), |catalog, list| {
         let rows = catalog
             .service_checks(&name)
             .into_iter()
-            .filter(|c| list.check_node_matches(catalog, c))
+            .filter(|c| list.check_node_matches(catalog, c) && list.check_readable(c))
             .map(cw::check);
         list.keep(rows)
     })
@@ -44,28 +52,31 @@ pub async fn checks(
 
 pub async fn service(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    service_health(ctx, name, query, false).await
+    service_health(ctx, authz, name, query, false).await
 }
 
 pub async fn connect(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    service_health(ctx, name, query, true).await
+    service_health(ctx, authz, name, query, true).await
 }
 
 async fn service_health(
     ctx: Ctx,
+    authz: Authz,
     name: String,
     query: Option<String>,
     connect: bool,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, "health/service")?;
+    let read = CatalogRead::parse(&ctx, &params, "health/service", authz)?;
     let passing = match params.get("passing") {
         None => false,
         Some(raw) => parse_go_bool(raw)
@@ -88,11 +99,12 @@ async fn service_health(
 
 pub async fn state(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(state_name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
-    let read = CatalogRead::parse(&ctx, &params, &format!("health/state/{state_name}"))?;
+    let read = CatalogRead::parse(&ctx, &params, &format!("health/state/{state_name}"), authz)?;
     let wanted = match state_name.as_str() {
         "any" => None,
         other => Some(
@@ -104,7 +116,7 @@ pub async fn state(
         let rows = catalog
             .checks_in_state(wanted)
             .into_iter()
-            .filter(|c| list.check_node_matches(catalog, c))
+            .filter(|c| list.check_node_matches(catalog, c) && list.check_readable(c))
             .map(cw::check);
         list.keep(rows)
     })

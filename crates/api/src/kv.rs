@@ -1,6 +1,7 @@
 //! `/v1/kv/*`: reads (single, `?recurse`, `?keys`, `?raw`), writes (`?flags`, `?cas`,
 //! `?acquire`, `?release`) and deletes (`?recurse`, `?cas`).
 
+use acl::{Access, Resource};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use consensus::{Op, Response as Applied};
 use http_body_util::BodyExt;
 
+use crate::authz::Authz;
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;
 use crate::params::{check_dc, Params, ReadOptions};
@@ -17,27 +19,30 @@ use crate::Ctx;
 
 pub async fn root(
     State(ctx): State<Ctx>,
+    authz: Authz,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    dispatch(ctx, method, String::new(), query, headers, body).await
+    dispatch(ctx, authz, method, String::new(), query, headers, body).await
 }
 
 pub async fn handle(
     State(ctx): State<Ctx>,
+    authz: Authz,
     method: Method,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    dispatch(ctx, method, key, query, headers, body).await
+    dispatch(ctx, authz, method, key, query, headers, body).await
 }
 
 async fn dispatch(
     ctx: Ctx,
+    authz: Authz,
     method: Method,
     key: String,
     query: Option<String>,
@@ -49,8 +54,8 @@ async fn dispatch(
     // else: `PUT ?index=abc` is a 400, not a write.
     ReadOptions::parse_query(&ctx, &params)?;
     match method {
-        Method::GET if params.has("keys") => get_keys(&ctx, &key, &params).await,
-        Method::GET => get(&ctx, &key, &params).await,
+        Method::GET if params.has("keys") => get_keys(&ctx, &authz, &key, &params).await,
+        Method::GET => get(&ctx, &authz, &key, &params).await,
         Method::PUT => put(&ctx, key, &params, &headers, body).await,
         Method::DELETE => delete(&ctx, key, &params).await,
         other => Err(ApiError::MethodNotAllowed {
@@ -60,18 +65,22 @@ async fn dispatch(
     }
 }
 
-async fn get(ctx: &Ctx, key: &str, params: &Params) -> Result<Response, ApiError> {
+async fn get(ctx: &Ctx, authz: &Authz, key: &str, params: &Params) -> Result<Response, ApiError> {
     let recurse = params.has("recurse");
     if !recurse && key.is_empty() {
         return Err(ApiError::BadRequest("Missing key name".into()));
     }
     let opts = ReadOptions::parse(ctx, params)?;
+    // The middleware checked a single key; a listing keeps what the token may read.
+    let mut filtered = false;
     let (meta, entries) = if recurse {
-        blocking::read(ctx, &opts, Watch::Prefix(key), |state| {
+        let (meta, mut entries) = blocking::read(ctx, &opts, Watch::Prefix(key), |state| {
             let entries: Vec<kv::DirEntry> = state.kv.list(key).into_iter().cloned().collect();
             (state.kv.prefix_index(key), entries)
         })
-        .await?
+        .await?;
+        filtered = authz.filter(&mut entries, Resource::Key, Access::Read, |e| &e.key);
+        (meta, entries)
     } else {
         blocking::read(ctx, &opts, Watch::Key(key), |state| {
             let entries: Vec<kv::DirEntry> = state.kv.get(key).into_iter().cloned().collect();
@@ -80,7 +89,9 @@ async fn get(ctx: &Ctx, key: &str, params: &Params) -> Result<Response, ApiError
         .await?
     };
     if entries.is_empty() {
-        return Ok(render::empty_with_meta(StatusCode::NOT_FOUND, &meta));
+        let mut resp = render::empty_with_meta(StatusCode::NOT_FOUND, &meta);
+        authz.mark_filtered(filtered, &mut resp);
+        return Ok(resp);
     }
     if params.has("raw") && !recurse {
         let value = entries[0].value.clone();
@@ -97,10 +108,17 @@ async fn get(ctx: &Ctx, key: &str, params: &Params) -> Result<Response, ApiError
         return Ok(resp);
     }
     let wire: Vec<wire::DirEntry> = entries.iter().map(wire::DirEntry::new).collect();
-    Ok(render::json_with_meta(&wire, opts.pretty, &meta))
+    let mut resp = render::json_with_meta(&wire, opts.pretty, &meta);
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
 }
 
-async fn get_keys(ctx: &Ctx, prefix: &str, params: &Params) -> Result<Response, ApiError> {
+async fn get_keys(
+    ctx: &Ctx,
+    authz: &Authz,
+    prefix: &str,
+    params: &Params,
+) -> Result<Response, ApiError> {
     let opts = ReadOptions::parse(ctx, params)?;
     // Consul still honours its historic misspelling; the correct one wins when both are given.
     let separator = params
@@ -115,10 +133,15 @@ async fn get_keys(ctx: &Ctx, prefix: &str, params: &Params) -> Result<Response, 
         )
     })
     .await?;
-    if keys.is_empty() && !prefix.is_empty() {
-        return Ok(render::empty_with_meta(StatusCode::NOT_FOUND, &meta));
-    }
-    Ok(render::json_with_meta(&keys, opts.pretty, &meta))
+    let mut keys = keys;
+    let filtered = authz.filter(&mut keys, Resource::Key, Access::Read, |k| k.as_str());
+    let mut resp = if keys.is_empty() && !prefix.is_empty() {
+        render::empty_with_meta(StatusCode::NOT_FOUND, &meta)
+    } else {
+        render::json_with_meta(&keys, opts.pretty, &meta)
+    };
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
 }
 
 /// Reads a request body of at most `max` bytes, answering Consul's 413 otherwise.

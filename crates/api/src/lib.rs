@@ -6,8 +6,10 @@
 //! blocking queries. This crate never touches RocksDB or
 //! raft internals directly: it goes through [`consensus::RaftNode`].
 
+mod acl;
 mod agent;
 mod agent_connect;
+mod authz;
 mod autopilot;
 mod blocking;
 mod catalog;
@@ -46,6 +48,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
+pub use authz::{AclSettings, Authz};
 pub use error::ApiError;
 pub use forward::{client_router, handler as forward_handler};
 pub use local::{routes as agent_routes, LocalContext};
@@ -84,6 +87,10 @@ pub struct ApiContext {
     /// The agent's measurements (blocking queries in flight, forwarded calls); the same one
     /// as its [`LocalContext`]'s.
     pub telemetry: Telemetry,
+    /// How requests' tokens are checked.
+    pub acl: AclSettings,
+    /// The server's data directory (`acl-bootstrap-reset` is read from it); none in tests.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// What the server routes share: the context the binary built, and state of the API's own.
@@ -103,23 +110,42 @@ impl std::ops::Deref for Shared {
 
 pub(crate) type Ctx = Arc<Shared>;
 
-/// The whole `/v1` API of a server, with its own agent's endpoints, each request timed.
+/// The whole `/v1` API of a server, with its own agent's endpoints, each request checked
+/// against its token and timed.
 pub fn router(ctx: ApiContext, local: LocalContext) -> Router {
     let telemetry = local.telemetry.clone();
-    finish(server_routes(ctx).merge(agent_routes(local))).layer(middleware::from_fn_with_state(
+    let policy = ctx.acl.default_policy;
+    let enforcer = enforcer(&ctx);
+    let routes = server_routes(ctx)
+        .merge(agent_routes(local))
+        .route_layer(middleware::from_fn_with_state(enforcer, authz::enforce));
+    finish(routes, policy).layer(middleware::from_fn_with_state(
         telemetry,
         metrics::observe_http,
     ))
 }
 
 /// The server's routes as they answer calls client agents forward ([`forward_handler`]),
-/// timed as such.
+/// checked and timed as such.
 pub fn forwarded_router(ctx: ApiContext) -> Router {
     let telemetry = ctx.telemetry.clone();
-    finish(server_routes(ctx)).layer(middleware::from_fn_with_state(
+    let policy = ctx.acl.default_policy;
+    let enforcer = enforcer(&ctx);
+    let routes =
+        server_routes(ctx).route_layer(middleware::from_fn_with_state(enforcer, authz::enforce));
+    finish(routes, policy).layer(middleware::from_fn_with_state(
         telemetry,
         metrics::observe_forwarded,
     ))
+}
+
+fn enforcer(ctx: &ApiContext) -> Arc<authz::Enforcer> {
+    Arc::new(authz::Enforcer {
+        settings: ctx.acl.clone(),
+        reader: ctx.node.reader().clone(),
+        datacenter: ctx.agent.datacenter.clone(),
+        node_name: ctx.agent.node_name.clone(),
+    })
 }
 
 /// How many connections may wait to be accepted. Thousands of blocking queries reconnect at
@@ -140,10 +166,13 @@ pub fn listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpLi
 }
 
 /// Consul's answers for what no route takes, and the headers on every response.
-pub fn finish(routes: Router) -> Router {
+pub fn finish(routes: Router, default_policy: ::acl::DefaultPolicy) -> Router {
     routes
         .fallback(not_found)
-        .layer(middleware::from_fn(common_headers))
+        .layer(middleware::from_fn_with_state(
+            default_policy,
+            common_headers,
+        ))
 }
 
 /// The endpoints a server answers from its replicated state.
@@ -322,6 +351,7 @@ pub fn server_routes(ctx: ApiContext) -> Router {
             "/v1/connect/ca/configuration",
             methods(&[Method::GET, Method::PUT], connect_ca::configuration),
         )
+        .merge(acl::routes())
         .with_state(ctx)
 }
 
@@ -364,12 +394,16 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("Invalid URL path: not a recognized HTTP API endpoint".into())
 }
 
-/// Headers Consul sets on every response.
-pub(crate) async fn common_headers(req: Request, next: Next) -> Response {
+/// Headers Consul sets on every response: the ACL default policy even when ACLs are off.
+pub(crate) async fn common_headers(
+    axum::extract::State(default_policy): axum::extract::State<::acl::DefaultPolicy>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut resp = next.run(req).await.into_response();
     resp.headers_mut().insert(
         "X-Consul-Default-ACL-Policy",
-        HeaderValue::from_static("allow"),
+        HeaderValue::from_static(default_policy.as_str()),
     );
     resp
 }

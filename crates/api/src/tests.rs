@@ -38,6 +38,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Fixture {
+        Fixture::with_acl(AclSettings::default()).await
+    }
+
+    async fn with_acl(acl: AclSettings) -> Fixture {
         let dir = TempDir::new().expect("temp dir");
         let (log, sm) = raft_store::open(dir.path()).expect("open store");
         let reader = sm.reader();
@@ -97,7 +101,11 @@ impl Fixture {
             },
             autopilot: rpc::Autopilot::new(rpc::ConnectionPool::new()),
             telemetry: telemetry.clone(),
+            acl,
+            data_dir: None,
         };
+        let policy = ctx.acl.default_policy;
+        let enforcer = enforcer(&ctx);
         // As `router` builds it, with the telemetry endpoints and no local agent.
         let observed = metrics::routes(metrics::Observed {
             telemetry: telemetry.clone(),
@@ -105,7 +113,10 @@ impl Fixture {
             prometheus: true,
             dev: false,
         });
-        let app = finish(server_routes(ctx).merge(observed)).layer(middleware::from_fn_with_state(
+        let routes = server_routes(ctx)
+            .merge(observed)
+            .route_layer(middleware::from_fn_with_state(enforcer, authz::enforce));
+        let app = finish(routes, policy).layer(middleware::from_fn_with_state(
             telemetry.clone(),
             metrics::observe_http,
         ));
@@ -1267,6 +1278,7 @@ async fn autopilot_configuration_defaults_update_and_cas() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+mod acl;
 mod catalog;
 mod config_entries;
 mod connect_intentions;

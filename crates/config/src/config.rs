@@ -70,8 +70,42 @@ pub struct Config {
     pub skip_leave_on_interrupt: bool,
     /// The autopilot settings a new datacenter starts with (servers only).
     pub autopilot: Autopilot,
+    /// Consul's `acl` block; off by default.
+    pub acl: Acl,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
+}
+
+/// Consul's `acl` block. Its `Debug` shows whether each token is set, never the token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Acl {
+    pub enabled: bool,
+    /// `default_policy = "deny"`.
+    pub default_deny: bool,
+    /// `tokens.initial_management` (or the deprecated `tokens.master`).
+    pub initial_management: Option<String>,
+    /// `tokens.default`.
+    pub default_token: Option<String>,
+}
+
+impl fmt::Debug for Acl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acl")
+            .field("enabled", &self.enabled)
+            .field("default_deny", &self.default_deny)
+            .field("initial_management", &Redacted(&self.initial_management))
+            .field("default_token", &Redacted(&self.default_token))
+            .finish()
+    }
+}
+
+/// A secret in `Debug` output: `Some("(set)")` or `None`, never the secret.
+pub(crate) struct Redacted<'a>(pub(crate) &'a Option<String>);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_ref().map(|_| "(set)").fmt(f)
+    }
 }
 
 /// Consul's `autopilot` block: the settings the servers' replicated autopilot configuration

@@ -102,6 +102,12 @@ macro_rules! expected {
     (intention_policy) => {
         INTENTION_POLICY_EXPECTED
     };
+    (acl_default_policy) => {
+        ACL_POLICY_EXPECTED
+    };
+    (acl_token_uuid) => {
+        UUID_EXPECTED
+    };
 }
 
 /// `service`/`services` and `check`/`checks`: one definition or a list of them, appended
@@ -155,6 +161,8 @@ const RECURSOR_STRATEGY_EXPECTED: &str = "\"sequential\" or \"random\"";
 const CA_PROVIDER_EXPECTED: &str = "\"consul\" (the built-in CA, the only provider)";
 const OBJECT_EXPECTED: &str = "an object";
 const INTENTION_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
+const ACL_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
+const UUID_EXPECTED: &str = "a UUID";
 const STRINGS_EXPECTED: &str = "a list of strings";
 const DEFINITIONS_EXPECTED: &str = "an object or a list of objects";
 
@@ -325,6 +333,23 @@ pub(crate) static KEYS: &[Key] = &[
         "Dead servers are not removed below this many servers (0: no minimum)."),
     key!("autopilot.server_stabilization_time", "", autopilot.server_stabilization_time, duration;
         "How long a new server must be healthy before it counts as stable."),
+    key!("acl.enabled", "", acl.enabled, boolean;
+        "Turn ACLs on: every request is checked against its token."),
+    key!("acl.default_policy", "", acl.default_deny, acl_default_policy;
+        "What is decided when no rule matches."),
+    key!("acl.tokens.initial_management", "", acl.initial_management, acl_token_uuid;
+        "The secret of a management token the leader creates when none has it (empty: none)."),
+    key!("acl.tokens.master", "", acl.master, acl_token_uuid;
+        "Consul's deprecated name for `acl.tokens.initial_management`; when both are given, `initial_management` wins."),
+    key!("acl.tokens.default", "", acl.default_token, string;
+        "The token the agent uses for requests that carry none (empty: none)."),
+];
+
+/// Keys whose values are secrets: a bad one is described by its length in errors, never shown.
+static SECRET_KEYS: &[&str] = &[
+    "acl.tokens.initial_management",
+    "acl.tokens.master",
+    "acl.tokens.default",
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
@@ -339,6 +364,8 @@ static SECTIONS: &[&str] = &[
     "connect",
     "ui_config",
     "autopilot",
+    "acl",
+    "acl.tokens",
 ];
 
 /// Sections of which mesh implements only some keys: the others are unsupported, not unknown.
@@ -355,7 +382,22 @@ static PARTLY_SUPPORTED: &[&str] = &[
 /// Keys Consul accepts that mesh does not implement yet. Rejected, never ignored, so that
 /// nobody believes e.g. gossip encryption is on when it is not.
 static UNSUPPORTED: &[&str] = &[
-    "acl",
+    "acl.disabled_ttl",
+    "acl.down_policy",
+    "acl.enable_key_list_policy",
+    "acl.enable_token_persistence",
+    "acl.enable_token_replication",
+    "acl.msp_disable_bootstrap",
+    "acl.policy_ttl",
+    "acl.role_ttl",
+    "acl.token_ttl",
+    "acl.tokens.agent",
+    "acl.tokens.agent_master",
+    "acl.tokens.agent_recovery",
+    "acl.tokens.config_file_service_registration",
+    "acl.tokens.dns",
+    "acl.tokens.managed_service_provider",
+    "acl.tokens.replication",
     "addresses",
     "auto_config",
     "auto_encrypt",
@@ -448,7 +490,11 @@ impl Layers {
                         origin: ConfigSource::File(file.to_owned()),
                         key: key.path,
                         expected,
-                        got: render(value),
+                        got: if SECRET_KEYS.contains(&key.path) {
+                            render_secret(value)
+                        } else {
+                            render(value)
+                        },
                     }
                 })?;
                 self.set_source(key.path, ConfigSource::File(file.to_owned()));
@@ -508,6 +554,14 @@ pub(crate) fn render(value: &Value) -> String {
     }
     let short: String = text.chars().take(MAX_CHARS).collect();
     format!("{short}...")
+}
+
+/// A secret value as it appears in an error message: a string by its length only.
+pub(crate) fn render_secret(value: &Value) -> String {
+    match value {
+        Value::String(text) => render(&format!("{} characters", text.len()).into()),
+        other => render(other),
+    }
 }
 
 fn append_definitions(list: &mut Vec<Value>, value: &Value) -> Result<(), &'static str> {
@@ -669,6 +723,23 @@ fn intention_policy(value: &Value) -> Result<crate::IntentionPolicy, &'static st
         Some("allow") => Ok(crate::IntentionPolicy::Allow),
         Some("deny") => Ok(crate::IntentionPolicy::Deny),
         _ => Err(INTENTION_POLICY_EXPECTED),
+    }
+}
+
+/// `acl.default_policy`: whether it is "deny".
+fn acl_default_policy(value: &Value) -> Result<bool, &'static str> {
+    match value.as_str() {
+        Some("allow") => Ok(false),
+        Some("deny") => Ok(true),
+        _ => Err(ACL_POLICY_EXPECTED),
+    }
+}
+
+/// `acl.tokens.initial_management`: a UUID, as Consul requires (empty: none).
+fn acl_token_uuid(value: &Value) -> Result<String, &'static str> {
+    match value.as_str() {
+        Some(text) if text.is_empty() || crate::resolve::is_uuid(text) => Ok(text.to_owned()),
+        _ => Err(UUID_EXPECTED),
     }
 }
 
@@ -836,7 +907,7 @@ fn cell(text: &str) -> String {
 }
 
 /// A key's value in `config` as the docs show it; `None` when unset or empty.
-fn default_text(config: &crate::Config, path: &str) -> Option<String> {
+pub(crate) fn default_text(config: &crate::Config, path: &str) -> Option<String> {
     use crate::format_go_duration as go;
     let code = |text: String| Some(format!("`{text}`"));
     let flag = |on: bool| code(on.to_string());
@@ -938,6 +1009,26 @@ fn default_text(config: &crate::Config, path: &str) -> Option<String> {
         "autopilot.server_stabilization_time" => {
             duration(config.autopilot.server_stabilization_time)
         }
+        "acl.enabled" => flag(config.acl.enabled),
+        "acl.default_policy" => code(
+            if config.acl.default_deny {
+                "deny"
+            } else {
+                "allow"
+            }
+            .to_owned(),
+        ),
+        // Secrets: only whether they are set.
+        "acl.tokens.initial_management" | "acl.tokens.master" => config
+            .acl
+            .initial_management
+            .is_some()
+            .then(|| "(set)".to_owned()),
+        "acl.tokens.default" => config
+            .acl
+            .default_token
+            .is_some()
+            .then(|| "(set)".to_owned()),
         other => panic!("no default known for key {other:?}: add it to keys::default_text"),
     }
 }

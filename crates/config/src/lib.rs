@@ -23,7 +23,7 @@ use std::fs;
 use std::path::PathBuf;
 
 pub use crate::config::{
-    Autopilot, Config, Connect, Dns, IntentionPolicy, Limits, LogLevel, ParseLogLevelError,
+    Acl, Autopilot, Config, Connect, Dns, IntentionPolicy, Limits, LogLevel, ParseLogLevelError,
     Performance, Ports, RecursorStrategy, Soa, PORT_DISABLED,
 };
 pub use crate::duration::{format_go_duration, parse_go_duration, DurationError};
@@ -31,7 +31,7 @@ pub use crate::error::{ConfigError, ConfigSource};
 pub use crate::file::hcl_to_json;
 pub use crate::keys::reference_markdown;
 pub use crate::overrides::{
-    AutopilotOverrides, ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides,
+    AclOverrides, AutopilotOverrides, ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides,
     PerformanceOverrides, PortsOverrides,
 };
 

@@ -72,6 +72,21 @@ pub struct Overrides {
     /// `skip_leave_on_interrupt` (no flag)
     pub skip_leave_on_interrupt: Option<bool>,
     pub autopilot: AutopilotOverrides,
+    pub acl: AclOverrides,
+}
+
+/// `acl.*` (no flags). Its `Debug` shows whether each token is set, never the token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AclOverrides {
+    pub enabled: Option<bool>,
+    /// `acl.default_policy`: whether it is "deny".
+    pub default_deny: Option<bool>,
+    /// `acl.tokens.initial_management`
+    pub initial_management: Option<String>,
+    /// `acl.tokens.master`, the deprecated name of `initial_management`, which wins over it.
+    pub master: Option<String>,
+    /// `acl.tokens.default`
+    pub default_token: Option<String>,
 }
 
 /// `autopilot.*` (no flags).
@@ -147,4 +162,17 @@ pub struct LimitsOverrides {
 pub struct PerformanceOverrides {
     /// `-raft-multiplier` (no Consul flag)
     pub raft_multiplier: Option<u8>,
+}
+
+impl std::fmt::Debug for AclOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::Redacted;
+        f.debug_struct("AclOverrides")
+            .field("enabled", &self.enabled)
+            .field("default_deny", &self.default_deny)
+            .field("initial_management", &Redacted(&self.initial_management))
+            .field("master", &Redacted(&self.master))
+            .field("default_token", &Redacted(&self.default_token))
+            .finish()
+    }
 }

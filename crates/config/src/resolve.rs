@@ -114,6 +114,7 @@ pub(crate) fn resolve(
         leave_on_terminate: values.leave_on_terminate.unwrap_or(!server),
         skip_leave_on_interrupt: values.skip_leave_on_interrupt.unwrap_or(server),
         autopilot: autopilot(&values.autopilot),
+        acl: acl(&values.acl),
         sources: crate::Sources::default(),
     };
     validate(&config, &layers)?;
@@ -273,7 +274,7 @@ fn validate(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
 }
 
 /// The 8-4-4-4-12 hex form that Consul's `uuid.ParseUUID` accepts.
-fn is_uuid(text: &str) -> bool {
+pub(crate) fn is_uuid(text: &str) -> bool {
     text.len() == 36
         && text.bytes().enumerate().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == b'-',
@@ -308,6 +309,18 @@ fn dns(values: &crate::DnsOverrides) -> crate::Dns {
         recursor_timeout: values.recursor_timeout.unwrap_or(defaults.recursor_timeout),
         recursor_strategy: values.recursor_strategy.unwrap_or_default(),
         soa,
+    }
+}
+
+/// The ACL settings; an empty token is no token, and `initial_management` wins over its
+/// deprecated name `master` whatever the order they were given in.
+fn acl(values: &crate::AclOverrides) -> crate::Acl {
+    let token = |value: &Option<String>| value.clone().filter(|token| !token.is_empty());
+    crate::Acl {
+        enabled: values.enabled.unwrap_or(false),
+        default_deny: values.default_deny.unwrap_or(false),
+        initial_management: token(&values.initial_management).or_else(|| token(&values.master)),
+        default_token: token(&values.default_token),
     }
 }
 

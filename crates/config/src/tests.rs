@@ -112,6 +112,7 @@ fn defaults() -> Config {
         leave_on_terminate: true,
         skip_leave_on_interrupt: false,
         autopilot: Autopilot::default(),
+        acl: Acl::default(),
         sources: Sources::default(),
     }
 }
@@ -472,6 +473,45 @@ alt_domain = "mesh.example.com""#,
                 }
             },
         ),
+        (
+            r#"{"acl": {"enabled": true, "default_policy": "deny", "tokens": {
+                "initial_management": "8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f",
+                "default": "anonymous-ish"}}}"#,
+            r#"acl {
+                enabled = true
+                default_policy = "deny"
+                tokens {
+                    initial_management = "8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f"
+                    default = "anonymous-ish"
+                }
+            }"#,
+            |c| {
+                c.acl = Acl {
+                    enabled: true,
+                    default_deny: true,
+                    initial_management: Some("8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f".into()),
+                    default_token: Some("anonymous-ish".into()),
+                }
+            },
+        ),
+        // Consul's deprecated name for `initial_management`; `allow` is the default.
+        (
+            r#"{"acl": {"default_policy": "allow",
+                "tokens": {"master": "ABCDEF01-2345-6789-abcd-ef0123456789"}}}"#,
+            r#"acl = {
+                default_policy = "allow"
+                tokens = { master = "ABCDEF01-2345-6789-abcd-ef0123456789" }
+            }"#,
+            |c| c.acl.initial_management = Some("ABCDEF01-2345-6789-abcd-ef0123456789".into()),
+        ),
+        // An empty token is no token, as in Consul.
+        (
+            r#"{"acl": {"tokens": {"initial_management": "", "default": ""}}}"#,
+            r#"acl {
+                tokens = { initial_management = "", default = "" }
+            }"#,
+            |_| {},
+        ),
     ];
     for (json, hcl, change) in cases {
         let mut expected = defaults();
@@ -557,6 +597,11 @@ fn every_file_key_is_covered_by_a_test_case() {
         "autopilot.max_trailing_logs",
         "autopilot.min_quorum",
         "autopilot.server_stabilization_time",
+        "acl.enabled",
+        "acl.default_policy",
+        "acl.tokens.initial_management",
+        "acl.tokens.master",
+        "acl.tokens.default",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
@@ -621,6 +666,16 @@ fn unknown_keys_are_errors_with_full_path() {
             r#"{"limits": [{"nope": 1}]}"#,
             r#"config.json: unknown key "limits.nope""#,
         ),
+        (
+            "config.hcl",
+            "acl { nonsense = true }",
+            r#"config.hcl: unknown key "acl.nonsense""#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"tokens": {"nonsense": "x"}}}"#,
+            r#"config.json: unknown key "acl.tokens.nonsense""#,
+        ),
         // `dev` is a flag only, as in Consul; so are camel-cased names.
         (
             "config.json",
@@ -640,8 +695,23 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
     check_errors(&[
         (
             "config.hcl",
-            "acl { enabled = true }",
-            r#"config.hcl: key "acl" is not supported yet"#,
+            r#"acl { down_policy = "deny" }"#,
+            r#"config.hcl: key "acl.down_policy" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"enabled": true, "enable_token_persistence": true}}"#,
+            r#"config.json: key "acl.enable_token_persistence" is not supported yet"#,
+        ),
+        (
+            "config.hcl",
+            r#"acl { tokens = { agent = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9" } }"#,
+            r#"config.hcl: key "acl.tokens.agent" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"tokens": {"agent_recovery": "x"}}}"#,
+            r#"config.json: key "acl.tokens.agent_recovery" is not supported yet"#,
         ),
         (
             "config.json",
@@ -839,6 +909,42 @@ fn bad_values_name_file_key_and_value() {
             "config.hcl",
             r#"limits = "none""#,
             r#"config.hcl: invalid value for "limits": expected an object, got "none""#,
+        ),
+        (
+            "config.hcl",
+            r#"acl { default_policy = "extend-cache" }"#,
+            r#"config.hcl: invalid value for "acl.default_policy": expected "allow" or "deny", got "extend-cache""#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"enabled": "yes"}}"#,
+            r#"config.json: invalid value for "acl.enabled": expected a boolean (true or false), got "yes""#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"tokens": 1}}"#,
+            r#"config.json: invalid value for "acl.tokens": expected an object, got 1"#,
+        ),
+        // Tokens are secrets: a bad one is described, never shown.
+        (
+            "config.hcl",
+            r#"acl { tokens = { initial_management = "root-secret" } }"#,
+            r#"config.hcl: invalid value for "acl.tokens.initial_management": expected a UUID, got "11 characters""#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"tokens": {"master": "8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2"}}}"#,
+            r#"config.json: invalid value for "acl.tokens.master": expected a UUID, got "35 characters""#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"tokens": {"initial_management": 7}}}"#,
+            r#"config.json: invalid value for "acl.tokens.initial_management": expected a UUID, got 7"#,
+        ),
+        (
+            "config.json",
+            r#"{"acl": {"tokens": {"default": false}}}"#,
+            r#"config.json: invalid value for "acl.tokens.default": expected a string, got false"#,
         ),
         (
             "config.json",
@@ -1130,6 +1236,8 @@ fn flags_win_over_files_for_every_key() {
         leave_on_terminate: None,
         skip_leave_on_interrupt: None,
         autopilot: AutopilotOverrides::default(),
+        // No flags.
+        acl: AclOverrides::default(),
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -1183,6 +1291,7 @@ fn flags_win_over_files_for_every_key() {
         leave_on_terminate: false,
         skip_leave_on_interrupt: true,
         autopilot: Autopilot::default(),
+        acl: Acl::default(),
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));
@@ -1502,4 +1611,71 @@ fn reference_flags_match_the_binaries() {
         declared("mesh-client/src/main.rs", "AgentArgs"),
         sorted(keys::CLIENT_FLAGS)
     );
+}
+
+#[test]
+fn acl_initial_management_wins_over_master_in_any_order() {
+    const INITIAL: &str = "11111111-2222-3333-4444-555555555555";
+    const MASTER: &str = "66666666-7777-8888-9999-000000000000";
+    let hcl =
+        format!(
+        "acl {{\n  tokens {{\n    master = \"{MASTER}\"\n    initial_management = \"{INITIAL}\"\n  }}\n}}\n"
+    );
+    let config = load_one("config.hcl", &hcl).expect("valid config");
+    assert_eq!(config.acl.initial_management.as_deref(), Some(INITIAL));
+
+    // Across files too: a later `master` does not replace an earlier `initial_management`.
+    let files = Files::new();
+    files.add(
+        "a.json",
+        &format!(r#"{{"acl": {{"tokens": {{"initial_management": "{INITIAL}"}}}}}}"#),
+    );
+    files.add(
+        "b.json",
+        &format!(r#"{{"acl": {{"tokens": {{"master": "{MASTER}"}}}}}}"#),
+    );
+    for order in [["a.json", "b.json"], ["b.json", "a.json"]] {
+        let config = files
+            .load(&order, &[], &Overrides::default())
+            .expect("valid config");
+        assert_eq!(
+            config.acl.initial_management.as_deref(),
+            Some(INITIAL),
+            "{order:?}"
+        );
+    }
+}
+
+#[test]
+fn acl_tokens_stay_out_of_debug_output_and_the_reference() {
+    const SECRET: &str = "8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f";
+    let config = load_one(
+        "config.json",
+        &format!(
+            r#"{{"acl": {{"enabled": true, "tokens": {{"initial_management": "{SECRET}",
+                "default": "{SECRET}"}}}}}}"#
+        ),
+    )
+    .expect("valid config");
+    assert_eq!(config.acl.default_token.as_deref(), Some(SECRET));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(SECRET), "{debug}");
+    assert!(
+        debug.contains("initial_management: Some(\"(set)\")"),
+        "{debug}"
+    );
+    let overrides = AclOverrides {
+        master: Some(SECRET.into()),
+        ..AclOverrides::default()
+    };
+    assert!(!format!("{overrides:?}").contains(SECRET));
+    assert_eq!(
+        keys::default_text(&config, "acl.tokens.initial_management").as_deref(),
+        Some("(set)")
+    );
+    assert_eq!(
+        keys::default_text(&config, "acl.tokens.default").as_deref(),
+        Some("(set)")
+    );
+    assert_eq!(keys::default_text(&defaults(), "acl.tokens.default"), None);
 }

@@ -1,8 +1,8 @@
 //! Ordinary Consul agent configurations load (issue 9): the files in `tests/consul/` are shaped
 //! like the servers, clients and dev agents of Consul's documentation and tutorials, and each
 //! loads through [`config::load`] as the agents load theirs, with its values where they belong.
-//! Consul's TLS and ACL settings, which mesh does not implement yet, are refused key by key as
-//! "not supported yet", never as unknown and never silently.
+//! Consul's TLS settings and the ACL settings mesh does not implement yet are refused key by key
+//! as "not supported yet", never as unknown and never silently.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -262,10 +262,19 @@ fn the_production_server_keeps_its_tuning() {
     assert_eq!(autopilot.min_quorum, 3);
     assert_eq!(autopilot.server_stabilization_time, Duration::from_secs(15));
     assert!(config.skip_leave_on_interrupt);
+    assert_eq!(
+        config.acl,
+        config::Acl {
+            enabled: true,
+            default_deny: true,
+            initial_management: Some("8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f".into()),
+            default_token: None,
+        }
+    );
 }
 
 #[test]
-fn the_json_server_keeps_its_dns_and_ca_settings() {
+fn the_json_server_keeps_its_dns_ca_and_acl_settings() {
     let config = load("server.json");
     assert_eq!(config.dns.domain, "consul");
     assert_eq!(config.dns.service_ttl["web"], Duration::from_secs(30));
@@ -276,6 +285,16 @@ fn the_json_server_keeps_its_dns_and_ca_settings() {
         config.autopilot,
         config::Autopilot::default(),
         "server.json states autopilot's defaults"
+    );
+    // ACLs on but allowing, with the deprecated name of the initial management token.
+    assert_eq!(
+        config.acl,
+        config::Acl {
+            enabled: true,
+            default_deny: false,
+            initial_management: Some("b1e0c7a2-44f5-4d3e-9a6b-0c8d7e6f5a4b".into()),
+            default_token: Some("0c2f7a4e-5d6b-4e3a-8f1c-2b9d0e7a6c5f".into()),
+        }
     );
 }
 

@@ -7,12 +7,12 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::legacy::StateV1;
+use crate::legacy::{StateV1, StateV2};
 use crate::state::State;
 
-/// The archive format version this build writes. It also reads version 1, whose state has
-/// the previous layout ([`crate::StateV1`]).
-pub const ARCHIVE_VERSION: u32 = 2;
+/// The archive format version this build writes. It also reads versions 1 and 2, whose states
+/// have the previous layouts ([`crate::StateV1`], [`crate::StateV2`]).
+pub const ARCHIVE_VERSION: u32 = 3;
 
 /// What an archive says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +118,9 @@ pub fn unpack(archive: &[u8]) -> Result<(ArchiveMeta, State), ArchiveError> {
     };
     let state = match meta.version {
         ARCHIVE_VERSION => postcard::from_bytes(&state_bin).map_err(decode_failed)?,
+        2 => postcard::from_bytes::<StateV2>(&state_bin)
+            .map_err(decode_failed)?
+            .into(),
         1 => postcard::from_bytes::<StateV1>(&state_bin)
             .map_err(decode_failed)?
             .into(),
@@ -164,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_archive_still_restores() {
+    fn version_1_and_2_archives_still_restore() {
         let mut old = StateV1::default();
         kv_set(&mut old.kv, "kept");
         let bytes = postcard::to_stdvec(&old).expect("encode");
@@ -173,6 +176,13 @@ mod tests {
         assert_eq!(read_meta.version, 1);
         assert!(state.kv.get("kept").is_some());
         assert!(state.config_entries.is_empty());
+        let mut v2 = StateV2::default();
+        kv_set(&mut v2.kv, "kept");
+        let bytes_v2 = postcard::to_stdvec(&v2).expect("encode");
+        let archive = pack_encoded(&meta(2), &bytes_v2).expect("pack");
+        let (_, state) = unpack(&archive).expect("a version 2 archive");
+        assert!(state.kv.get("kept").is_some());
+        assert!(!state.acl.initialized());
         let future = pack_encoded(&meta(ARCHIVE_VERSION + 1), &bytes).expect("pack");
         assert!(matches!(
             unpack(&future),

@@ -58,6 +58,11 @@ pub enum Op {
     // postcard numbers variants in order: new commands go below, never above.
     /// A config entry write. Answers [`Response::ConfigEntry`].
     ConfigEntry(Box<config_entries::ConfigEntryOp>),
+    /// A restore proposed before ACLs existed, its state in that layout. Only read back from
+    /// older logs; applied as an [`Op::Restore`] (see [`crate::StateV2`]).
+    RestoreV2(Box<crate::legacy::StateV2>),
+    /// An ACL write. Answers [`Response::Acl`].
+    Acl(Box<acl::AclOp>),
     /// Replace the whole replicated state with a restored snapshot (`PUT /v1/snapshot`).
     Restore(Box<crate::state::State>),
 }
@@ -80,9 +85,9 @@ impl Op {
             }
             // Roots, intermediates and their keys.
             Op::SetCa { ca, .. } => OVERHEAD * 16 * (ca.roots.len() + 1),
-            Op::Intention(_) | Op::ConfigEntry(_) => OVERHEAD * 8,
+            Op::Intention(_) | Op::ConfigEntry(_) | Op::Acl(_) => OVERHEAD * 8,
             // Never batched with others: it is as large as the whole state.
-            Op::Restore(_) | Op::RestoreV1(_) => usize::MAX / 2,
+            Op::Restore(_) | Op::RestoreV1(_) | Op::RestoreV2(_) => usize::MAX / 2,
             Op::Batch(ops) => ops.iter().map(Op::approx_size).sum(),
         }
     }
@@ -177,4 +182,6 @@ pub enum Response {
     /// A config entry write: Consul's `true`/`false` (a check-and-set that did not hold), or
     /// Consul's refusal.
     ConfigEntry(Result<bool, config_entries::ConfigEntryError>),
+    /// An ACL write: what it made, or Consul's refusal.
+    Acl(Result<acl::AclApplied, acl::AclError>),
 }

@@ -9,8 +9,9 @@
 //!
 //! | layout | snapshot file | archive | restore entry | what it lacks |
 //! |---|---|---|---|---|
-//! | [`StateV1`] | `MESHSNP2`, and the first layout's data | version 1 | `Op::RestoreV1` | config entries |
-//! | [`State`] | `MESHSNP3` | version 2 | `Op::Restore` | |
+//! | [`StateV1`] | `MESHSNP2`, and the first layout's data | version 1 | `Op::RestoreV1` | config entries, ACLs |
+//! | [`StateV2`] | `MESHSNP3` | version 2 | `Op::RestoreV2` | ACLs |
+//! | [`State`] | `MESHSNP4` | version 3 | `Op::Restore` | |
 
 use serde::{Deserialize, Serialize};
 
@@ -27,4 +28,29 @@ pub struct StateV1 {
     #[serde(with = "crate::as_json")]
     pub ca: Option<ca::CaState>,
     pub intentions: intentions::Intentions,
+}
+
+/// The state before ACLs: [`StateV1`] and the config entries.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateV2 {
+    pub kv: kv::KvStore,
+    pub catalog: catalog::Catalog,
+    pub autopilot: AutopilotConfig,
+    #[serde(with = "crate::as_json")]
+    pub ca: Option<ca::CaState>,
+    pub intentions: intentions::Intentions,
+    pub config_entries: config_entries::ConfigEntries,
+}
+
+impl From<StateV1> for StateV2 {
+    fn from(old: StateV1) -> StateV2 {
+        StateV2 {
+            kv: old.kv,
+            catalog: old.catalog,
+            autopilot: old.autopilot,
+            ca: old.ca,
+            intentions: old.intentions,
+            config_entries: config_entries::ConfigEntries::default(),
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! A mesh server's raft member as the rest of the server sees it: the commands and their
-//! application to the pure domain crates (kv, catalog, ca, intentions, config-entries), the
+//! application to the pure domain crates (kv, catalog, ca, intentions, config-entries, acl), the
 //! replicated state and its snapshot archive, openraft's type configuration, and [`RaftNode`],
 //! the handle that proposes writes, confirms reads and runs the leader's housekeeping.
 //!
@@ -24,13 +24,15 @@ pub use applied::{Applied, AppliedState, LogPosition, LogTail, StateGuard, Store
 pub use archive::{pack, unpack, ArchiveError, ArchiveMeta, ARCHIVE_VERSION};
 pub use command::{CaBase, Command, Op, Response};
 pub use connect::{CaUpdateError, SignError};
-pub use legacy::StateV1;
+pub use legacy::{StateV1, StateV2};
 pub use network::NoPeers;
 pub use node::{
     BoxFuture, ConsensusError, Forward, LeaderView, RaftNode, RaftServer, Written, HOLD_TIMEOUT,
     TOMBSTONE_TTL,
 };
 pub use notify::{Notifier, Subscription, Topic};
-pub use state::{AutopilotConfig, State, TABLE_CA, TABLE_CONFIG_ENTRIES, TABLE_INTENTIONS};
+pub use state::{
+    AutopilotConfig, State, TABLE_ACL, TABLE_CA, TABLE_CONFIG_ENTRIES, TABLE_INTENTIONS,
+};
 pub use stats::{LatencyStats, RaftStats};
 pub use types::{NodeId, Raft, ServerNode, TypeConfig};

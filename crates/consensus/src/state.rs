@@ -21,6 +21,8 @@ pub struct State {
     pub intentions: intentions::Intentions,
     /// `service-defaults` and `proxy-defaults` config entries.
     pub config_entries: config_entries::ConfigEntries,
+    /// ACL tokens, policies and roles.
+    pub acl: acl::AclStore,
     /// Set when a restore replaced the state; cleared when topics are drained.
     #[serde(skip)]
     restored: bool,
@@ -35,6 +37,8 @@ pub const TABLE_CA: &str = "connect-ca";
 pub const TABLE_INTENTIONS: &str = "intentions";
 /// The topic of the config entries.
 pub const TABLE_CONFIG_ENTRIES: &str = "config-entries";
+/// The topic of the ACL tables.
+pub const TABLE_ACL: &str = "acl";
 
 /// Autopilot's settings (Consul's defaults), replicated so every server reports the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +156,18 @@ impl State {
                 Err(err) => Response::ConfigEntry(Err(err)),
             },
             Op::RestoreV1(restored) => {
+                let restored = crate::legacy::StateV2::from(*restored);
+                self.apply_op(index, now, Op::Restore(Box::new(State::from(restored))))
+            }
+            Op::RestoreV2(restored) => {
                 self.apply_op(index, now, Op::Restore(Box::new(State::from(*restored))))
+            }
+            Op::Acl(op) => {
+                let applied = self.acl.apply(*op, index, now);
+                if applied.is_ok() {
+                    self.tables_changed.push(TABLE_ACL);
+                }
+                Response::Acl(applied)
             }
             Op::Restore(restored) => {
                 // Discard pending change records: the whole state is new, and the state machine
@@ -197,15 +212,22 @@ impl State {
     }
 }
 
-impl From<crate::legacy::StateV1> for State {
-    fn from(old: crate::legacy::StateV1) -> State {
+impl From<crate::legacy::StateV2> for State {
+    fn from(old: crate::legacy::StateV2) -> State {
         State {
             kv: old.kv,
             catalog: old.catalog,
             autopilot: old.autopilot,
             ca: old.ca,
             intentions: old.intentions,
+            config_entries: old.config_entries,
             ..State::default()
         }
+    }
+}
+
+impl From<crate::legacy::StateV1> for State {
+    fn from(old: crate::legacy::StateV1) -> State {
+        crate::legacy::StateV2::from(old).into()
     }
 }

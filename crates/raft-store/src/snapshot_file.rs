@@ -6,15 +6,15 @@
 //! holds the encoded snapshot in memory, and the receiver installs it by checking and renaming
 //! the file it received, then decoding the state from it as a stream.
 //!
-//! Layout: `MESHSNP3`, the length of the metadata (u32, little endian), openraft's snapshot
+//! Layout: `MESHSNP4`, the length of the metadata (u32, little endian), openraft's snapshot
 //! metadata and the state (both postcard), then the SHA-256 of everything before it. It is
 //! written to a temporary name, synced, renamed over the previous one and the directory synced,
 //! so a crash leaves either snapshot whole.
 //!
-//! `MESHSNP2` files are the same but hold the state in its previous layout
-//! ([`SnapshotState::Previous`], see `consensus::StateV1`): they are read (and received from a
-//! leader of the previous version) and converted. Older layouts are read once and rewritten in
-//! the current one when the store opens: `MESHSNP2`, a file holding postcard `{meta, data}`
+//! `MESHSNP3` and `MESHSNP2` files are the same but hold the state in the previous layouts
+//! ([`SnapshotState::Previous`], see `consensus::StateV2` and `StateV1`): they are read (and
+//! received from a leader of an earlier version) and converted. Older layouts are read once and
+//! rewritten in the current one when the store opens: a file holding postcard `{meta, data}`
 //! followed by its SHA-256, and before that a RocksDB value.
 
 use std::fs::{self, File};
@@ -34,9 +34,10 @@ const NAME: &str = "snapshot.bin";
 const TEMPORARY: &str = "snapshot.bin.tmp";
 /// Where a snapshot from the leader is received.
 const RECEIVING: &str = "snapshot.bin.recv";
-const MAGIC: &[u8; 8] = b"MESHSNP3";
-/// The magic of files holding the state in its previous layout.
-const PREVIOUS_MAGIC: &[u8; 8] = b"MESHSNP2";
+const MAGIC: &[u8; 8] = b"MESHSNP4";
+/// The magics of files holding the state in earlier layouts, the latest first: the layout of
+/// `PREVIOUS_MAGICS[n]` is `n + 1` steps of [`SnapshotState::Previous`] back.
+const PREVIOUS_MAGICS: [&[u8; 8]; 2] = [b"MESHSNP3", b"MESHSNP2"];
 const DIGEST_LEN: u64 = 32;
 /// Room for the largest single string or byte string in the state while decoding from the
 /// file (a KV value, a CA's JSON). Allocated zeroed, so only what is used becomes resident; a
@@ -51,9 +52,10 @@ pub(crate) struct SnapshotFile {
     dir: PathBuf,
 }
 
-/// A state that snapshot files hold, and the layout files of the previous magic hold it in.
+/// A state that snapshot files hold, and the layout the files of the previous magic hold it
+/// in; the oldest layout is its own previous.
 pub(crate) trait SnapshotState: DeserializeOwned {
-    type Previous: DeserializeOwned + Into<Self>;
+    type Previous: SnapshotState + Into<Self>;
 }
 
 /// A snapshot of the first file layout, and of the RocksDB value before it.
@@ -137,14 +139,14 @@ impl SnapshotFile {
             Err(err) => return Err(err),
         };
         let mut magic = [0u8; MAGIC.len()];
-        let has_magic =
-            file.read_exact(&mut magic).is_ok() && (&magic == MAGIC || &magic == PREVIOUS_MAGIC);
+        let has_magic = file.read_exact(&mut magic).is_ok()
+            && (&magic == MAGIC || PREVIOUS_MAGICS.contains(&&magic));
         drop(file);
         if has_magic {
             let (meta, state, layout) = decode(&path)?;
             return Ok(Some(match layout {
                 Layout::Current => Stored::Current(state),
-                Layout::Previous => Stored::Previous(meta, state),
+                Layout::Previous(_) => Stored::Previous(meta, state),
             }));
         }
         let bytes = fs::read(&path)?;
@@ -177,16 +179,23 @@ impl SnapshotFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
     Current,
-    Previous,
+    /// This many layouts back.
+    Previous(usize),
 }
 
 /// The layout a file's header announces.
 fn layout_of(header: &[u8]) -> io::Result<Layout> {
-    match header.get(..MAGIC.len()) {
-        Some(magic) if magic == MAGIC => Ok(Layout::Current),
-        Some(magic) if magic == PREVIOUS_MAGIC => Ok(Layout::Previous),
-        _ => Err(corrupt("not a snapshot file")),
+    let magic = header
+        .get(..MAGIC.len())
+        .ok_or_else(|| corrupt("not a snapshot file"))?;
+    if magic == MAGIC {
+        return Ok(Layout::Current);
     }
+    PREVIOUS_MAGICS
+        .iter()
+        .position(|previous| magic == previous.as_slice())
+        .map(|n| Layout::Previous(n + 1))
+        .ok_or_else(|| corrupt("not a snapshot file"))
 }
 
 /// A snapshot written but not yet durable nor current.
@@ -243,11 +252,25 @@ fn decode<T: SnapshotState>(path: &Path) -> io::Result<(Meta, T, Layout)> {
     let state_len = body_len
         .checked_sub(state_start)
         .ok_or_else(|| corrupt("shorter than its header"))?;
-    let state = match layout {
-        Layout::Current => decode_state::<T>(&mut file, state_start, state_len)?,
-        Layout::Previous => decode_state::<T::Previous>(&mut file, state_start, state_len)?.into(),
+    let age = match layout {
+        Layout::Current => 0,
+        Layout::Previous(age) => age,
     };
+    let state = decode_layout::<T>(&mut file, state_start, state_len, age)?;
     Ok((meta, state, layout))
+}
+
+/// Decodes a state written `age` layouts back and converts it, one layout at a time.
+fn decode_layout<T: SnapshotState>(
+    file: &mut File,
+    state_start: u64,
+    state_len: u64,
+    age: usize,
+) -> io::Result<T> {
+    match age {
+        0 => decode_state::<T>(file, state_start, state_len),
+        _ => decode_layout::<T::Previous>(file, state_start, state_len, age - 1).map(Into::into),
+    }
 }
 
 /// Decodes the `state_len` bytes of state at `state_start` as a stream.
@@ -273,13 +296,13 @@ fn decode_state<T: DeserializeOwned>(
     }
 }
 
-/// Rewrites the file at `path`, written by this version around a state encoded in the
-/// previous layout, as the previous version wrote it: its magic and digest.
+/// Rewrites the file at `path`, written by this version around a state encoded in the layout
+/// `age` layouts back, as that version wrote it: its magic and digest.
 #[cfg(test)]
-pub(crate) fn mark_as_previous(path: &Path) -> io::Result<()> {
+pub(crate) fn mark_as_previous(path: &Path, age: usize) -> io::Result<()> {
     let mut bytes = fs::read(path)?;
     let body_len = bytes.len() - DIGEST_LEN as usize;
-    bytes[..MAGIC.len()].copy_from_slice(PREVIOUS_MAGIC);
+    bytes[..MAGIC.len()].copy_from_slice(PREVIOUS_MAGICS[age - 1]);
     let digest = Sha256::digest(&bytes[..body_len]);
     bytes[body_len..].copy_from_slice(&digest);
     fs::write(path, bytes)

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use consensus::{
-    Applied, AppliedState, LogPosition, LogTail, NodeId, Response, ServerNode, StateV1, TypeConfig,
+    Applied, AppliedState, LogPosition, LogTail, NodeId, Response, ServerNode, StateV1, StateV2,
+    TypeConfig,
 };
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -31,7 +32,15 @@ const LEGACY_SNAPSHOT: &[u8] = b"current";
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, ServerNode>;
 
-/// [`Applied`] with the state in its previous layout (`MESHSNP2` files and the first file
+/// [`Applied`] with the state in the layout before ACLs (`MESHSNP3` files).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct AppliedV2 {
+    pub(crate) state: StateV2,
+    pub(crate) last_applied: Option<LogId<NodeId>>,
+    pub(crate) membership: Membership,
+}
+
+/// [`Applied`] with the state in its first layout (`MESHSNP2` files and the first file
 /// layout's data).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct AppliedV1 {
@@ -40,8 +49,8 @@ pub(crate) struct AppliedV1 {
     pub(crate) membership: Membership,
 }
 
-impl From<AppliedV1> for Applied {
-    fn from(old: AppliedV1) -> Applied {
+impl From<AppliedV2> for Applied {
+    fn from(old: AppliedV2) -> Applied {
         Applied {
             state: old.state.into(),
             last_applied: old.last_applied,
@@ -50,13 +59,49 @@ impl From<AppliedV1> for Applied {
     }
 }
 
+impl From<AppliedV1> for AppliedV2 {
+    fn from(old: AppliedV1) -> AppliedV2 {
+        AppliedV2 {
+            state: old.state.into(),
+            last_applied: old.last_applied,
+            membership: old.membership,
+        }
+    }
+}
+
 impl SnapshotState for Applied {
+    type Previous = AppliedV2;
+}
+
+impl SnapshotState for AppliedV2 {
     type Previous = AppliedV1;
 }
 
-/// `applied` as the previous version held it (without what that layout lacks).
+impl SnapshotState for AppliedV1 {
+    type Previous = AppliedV1;
+}
+
+/// `applied` as the previous version held it (without the ACLs).
 #[cfg(test)]
-pub(crate) fn to_previous(applied: &Applied) -> AppliedV1 {
+pub(crate) fn to_previous(applied: &Applied) -> AppliedV2 {
+    let state = &applied.state;
+    AppliedV2 {
+        state: StateV2 {
+            kv: state.kv.clone(),
+            catalog: state.catalog.clone(),
+            autopilot: state.autopilot.clone(),
+            ca: state.ca.clone(),
+            intentions: state.intentions.clone(),
+            config_entries: state.config_entries.clone(),
+        },
+        last_applied: applied.last_applied,
+        membership: applied.membership.clone(),
+    }
+}
+
+/// `applied` as the first layout held it (without config entries and ACLs).
+#[cfg(test)]
+pub(crate) fn to_first(applied: &Applied) -> AppliedV1 {
     let state = &applied.state;
     AppliedV1 {
         state: StateV1 {
@@ -129,11 +174,13 @@ impl StateMachineStore {
             // An older layout: decoded, then rewritten in the current one, which is what a
             // follower that needs a snapshot is sent.
             Err(Some(legacy)) => {
-                let applied: Applied = postcard::from_bytes::<AppliedV1>(&legacy.data)
-                    .map_err(|source| StoreError::Decode {
-                        what: "snapshot state",
-                        source,
-                    })?
+                let applied: Applied =
+                    AppliedV2::from(postcard::from_bytes::<AppliedV1>(&legacy.data).map_err(
+                        |source| StoreError::Decode {
+                            what: "snapshot state",
+                            source,
+                        },
+                    )?)
                     .into();
                 write_snapshot(&db, &snapshot_file, &legacy.meta, &applied)
                     .map_err(StoreError::SnapshotFile)?;

@@ -162,7 +162,7 @@ async fn a_snapshot_an_older_version_kept_in_rocksdb_is_read_then_moved_to_a_fil
     // The first layout's data is the state as it was then.
     let encoded = postcard::to_stdvec(&crate::snapshot_file::LegacySnapshot {
         meta,
-        data: postcard::to_stdvec(&crate::state_machine::to_previous(&applied)).expect("encode"),
+        data: postcard::to_stdvec(&crate::state_machine::to_first(&applied)).expect("encode"),
     })
     .expect("encode");
     std::fs::remove_file(dir.path().join("snapshot.bin")).expect("remove file");
@@ -516,8 +516,7 @@ async fn a_snapshot_file_of_the_previous_layout_loads_and_is_rewritten() {
         raft.shutdown().await.expect("shutdown");
         drop((raft, reader));
     }
-    // The snapshot as the previous version wrote it: its state without config entries,
-    // under the `MESHSNP2` magic.
+    // The snapshot as the version before ACLs wrote it, under the `MESHSNP3` magic.
     let file = crate::snapshot_file::SnapshotFile::new(dir.path());
     let meta = file.read_meta().expect("read").expect("a snapshot");
     let Some(crate::snapshot_file::Stored::Current(applied)) =
@@ -534,21 +533,45 @@ async fn a_snapshot_file_of_the_previous_layout_loads_and_is_rewritten() {
     .expect("write")
     .finish()
     .expect("durable");
-    crate::snapshot_file::mark_as_previous(&file.path()).expect("mark");
-    assert_eq!(&std::fs::read(file.path()).expect("read")[..8], b"MESHSNP2");
+    crate::snapshot_file::mark_as_previous(&file.path(), 1).expect("mark");
+    assert_eq!(&std::fs::read(file.path()).expect("read")[..8], b"MESHSNP3");
     {
         let (_log, sm) = open(dir.path()).expect("the previous layout opens");
         let reader = sm.reader();
         let state = reader.state();
         assert_eq!(state.kv.list("p/").len(), 5);
         assert!(state.intentions.get_exact("web", "db").is_ok());
-        assert!(state.config_entries.is_empty());
+        assert!(!state.acl.initialized());
     }
     assert_eq!(
         &std::fs::read(file.path()).expect("read")[..8],
-        b"MESHSNP3",
+        b"MESHSNP4",
         "rewritten in the current layout"
     );
+    // And as the first layout's version wrote it, under `MESHSNP2`: without config entries.
+    let Some(crate::snapshot_file::Stored::Current(applied)) =
+        file.read::<Applied>().expect("read")
+    else {
+        panic!("a snapshot in the current layout");
+    };
+    let first = crate::state_machine::to_first(&applied);
+    file.write(&meta, |out| {
+        postcard::to_io(&first, out)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    })
+    .expect("write")
+    .finish()
+    .expect("durable");
+    crate::snapshot_file::mark_as_previous(&file.path(), 2).expect("mark");
+    assert_eq!(&std::fs::read(file.path()).expect("read")[..8], b"MESHSNP2");
+    {
+        let (_log, sm) = open(dir.path()).expect("the first layout opens");
+        let reader = sm.reader();
+        let state = reader.state();
+        assert_eq!(state.kv.list("p/").len(), 5);
+        assert!(state.config_entries.is_empty());
+    }
     let (raft, reader) = single_node(dir.path()).await;
     let written = raft
         .client_write(command(config_entry(
@@ -574,13 +597,20 @@ fn commands_keep_their_postcard_numbers() {
         (allow("a", "b"), 10),
         (Op::Batch(Vec::new()), 11),
         (config_entry(r#"{"Kind":"proxy-defaults"}"#, None), 12),
-        (Op::Restore(Box::default()), 13),
+        (Op::RestoreV2(Box::default()), 13),
+        (
+            Op::Acl(Box::new(acl::AclOp::DeleteRole { id: String::new() })),
+            14,
+        ),
+        (Op::Restore(Box::default()), 15),
     ];
     for (op, expected) in cases {
         assert_eq!(number(&op), expected, "{op:?}");
     }
     let response = postcard::to_stdvec(&Response::ConfigEntry(Ok(true))).expect("encode");
     assert_eq!(response[0], 7);
+    let response = postcard::to_stdvec(&Response::Acl(Ok(acl::AclApplied::Done))).expect("encode");
+    assert_eq!(response[0], 8);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use openraft::ServerState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod acl_init;
 mod autopilot;
 mod catalog_sync;
 mod connect_ca;
@@ -204,6 +205,16 @@ impl Server {
             identity: me_for_api,
             autopilot: autopilot.clone(),
             telemetry: telemetry.clone(),
+            acl: api::AclSettings {
+                enabled: config.acl.enabled,
+                default_policy: if config.acl.default_deny {
+                    acl::DefaultPolicy::Deny
+                } else {
+                    acl::DefaultPolicy::Allow
+                },
+                default_token: config.acl.default_token.clone(),
+            },
+            data_dir: Some(data_dir.clone()),
         };
         // Client agents forward API calls here; they are answered by the server's own routes.
         let forwarded = api::forward_handler(api::forwarded_router(ctx.clone()));
@@ -273,6 +284,13 @@ impl Server {
             config.node_name.clone(),
             shutdown_rx.clone(),
         )));
+        if config.acl.enabled {
+            tasks.push(tokio::spawn(acl_init::run(
+                node.clone(),
+                config.acl.initial_management.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(autopilot::run(
             node.clone(),
             membership.clone(),

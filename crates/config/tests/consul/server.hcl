@@ -1,7 +1,8 @@
 # A production Consul server, one of three in a datacenter, as Consul's deployment guide and
 # "Deploy Consul on VMs" tutorial lay one out: dedicated host, private network, gossip
 # encryption, Connect on, Prometheus metrics, autopilot tuned for a three-server cluster.
-# TLS and ACLs are left out: mesh refuses them (see tls-acl.hcl).
+# ACLs deny by default, with the bootstrap management token; TLS and the other ACL settings are
+# left out: mesh refuses them (see server-security.hcl).
 
 datacenter = "us-east-1"
 node_name  = "consul-server-1"
@@ -60,6 +61,14 @@ dns_config {
 
 limits {
   http_max_conns_per_client = 400
+}
+
+acl {
+  enabled        = true
+  default_policy = "deny"
+  tokens {
+    initial_management = "8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f"
+  }
 }
 
 autopilot {

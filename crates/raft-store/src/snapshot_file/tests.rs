@@ -155,7 +155,7 @@ fn a_file_of_the_previous_magic_is_converted() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = SnapshotFile::new(dir.path());
     write(&file, "old", &vec!["kept".to_owned()]);
-    mark_as_previous(&file.path()).unwrap();
+    mark_as_previous(&file.path(), 1).unwrap();
     let expected = Grown {
         items: vec!["kept".to_owned()],
         added: 0,

@@ -1,0 +1,375 @@
+//! ACL enforcement for the HTTP API: the request's token (Consul's resolution order), its
+//! authorizer from the replicated tables, and what each route requires.
+//!
+//! One middleware runs on every routed request of a server's API. It resolves the token once,
+//! checks the route's requirement from [`requirement`] (a table keyed by the matched route and
+//! method, so a route nobody listed needs a management token), and leaves the [`Authz`] in the
+//! request's extensions for the handlers that filter lists or decide per item.
+
+use std::sync::Arc;
+
+use acl::{Access, Authorizer, DefaultPolicy, Resource};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// How a server's API treats tokens (`acl.*` in the configuration).
+#[derive(Debug, Clone, Default)]
+pub struct AclSettings {
+    pub enabled: bool,
+    pub default_policy: DefaultPolicy,
+    /// `acl.tokens.default`: the token of requests that carry none.
+    pub default_token: Option<String>,
+}
+
+/// What a request may do.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    /// `None` when ACLs are off: everything is allowed and nothing is filtered.
+    resolved: Option<acl::Resolved>,
+    /// The secret the request came with (the default token's when it had none).
+    secret: String,
+    /// Whether the request itself named a token: Consul reports filtering only then.
+    token_given: bool,
+}
+
+impl Authz {
+    /// Everything allowed, as when ACLs are off.
+    pub fn unrestricted() -> Authz {
+        Authz {
+            resolved: None,
+            secret: String::new(),
+            token_given: false,
+        }
+    }
+
+    /// Resolves the request's token against the applied ACL tables.
+    pub fn resolve(
+        settings: &AclSettings,
+        state: &consensus::State,
+        datacenter: &str,
+        parts: &Parts,
+    ) -> Result<Authz, ApiError> {
+        if !settings.enabled {
+            return Ok(Authz::unrestricted());
+        }
+        let given = request_token(parts);
+        let token_given = given.is_some();
+        let secret = given
+            .or_else(|| settings.default_token.clone())
+            .unwrap_or_default();
+        let resolved = state
+            .acl
+            .resolve(&secret, now_ms(), datacenter, settings.default_policy)
+            .map_err(acl_error)?;
+        Ok(Authz {
+            resolved: Some(resolved),
+            secret,
+            token_given,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.resolved.is_some()
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn authorizer(&self) -> Option<&Arc<Authorizer>> {
+        self.resolved.as_ref().map(|r| &r.authorizer)
+    }
+
+    pub fn allows(&self, resource: Resource, segment: &str, access: Access) -> bool {
+        self.authorizer()
+            .is_none_or(|authz| authz.allows(resource, segment, access))
+    }
+
+    /// Consul's permission-denied error unless `access` on `resource` `segment` is granted.
+    pub fn require(
+        &self,
+        resource: Resource,
+        segment: &str,
+        access: Access,
+    ) -> Result<(), ApiError> {
+        if self.allows(resource, segment, access) {
+            return Ok(());
+        }
+        Err(self.denied(resource, Some(segment), access))
+    }
+
+    /// Like [`Authz::require`] for a resource without names (`operator`, `acl`, `keyring`...).
+    pub fn require_global(&self, resource: Resource, access: Access) -> Result<(), ApiError> {
+        if self.allows(resource, "", access) {
+            return Ok(());
+        }
+        Err(self.denied(resource, None, access))
+    }
+
+    /// Keeps the items of `items` whose name `name_of` gives is granted `access`; says whether
+    /// any was dropped.
+    pub fn filter<T>(
+        &self,
+        items: &mut Vec<T>,
+        resource: Resource,
+        access: Access,
+        name_of: impl Fn(&T) -> &str,
+    ) -> bool {
+        let Some(authz) = self.authorizer() else {
+            return false;
+        };
+        let before = items.len();
+        items.retain(|item| authz.allows(resource, name_of(item), access));
+        items.len() != before
+    }
+
+    /// Adds Consul's `X-Consul-Results-Filtered-By-ACLs` to a list answer that lost entries,
+    /// when the request named a token.
+    pub fn mark_filtered(&self, filtered: bool, resp: &mut Response) {
+        if filtered && self.token_given {
+            resp.headers_mut().insert(
+                "X-Consul-Results-Filtered-By-ACLs",
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+
+    /// Consul's `PermissionDeniedError` text: `Permission denied: token with AccessorID '…'
+    /// lacks permission 'service:write' on "web"`.
+    pub fn denied(&self, resource: Resource, segment: Option<&str>, access: Access) -> ApiError {
+        let accessor = self
+            .resolved
+            .as_ref()
+            .map_or("", |r| r.accessor_id.as_str());
+        let mut text = format!(
+            "Permission denied: token with AccessorID '{accessor}' lacks permission '{}:{}'",
+            resource.as_str(),
+            access.as_str()
+        );
+        if let Some(segment) = segment.filter(|s| !s.is_empty()) {
+            text.push_str(&format!(" on {segment:?}"));
+        }
+        ApiError::Forbidden(text)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authz {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(parts
+            .extensions
+            .get::<Authz>()
+            .cloned()
+            .unwrap_or_else(Authz::unrestricted))
+    }
+}
+
+/// An ACL error as Consul's HTTP layer answers it.
+pub fn acl_error(err: acl::AclError) -> ApiError {
+    match err {
+        acl::AclError::NotFound
+        | acl::AclError::BootstrapDone { .. }
+        | acl::AclError::Denied(_) => ApiError::Forbidden(err.to_string()),
+        acl::AclError::Invalid(text) => ApiError::Internal(text),
+    }
+}
+
+/// The token a request names, in Consul's order: `?token=`, `X-Consul-Token`, then
+/// `Authorization: Bearer`.
+pub fn request_token(parts: &Parts) -> Option<String> {
+    let query = Params::parse(parts.uri.query());
+    if let Some(token) = query.get("token").filter(|t| !t.is_empty()) {
+        return Some(token.to_owned());
+    }
+    if let Some(token) = parts
+        .headers
+        .get("X-Consul-Token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+    {
+        return Some(token.to_owned());
+    }
+    let authorization = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    let mut words = authorization.to_str().ok()?.split_whitespace();
+    let scheme = words.next()?;
+    let token = words.next()?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.to_owned())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a route needs before its handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Open to every token (status, CA roots, the ACL endpoints that decide for themselves).
+    Nothing,
+    /// The handler decides: it filters its list or checks each item it touches.
+    Handler,
+    One(Resource, String, Access),
+    Global(Resource, Access),
+    /// Write on every key under a prefix (recursive delete).
+    KeyWritePrefix(String),
+}
+
+/// What the server's state and settings the middleware needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Enforcer {
+    pub(crate) settings: AclSettings,
+    pub(crate) reader: consensus::StoreReader,
+    pub(crate) datacenter: String,
+    pub(crate) node_name: String,
+}
+
+/// The middleware: resolves the token, checks the route's [`Need`], and hands the [`Authz`]
+/// on to the handler.
+pub(crate) async fn enforce(
+    State(enforcer): State<Arc<Enforcer>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !enforcer.settings.enabled {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let params: Vec<(String, String)> =
+        match RawPathParams::from_request_parts(&mut parts, &()).await {
+            Ok(params) => params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+    let query = Params::parse(parts.uri.query());
+    let need = requirement(&route, &parts.method, &params, &query, &enforcer.node_name);
+    // Consul does not even look at the token of what is open to all.
+    if need == Need::Nothing {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let authz = {
+        let state = enforcer.reader.state();
+        Authz::resolve(&enforcer.settings, &state, &enforcer.datacenter, &parts)
+    };
+    let authz = match authz {
+        Ok(authz) => authz,
+        Err(err) => return err.into_response(),
+    };
+    let checked = match need {
+        Need::Nothing | Need::Handler => Ok(()),
+        Need::One(resource, segment, access) => authz.require(resource, &segment, access),
+        Need::Global(resource, access) => authz.require_global(resource, access),
+        Need::KeyWritePrefix(prefix) => {
+            if authz
+                .authorizer()
+                .is_none_or(|a| a.allows_key_write_prefix(&prefix))
+            {
+                Ok(())
+            } else {
+                Err(authz.denied(Resource::Key, Some(&prefix), Access::Write))
+            }
+        }
+    };
+    if let Err(err) = checked {
+        return err.into_response();
+    }
+    parts.extensions.insert(authz);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// What `method` on `route` (axum's matched path) needs, from its path `params` and `query`.
+/// A route missing here needs `acl:write`, the management level: new routes start closed.
+/// (So do, for now, the routes whose answer depends on the body or on items Consul filters
+/// one by one and that do not filter yet: catalog and agent registrations, transactions,
+/// sessions, event and member lists, intention lists and writes.)
+pub(crate) fn requirement(
+    route: &str,
+    method: &Method,
+    params: &[(String, String)],
+    query: &Params,
+    node_name: &str,
+) -> Need {
+    use Access::{Read, Write};
+    use Resource::*;
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(String::new(), |(_, v)| v.clone())
+    };
+    let read_or_write = if *method == Method::GET { Read } else { Write };
+    match route {
+        "/v1/status/leader" | "/v1/status/peers" | "/v1/catalog/datacenters" => Need::Nothing,
+        "/v1/connect/ca/roots" | "/v1/agent/connect/ca/roots" => Need::Nothing,
+        r if r.starts_with("/v1/acl/") => Need::Handler,
+        "/v1/kv/" | "/v1/kv/{*key}" => {
+            let key = param("key");
+            match *method {
+                Method::GET if query.has("recurse") || query.has("keys") => Need::Handler,
+                Method::GET => Need::One(Key, key, Read),
+                Method::DELETE if query.has("recurse") => Need::KeyWritePrefix(key),
+                _ => Need::One(Key, key, Write),
+            }
+        }
+        "/v1/catalog/nodes"
+        | "/v1/catalog/services"
+        | "/v1/catalog/service/{name}"
+        | "/v1/catalog/connect/{name}"
+        | "/v1/catalog/node/{node}"
+        | "/v1/catalog/node-services/{node}"
+        | "/v1/health/node/{node}"
+        | "/v1/health/checks/{service}"
+        | "/v1/health/service/{service}"
+        | "/v1/health/connect/{service}"
+        | "/v1/health/state/{state}" => Need::Handler,
+        "/v1/connect/intentions/check" => {
+            Need::One(Service, query_value(query, "destination"), Read)
+        }
+        "/v1/connect/intentions/exact" => {
+            Need::One(Intention, query_value(query, "destination"), read_or_write)
+        }
+        "/v1/event/fire/{name}" => Need::One(Event, param("name"), Write),
+        "/v1/event/fire/" => Need::Nothing,
+        "/v1/agent/self" | "/v1/agent/metrics" | "/v1/agent/monitor" => {
+            Need::One(Agent, node_name.to_owned(), Read)
+        }
+        "/v1/agent/leave" | "/v1/agent/reload" | "/v1/agent/join/{address}" => {
+            Need::One(Agent, node_name.to_owned(), Write)
+        }
+        "/v1/agent/force-leave/{node}" => Need::Global(Operator, Write),
+        "/v1/agent/maintenance" => Need::One(Node, node_name.to_owned(), Write),
+        "/v1/agent/connect/ca/leaf/{service}" => Need::One(Service, param("service"), Write),
+        "/v1/agent/health/service/name/{name}" => Need::One(Service, param("name"), Read),
+        "/v1/operator/keyring" => Need::Global(Keyring, read_or_write),
+        "/v1/operator/raft/configuration"
+        | "/v1/operator/autopilot/health"
+        | "/v1/operator/autopilot/state" => Need::Global(Operator, Read),
+        "/v1/operator/raft/peer"
+        | "/v1/operator/raft/transfer-leader"
+        | "/v1/operator/autopilot/configuration"
+        | "/v1/connect/ca/configuration" => Need::Global(Operator, read_or_write),
+        // A snapshot holds every secret: management only, as Consul's.
+        "/v1/snapshot" => Need::Global(Acl, Write),
+        _ => Need::Global(Acl, Write),
+    }
+}
+
+fn query_value(query: &Params, name: &str) -> String {
+    query.get(name).unwrap_or_default().to_owned()
+}
