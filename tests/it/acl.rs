@@ -60,6 +60,26 @@ async fn a_server_with_acls_creates_its_management_token_and_enforces() -> anyho
         "{}",
         reply.body
     );
+    // The server's own agent endpoints check tokens too.
+    let service = r#"{"Name": "web", "Port": 80}"#;
+    let reply = http.put("/v1/agent/service/register", service).await?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(
+        reply.body.contains("lacks permission 'service:write' on \"web\""),
+        "{}",
+        reply.body
+    );
+    let reply = http
+        .put(&with_token("/v1/agent/service/register"), service)
+        .await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = http.get("/v1/agent/services").await?;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "{}"));
+    let reply = http.get(&with_token("/v1/agent/services")).await?;
+    assert!(reply.body.contains("\"web\""), "{}", reply.body);
+    let reply = http.put("/v1/agent/service/deregister/web", "").await?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+
     // The builtin policies are there for operators to link.
     let reply = http
         .get(&with_token("/v1/acl/policy/name/global-management"))

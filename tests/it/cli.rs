@@ -334,7 +334,7 @@ async fn intentions_raft_peers_and_snapshots() -> anyhow::Result<()> {
         inspected.contains(&format!("\n Index        {index}\n")),
         "{inspected}"
     );
-    assert!(inspected.contains("\n Version      2\n"), "{inspected}");
+    assert!(inspected.contains("\n Version      3\n"), "{inspected}");
     assert!(inspected.contains("\n KVS  "), "{inspected}");
     ok(&server, "kv put", &["snap/key", "after"]).await?;
     assert_eq!(

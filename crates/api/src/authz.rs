@@ -295,9 +295,6 @@ pub(crate) async fn enforce(
 
 /// What `method` on `route` (axum's matched path) needs, from its path `params` and `query`.
 /// A route missing here needs `acl:write`, the management level: new routes start closed.
-/// (So do, for now, the routes whose answer depends on the body or on items Consul filters
-/// one by one and that do not filter yet: catalog and agent registrations, transactions,
-/// sessions, event and member lists, intention lists and writes.)
 pub(crate) fn requirement(
     route: &str,
     method: &Method,
@@ -337,7 +334,47 @@ pub(crate) fn requirement(
         | "/v1/health/checks/{service}"
         | "/v1/health/service/{service}"
         | "/v1/health/connect/{service}"
-        | "/v1/health/state/{state}" => Need::Handler,
+        | "/v1/health/state/{state}"
+        | "/v1/catalog/register"
+        | "/v1/catalog/deregister"
+        | "/v1/agent/services"
+        | "/v1/agent/service/{id}"
+        | "/v1/agent/checks"
+        | "/v1/agent/service/register"
+        | "/v1/agent/service/deregister/{id}"
+        | "/v1/agent/service/maintenance/{id}"
+        | "/v1/agent/check/register"
+        | "/v1/agent/check/deregister/{id}"
+        | "/v1/agent/check/pass/{id}"
+        | "/v1/agent/check/warn/{id}"
+        | "/v1/agent/check/fail/{id}"
+        | "/v1/agent/check/update/{id}"
+        | "/v1/agent/health/service/id/{id}"
+        | "/v1/session/create"
+        | "/v1/session/destroy/{id}"
+        | "/v1/session/renew/{id}"
+        | "/v1/session/info/{id}"
+        | "/v1/session/node/{node}"
+        | "/v1/session/list"
+        | "/v1/event/list"
+        | "/v1/agent/members"
+        | "/v1/txn"
+        | "/v1/connect/intentions"
+        | "/v1/connect/intentions/match"
+        | "/v1/connect/intentions/{*id}"
+        | "/v1/config"
+        | "/v1/config/"
+        | "/v1/config/{kind}"
+        | "/v1/config/{kind}/" => Need::Handler,
+        // Consul's `CanRead`/`CanWrite` of the two kinds; anything else is refused by the
+        // handler as an unknown kind.
+        "/v1/config/{kind}/{*name}" => match (param("kind").as_str(), *method == Method::GET) {
+            ("service-defaults", _) => Need::One(Service, param("name"), read_or_write),
+            // Every token may read it (the token must still resolve).
+            ("proxy-defaults", true) => Need::Handler,
+            ("proxy-defaults", false) => Need::Global(Mesh, Write),
+            _ => Need::Handler,
+        },
         "/v1/connect/intentions/check" => {
             Need::One(Service, query_value(query, "destination"), Read)
         }

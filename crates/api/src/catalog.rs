@@ -29,6 +29,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 
 pub async fn register(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -45,12 +46,14 @@ pub async fn register(
                 RegisterError::Catalog(err) => ApiError::Internal(err.to_string()),
             })?;
     // Refuse what the state machine would refuse before it costs a raft entry.
-    ctx.node
-        .reader()
-        .state()
-        .catalog
-        .validate(&registration)
-        .map_err(|err| ApiError::Internal(err.to_string()))?;
+    {
+        let state = ctx.node.reader().state();
+        state
+            .catalog
+            .validate(&registration)
+            .map_err(|err| ApiError::Internal(err.to_string()))?;
+        vet_register(&authz, &state.catalog, &registration)?;
+    }
     write_bool(
         &ctx,
         consensus::Op::Catalog(CatalogOp::Register(Box::new(registration))),
@@ -71,6 +74,7 @@ struct DeregisterBody {
 
 pub async fn deregister(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -87,7 +91,122 @@ pub async fn deregister(
         service_id: Some(request.service_id).filter(|s| !s.is_empty()),
         check_id: Some(request.check_id).filter(|s| !s.is_empty()),
     };
+    if let CatalogOp::Deregister {
+        node,
+        service_id,
+        check_id,
+    } = &op
+    {
+        let state = ctx.node.reader().state();
+        vet_deregister(
+            &authz,
+            &state.catalog,
+            node,
+            service_id.as_deref(),
+            check_id.as_deref(),
+        )?;
+    }
     write_bool(&ctx, consensus::Op::Catalog(op), params.pretty()).await
+}
+
+/// Consul's `vetRegisterWithACL`: `node:write` when the node is new or changes, `service:write`
+/// on the service (and on the service a proxy stands for), and for each check its service's
+/// `service:write` or, for a node check, `node:write`.
+fn vet_register(
+    authz: &Authz,
+    catalog: &catalog::Catalog,
+    registration: &catalog::Registration,
+) -> Result<(), ApiError> {
+    if !authz.enabled() {
+        return Ok(());
+    }
+    let node = &registration.node;
+    let node_changes = !registration.skip_node_update
+        && catalog.node(&node.name).is_none_or(|existing| {
+            existing.address != node.address
+                || existing.tagged_addresses != node.tagged_addresses
+                || existing.meta != node.meta
+                || (!node.id.is_empty() && existing.id != node.id)
+        });
+    if node_changes {
+        authz.require(acl::Resource::Node, &node.name, acl::Access::Write)?;
+    }
+    if let Some(service) = &registration.service {
+        authz.require(acl::Resource::Service, &service.service, acl::Access::Write)?;
+        if let Some(proxy) = service.proxy.as_ref() {
+            if !proxy.destination_service_name.is_empty() {
+                authz.require(
+                    acl::Resource::Service,
+                    &proxy.destination_service_name,
+                    acl::Access::Write,
+                )?;
+            }
+        }
+    }
+    for check in &registration.checks {
+        let service_name = if check.service_id.is_empty() {
+            None
+        } else if let Some(service) = registration
+            .service
+            .as_ref()
+            .filter(|s| s.id == check.service_id)
+        {
+            Some(service.service.clone())
+        } else {
+            catalog.node_services(&node.name).and_then(|(_, services)| {
+                services
+                    .into_iter()
+                    .find(|s| s.id == check.service_id)
+                    .map(|s| s.service.clone())
+            })
+        };
+        match service_name {
+            Some(name) => authz.require(acl::Resource::Service, &name, acl::Access::Write)?,
+            None => authz.require(acl::Resource::Node, &node.name, acl::Access::Write)?,
+        }
+    }
+    Ok(())
+}
+
+/// Consul's `vetDeregisterWithACL`: the service's `service:write`, a check's service's (or for
+/// a node check the node's `node:write`), and `node:write` for the whole node.
+fn vet_deregister(
+    authz: &Authz,
+    catalog: &catalog::Catalog,
+    node: &str,
+    service_id: Option<&str>,
+    check_id: Option<&str>,
+) -> Result<(), ApiError> {
+    if !authz.enabled() {
+        return Ok(());
+    }
+    let service_name = |id: &str| {
+        catalog.node_services(node).and_then(|(_, services)| {
+            services
+                .into_iter()
+                .find(|s| s.id == id)
+                .map(|s| s.service.clone())
+        })
+    };
+    let write_node = || authz.require(acl::Resource::Node, node, acl::Access::Write);
+    match (service_id, check_id) {
+        (Some(id), _) => match service_name(id) {
+            Some(name) => authz.require(acl::Resource::Service, &name, acl::Access::Write),
+            None => write_node(),
+        },
+        (None, Some(id)) => {
+            let check = catalog
+                .node_checks(node)
+                .into_iter()
+                .find(|c| c.check_id == id)
+                .map(|c| c.service_name.clone());
+            match check.filter(|name| !name.is_empty()) {
+                Some(name) => authz.require(acl::Resource::Service, &name, acl::Access::Write),
+                None => write_node(),
+            }
+        }
+        (None, None) => write_node(),
+    }
 }
 
 pub async fn datacenters(

@@ -18,6 +18,7 @@ use config_entries::{ConfigEntries, ConfigEntryError, ConfigEntryOp, Kind};
 use consensus::TABLE_CONFIG_ENTRIES;
 use serde_json::json;
 
+use crate::authz::Authz;
 use crate::blocking::{self, Watch};
 use config_entries::go_quote;
 
@@ -34,6 +35,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// `PUT /v1/config[?cas=N]`: answers `true`, or `false` when the check-and-set did not hold.
 pub async fn apply(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -44,6 +46,7 @@ pub async fn apply(
         .map(Box::new)
         .map_err(|e| ApiError::BadRequest(format!("Request decoding failed: {e}")))?;
     reject_enterprise_meta(&params, &headers)?;
+    require_write(&authz, entry.kind, &entry.name)?;
     let cas = cas(&params)?;
     check_dc(&ctx, &params)?;
     let done = write(&ctx, ConfigEntryOp::Upsert { entry, cas }).await?;
@@ -53,6 +56,7 @@ pub async fn apply(
 /// `GET /v1/config/` (every kind) and `DELETE /v1/config/` (refused).
 pub async fn root(
     State(ctx): State<Ctx>,
+    authz: Authz,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -61,12 +65,13 @@ pub async fn root(
     if method == Method::DELETE {
         return Err(no_name_to_delete());
     }
-    list(&ctx, &params, &headers, "").await
+    list(&ctx, &authz, &params, &headers, "").await
 }
 
 /// `GET /v1/config/:kind` (list) and `DELETE /v1/config/:kind` (refused: no name).
 pub async fn kind(
     State(ctx): State<Ctx>,
+    authz: Authz,
     method: Method,
     Path(kind): Path<String>,
     RawQuery(query): RawQuery,
@@ -76,7 +81,7 @@ pub async fn kind(
     if method == Method::DELETE {
         return Err(no_name_to_delete());
     }
-    list(&ctx, &params, &headers, &kind).await
+    list(&ctx, &authz, &params, &headers, &kind).await
 }
 
 /// `GET|DELETE /v1/config/:kind/` (an empty name).
@@ -107,10 +112,31 @@ pub async fn entry(
     }
 }
 
+// ---- ACLs ------------------------------------------------------------------------------------
+
+/// Consul's `CanRead` of an entry: `service:read` on a service-defaults' service; everyone
+/// may read proxy-defaults.
+fn readable(authz: &Authz, kind: &str, name: &str) -> bool {
+    match kind {
+        "service-defaults" => authz.allows(acl::Resource::Service, name, acl::Access::Read),
+        _ => true,
+    }
+}
+
+/// Consul's `CanWrite`: `service:write` on a service-defaults' service, `mesh:write` (or
+/// `operator:write`) for proxy-defaults.
+fn require_write(authz: &Authz, kind: Kind, name: &str) -> Result<(), ApiError> {
+    match kind {
+        Kind::ServiceDefaults => authz.require(acl::Resource::Service, name, acl::Access::Write),
+        Kind::ProxyDefaults => authz.require_global(acl::Resource::Mesh, acl::Access::Write),
+    }
+}
+
 // ---- reads -----------------------------------------------------------------------------------
 
 async fn list(
     ctx: &Ctx,
+    authz: &Authz,
     params: &Params,
     headers: &HeaderMap,
     kind: &str,
@@ -123,8 +149,23 @@ async fn list(
         "" => None,
         kind => Some(Kind::parse(kind).map_err(read_refused)?),
     };
-    let (meta, body) = read(ctx, &opts, |entries| wire::entries_json(entries.list(kind))).await?;
-    Ok(render::json_with_meta(&body, opts.pretty, &meta))
+    let (meta, mut body) =
+        read(ctx, &opts, |entries| wire::entries_json(entries.list(kind))).await?;
+    let mut filtered = false;
+    if let serde_json::Value::Array(rows) = &mut body {
+        let before = rows.len();
+        rows.retain(|row| {
+            readable(
+                authz,
+                row["Kind"].as_str().unwrap_or_default(),
+                row["Name"].as_str().unwrap_or_default(),
+            )
+        });
+        filtered = rows.len() != before;
+    }
+    let mut resp = render::json_with_meta(&body, opts.pretty, &meta);
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
 }
 
 /// One entry. A missing one is a 404 that still carries `X-Consul-Index`, and a blocking read

@@ -24,6 +24,7 @@ use intentions::wire::{self as iw, IntentionName};
 use intentions::{IntentionError, IntentionOp, IntentionWrite, Intentions, MatchBy};
 use serde_json::{json, Value};
 
+use crate::authz::Authz;
 use crate::blocking::{self, Watch};
 use crate::catalog::ListFilter;
 use crate::error::ApiError;
@@ -38,6 +39,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// `GET /v1/connect/intentions` (list) and `POST /v1/connect/intentions` (legacy create).
 pub async fn root(
     State(ctx): State<Ctx>,
+    authz: Authz,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -45,22 +47,61 @@ pub async fn root(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     if method == Method::POST {
-        create(&ctx, &params, &headers, body).await
+        create(&ctx, &authz, &params, &headers, body).await
     } else {
-        list(&ctx, &params, &headers).await
+        list(&ctx, &authz, &params, &headers).await
     }
 }
 
-async fn list(ctx: &Ctx, params: &Params, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn list(
+    ctx: &Ctx,
+    authz: &Authz,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let opts = ReadOptions::parse_query(ctx, params)?;
     reject_enterprise_meta(params, headers)?;
     check_dc(ctx, params)?;
     let filter = ListFilter::parse(params)?;
-    let (meta, body) = read(ctx, &opts, |ixns| {
-        filter.keep(ixns.list().into_iter().map(iw::intention_json))
+    let (meta, (body, filtered)) = read(ctx, &opts, |ixns| {
+        let mut rows: Vec<Value> = ixns.list().into_iter().map(iw::intention_json).collect();
+        let filtered = readable_only(authz, &mut rows);
+        (filter.keep(rows.into_iter()), filtered)
     })
     .await?;
-    Ok(render::json_with_meta(&body, opts.pretty, &meta))
+    let mut resp = render::json_with_meta(&body, opts.pretty, &meta);
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
+}
+
+/// Keeps the intentions (as JSON) whose destination the token may `intention:read`; says
+/// whether any was dropped.
+fn readable_only(authz: &Authz, rows: &mut Vec<Value>) -> bool {
+    authz.filter(rows, acl::Resource::Intention, acl::Access::Read, |row| {
+        row["DestinationName"].as_str().unwrap_or_default()
+    })
+}
+
+/// `intention:<access>` on the destination of intention `id`; an unknown ID passes, to be
+/// answered as before.
+fn require_on_intention(
+    ctx: &Ctx,
+    authz: &Authz,
+    id: &str,
+    access: acl::Access,
+) -> Result<(), ApiError> {
+    let destination = {
+        let state = ctx.node.reader().state();
+        state
+            .intentions
+            .get(id)
+            .ok()
+            .map(|ixn| iw::intention_json(ixn)["DestinationName"].clone())
+    };
+    match destination.as_ref().and_then(Value::as_str) {
+        Some(name) => authz.require(acl::Resource::Intention, name, access),
+        None => Ok(()),
+    }
 }
 
 /// Consul's reply to a legacy create or update.
@@ -70,6 +111,7 @@ fn id_reply(id: &str, pretty: bool) -> Response {
 
 async fn create(
     ctx: &Ctx,
+    authz: &Authz,
     params: &Params,
     headers: &HeaderMap,
     body: Body,
@@ -79,6 +121,11 @@ async fn create(
     // Unlike every other intention write, Consul answers a create's decode error with a 500.
     let write: IntentionWrite = iw::decode(&body)
         .map_err(|e| ApiError::Internal(format!("Failed to decode request body: {e}")))?;
+    authz.require(
+        acl::Resource::Intention,
+        &write.destination_name,
+        acl::Access::Write,
+    )?;
     let op = IntentionOp::Create {
         id: new_id(ctx),
         now: go_time_now(),
@@ -182,6 +229,7 @@ async fn delete_exact(ctx: &Ctx, params: &Params) -> Result<Response, ApiError> 
 /// `GET /v1/connect/intentions/match?by=source|destination&name=…` (`name` repeatable).
 pub async fn matching(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -226,7 +274,14 @@ pub async fn matching(
         // Go marshals a map with its keys sorted; a name asked twice is answered once.
         let answer: BTreeMap<&str, Value> = entries
             .iter()
-            .map(|(raw, entry)| (*raw, iw::intentions_json(ixns.matching(by, &entry.name))))
+            .map(|(raw, entry)| {
+                let mut rows = match iw::intentions_json(ixns.matching(by, &entry.name)) {
+                    Value::Array(rows) => rows,
+                    other => vec![other],
+                };
+                readable_only(&authz, &mut rows);
+                (*raw, Value::Array(rows))
+            })
             .collect();
         json!(answer)
     })
@@ -287,6 +342,7 @@ pub async fn check(
 /// `GET|PUT|DELETE /v1/connect/intentions/:id` (legacy, ID-based).
 pub async fn by_id(
     State(ctx): State<Ctx>,
+    authz: Authz,
     method: Method,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
@@ -294,11 +350,22 @@ pub async fn by_id(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
+    let access = if method == Method::GET {
+        acl::Access::Read
+    } else {
+        acl::Access::Write
+    };
+    require_on_intention(&ctx, &authz, &id, access)?;
     match method {
         Method::PUT => {
             reject_enterprise_meta(&params, &headers)?;
             let body = read_body(&headers, body, MAX_BODY, too_large).await?;
             let write: IntentionWrite = iw::decode(&body).map_err(decode_failed)?;
+            authz.require(
+                acl::Resource::Intention,
+                &write.destination_name,
+                acl::Access::Write,
+            )?;
             let op = IntentionOp::Update {
                 id: id.clone(),
                 now: go_time_now(),

@@ -104,6 +104,7 @@ async fn fire(
 /// list's index differs from it (or `?wait` passes).
 async fn list(
     State(ctx): State<EventsContext>,
+    authz: crate::authz::Authz,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
@@ -113,8 +114,12 @@ async fn list(
     let mut changes = ctx.events.changes();
     loop {
         changes.borrow_and_update();
-        let events = ctx.events.list(name);
+        let mut events = ctx.events.list(name);
+        // Consul filters by `event:read` on each name; the index stays the unfiltered list's.
         let index = list_index(&events);
+        let filtered = authz.filter(&mut events, acl::Resource::Event, acl::Access::Read, |e| {
+            &e.name
+        });
         let waiting = blocking.is_some_and(|b| b.index == index);
         if let (true, Some(deadline)) = (waiting, deadline) {
             tokio::select! {
@@ -126,6 +131,7 @@ async fn list(
         let mut resp = render::json(&body, ctx.dev || params.pretty());
         resp.headers_mut()
             .insert("X-Consul-Index", HeaderValue::from(index));
+        authz.mark_filtered(filtered, &mut resp);
         return Ok(resp);
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use acl::{Access, Resource};
 use agent::definition::{CheckBody, ServiceBody};
 use agent::{Agent, AgentError, Source};
 use axum::body::Body;
@@ -17,6 +18,7 @@ use catalog::{HealthCheck, Service, Status};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::authz::Authz;
 use crate::catalog::{decode_failed, ListFilter};
 use crate::error::ApiError;
 use crate::health::parse_go_bool;
@@ -138,17 +140,76 @@ fn pretty(ctx: &Ctx, params: &Params) -> bool {
     ctx.dev || params.pretty()
 }
 
-async fn services(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn services(
+    State(ctx): State<Ctx>,
+    authz: Authz,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     let list = ListFilter::parse(&params)?;
     let mut services = ctx.agent.services();
     services.sort_by(|a, b| a.id.cmp(&b.id));
+    let filtered = authz.filter(&mut services, Resource::Service, Access::Read, |s| {
+        &s.service
+    });
     let out: Map<String, Value> = services
         .iter()
         .map(|s| (s.id.clone(), agent_service(s, &ctx.datacenter)))
         .filter(|(_, v)| list.filter_matches(v))
         .collect();
-    Ok(render::json(&out, pretty(&ctx, &params)))
+    let mut resp = render::json(&out, pretty(&ctx, &params));
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
+}
+
+/// What changing or reading a local service needs: its name's `service:<access>`. An unknown
+/// ID passes, so that the handler answers it as it always does.
+fn require_service(ctx: &Ctx, authz: &Authz, id: &str, access: Access) -> Result<(), ApiError> {
+    match ctx.agent.service(id) {
+        Some(service) => authz.require(Resource::Service, &service.service, access),
+        None => Ok(()),
+    }
+}
+
+/// What writing to a local check needs: its service's `service:write`, or for a node check
+/// the node's `node:write`. An unknown ID passes, as [`require_service`].
+fn require_check_write(ctx: &Ctx, authz: &Authz, id: &str) -> Result<(), ApiError> {
+    let checks = ctx.agent.checks();
+    let Some(check) = checks.iter().find(|c| c.check_id == id) else {
+        return Ok(());
+    };
+    if check.service_name.is_empty() {
+        authz.require(Resource::Node, &check.node, Access::Write)
+    } else {
+        authz.require(Resource::Service, &check.service_name, Access::Write)
+    }
+}
+
+/// What registering a service needs, as Consul's `vetServiceRegister`: `service:write` on its
+/// name, on its sidecar's, and for a proxy on the service it stands for.
+fn require_service_register(authz: &Authz, def: &ServiceBody) -> Result<(), ApiError> {
+    authz.require(Resource::Service, &def.name, Access::Write)?;
+    if let Some(destination) = def
+        .proxy
+        .as_ref()
+        .map(|p| p.destination_service_name.as_str())
+        .filter(|d| !d.is_empty())
+    {
+        authz.require(Resource::Service, destination, Access::Write)?;
+    }
+    if let Some(sidecar) = def
+        .connect
+        .as_ref()
+        .and_then(|c| c.sidecar_service.as_ref())
+    {
+        let name = if sidecar.name.is_empty() {
+            format!("{}-sidecar-proxy", def.name)
+        } else {
+            sidecar.name.clone()
+        };
+        authz.require(Resource::Service, &name, Access::Write)?;
+    }
+    Ok(())
 }
 
 /// A stable hash of what a service looks like, for `?hash=` blocking.
@@ -164,9 +225,11 @@ fn content_hash(v: &Value) -> String {
 
 async fn service(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    require_service(&ctx, &authz, &id, Access::Read)?;
     let params = Params::parse(q.as_deref());
     let wait = match params.get("wait") {
         None | Some("") => DEFAULT_WAIT,
@@ -205,17 +268,31 @@ async fn service(
     }
 }
 
-async fn checks(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn checks(
+    State(ctx): State<Ctx>,
+    authz: Authz,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
     let list = ListFilter::parse(&params)?;
-    let out: Map<String, Value> = ctx
-        .agent
-        .checks()
+    let mut checks = ctx.agent.checks();
+    let before = checks.len();
+    checks.retain(|c| {
+        if c.service_name.is_empty() {
+            authz.allows(Resource::Node, &c.node, Access::Read)
+        } else {
+            authz.allows(Resource::Service, &c.service_name, Access::Read)
+        }
+    });
+    let filtered = checks.len() != before;
+    let out: Map<String, Value> = checks
         .iter()
         .map(|c| (c.check_id.clone(), local_check(c)))
         .filter(|(_, v)| list.filter_matches(v))
         .collect();
-    Ok(render::json(&out, pretty(&ctx, &params)))
+    let mut resp = render::json(&out, pretty(&ctx, &params));
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
 }
 
 /// A local check as the agent shows it: no raft indexes.
@@ -237,6 +314,7 @@ async fn body_of(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, A
 
 async fn register_service(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -250,14 +328,17 @@ async fn register_service(
     };
     let bytes = body_of(&headers, body).await?;
     let def: ServiceBody = cw::decode(&bytes).map_err(decode_failed)?;
+    require_service_register(&authz, &def)?;
     ctx.agent.register_service(def, replace, Source::Api)?;
     Ok(StatusCode::OK.into_response())
 }
 
 async fn deregister_service(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    require_service(&ctx, &authz, &id, Access::Write)?;
     ctx.agent.deregister_service(&id);
     Ok(StatusCode::OK.into_response())
 }
@@ -274,10 +355,12 @@ fn maintenance_params(params: &Params) -> Result<(bool, String), ApiError> {
 
 async fn service_maintenance(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (enable, reason) = maintenance_params(&Params::parse(q.as_deref()))?;
+    require_service(&ctx, &authz, &id, Access::Write)?;
     ctx.agent.service_maintenance(&id, enable, &reason)?;
     Ok(StatusCode::OK.into_response())
 }
@@ -293,11 +376,17 @@ async fn node_maintenance(
 
 async fn register_check(
     State(ctx): State<Ctx>,
+    authz: Authz,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = body_of(&headers, body).await?;
     let def: CheckBody = cw::decode(&bytes).map_err(decode_failed)?;
+    if def.service_id.is_empty() {
+        authz.require(Resource::Node, &ctx.agent.node().name, Access::Write)?;
+    } else {
+        require_service(&ctx, &authz, &def.service_id, Access::Write)?;
+    }
     if def.name.is_empty() {
         return Err(ApiError::BadRequest("Missing check name".into()));
     }
@@ -310,18 +399,22 @@ async fn register_check(
 
 async fn deregister_check(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    require_check_write(&ctx, &authz, &id)?;
     ctx.agent.deregister_check(&id);
     Ok(StatusCode::OK.into_response())
 }
 
 async fn ttl(
     ctx: Ctx,
+    authz: Authz,
     id: String,
     q: Option<String>,
     status: Status,
 ) -> Result<Response, ApiError> {
+    require_check_write(&ctx, &authz, &id)?;
     let params = Params::parse(q.as_deref());
     let note = params.get("note").unwrap_or_default();
     ctx.agent.ttl_update(&id, status, note)?;
@@ -330,26 +423,29 @@ async fn ttl(
 
 async fn check_pass(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    ttl(ctx, id, q, Status::Passing).await
+    ttl(ctx, authz, id, q, Status::Passing).await
 }
 
 async fn check_warn(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    ttl(ctx, id, q, Status::Warning).await
+    ttl(ctx, authz, id, q, Status::Warning).await
 }
 
 async fn check_fail(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    ttl(ctx, id, q, Status::Critical).await
+    ttl(ctx, authz, id, q, Status::Critical).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,10 +457,12 @@ struct UpdateBody {
 
 async fn check_update(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    require_check_write(&ctx, &authz, &id)?;
     let bytes = body_of(&headers, body).await?;
     let update: UpdateBody = cw::decode(&bytes).map_err(decode_failed)?;
     let status = Status::parse(&update.status).ok_or_else(|| {
@@ -423,10 +521,12 @@ fn text(code: StatusCode, body: String) -> Response {
 
 async fn health_by_id(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    require_service(&ctx, &authz, &id, Access::Read)?;
     let params = Params::parse(q.as_deref());
     let as_text = wants_text(&params, &headers);
     let Some(service) = ctx.agent.service(&id) else {

@@ -59,6 +59,7 @@ fn member_json(member: &Member) -> Value {
 /// WAN pool, which mesh does not have: an empty list, as a client agent answers in Consul.
 async fn members(
     State(ctx): State<MembersContext>,
+    authz: crate::authz::Authz,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref());
@@ -74,8 +75,13 @@ async fn members(
         ctx.membership.members()
     };
     members.sort_by(|a, b| a.name.cmp(&b.name));
+    let filtered = authz.filter(&mut members, acl::Resource::Node, acl::Access::Read, |m| {
+        &m.name
+    });
     let body = list.keep(members.iter().map(member_json));
-    Ok(render::json(&body, ctx.dev || params.pretty()))
+    let mut resp = render::json(&body, ctx.dev || params.pretty());
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
 }
 
 /// `PUT /v1/agent/join/:address`: 200 with an empty body, or 500 with why no agent answered.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use consensus::{Op, Response as Applied};
 
+use crate::authz::Authz;
 use crate::blocking::{self, Watch};
 use crate::error::ApiError;
 use crate::kv::{read_body, write_bool};
@@ -22,6 +23,7 @@ const MAX_SESSION_BODY: usize = 64 * 1024;
 
 pub async fn create(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -45,6 +47,8 @@ pub async fn create(
             }
         }
     };
+    // Consul's `session:write` on the node the session is tied to.
+    authz.require(acl::Resource::Session, &request.node, acl::Access::Write)?;
     let id = request.id.clone();
     let written = ctx.node.write(Op::CreateSession(request)).await?;
     match written.response {
@@ -143,11 +147,13 @@ fn session_request(ctx: &Ctx, obj: &Map<String, Value>) -> Result<kv::SessionReq
 
 pub async fn destroy(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     check_dc(&ctx, &params)?;
+    require_session_write(&ctx, &authz, &id)?;
     // Destroy is idempotent: `true` whether or not the session existed.
     write_bool(&ctx, Op::DestroySession { id }, params.pretty())
         .await
@@ -156,11 +162,13 @@ pub async fn destroy(
 
 pub async fn renew(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     check_dc(&ctx, &params)?;
+    require_session_write(&ctx, &authz, &id)?;
     // Timers live on the leader; a follower forwards the renew there.
     if !ctx.node.renew_session(&id).await? {
         return Err(ApiError::NotFound(format!("Session id '{id}' not found")));
@@ -175,27 +183,54 @@ pub async fn renew(
     Ok(render::json(&sessions, params.pretty()))
 }
 
+/// `session:write` on the node of session `id` (an unknown one passes: it is answered as
+/// before).
+fn require_session_write(ctx: &Ctx, authz: &Authz, id: &str) -> Result<(), ApiError> {
+    let node = ctx
+        .node
+        .reader()
+        .state()
+        .kv
+        .session(id)
+        .map(|s| s.node.clone());
+    match node {
+        Some(node) => authz.require(acl::Resource::Session, &node, acl::Access::Write),
+        None => Ok(()),
+    }
+}
+
+/// A session list, keeping the sessions whose node the token may `session:read`.
 async fn list_sessions(
     ctx: &Ctx,
+    authz: &Authz,
     query: Option<String>,
     select: impl Fn(&kv::KvStore) -> Vec<kv::Session>,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     let opts = ReadOptions::parse(ctx, &params)?;
-    let (meta, sessions) = blocking::read(ctx, &opts, Watch::Sessions, |state| {
+    let (meta, mut sessions) = blocking::read(ctx, &opts, Watch::Sessions, |state| {
         (state.kv.sessions_index(), select(&state.kv))
     })
     .await?;
+    let filtered = authz.filter(
+        &mut sessions,
+        acl::Resource::Session,
+        acl::Access::Read,
+        |s| &s.node,
+    );
     let wire: Vec<wire::Session> = sessions.iter().map(wire::Session::new).collect();
-    Ok(render::json_with_meta(&wire, opts.pretty, &meta))
+    let mut resp = render::json_with_meta(&wire, opts.pretty, &meta);
+    authz.mark_filtered(filtered, &mut resp);
+    Ok(resp)
 }
 
 pub async fn info(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    list_sessions(&ctx, query, |kv| {
+    list_sessions(&ctx, &authz, query, |kv| {
         kv.session(&id).cloned().into_iter().collect()
     })
     .await
@@ -203,17 +238,22 @@ pub async fn info(
 
 pub async fn node(
     State(ctx): State<Ctx>,
+    authz: Authz,
     Path(node): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    list_sessions(&ctx, query, |kv| {
+    list_sessions(&ctx, &authz, query, |kv| {
         kv.node_sessions(&node).into_iter().cloned().collect()
     })
     .await
 }
 
-pub async fn list(State(ctx): State<Ctx>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    list_sessions(&ctx, query, |kv| {
+pub async fn list(
+    State(ctx): State<Ctx>,
+    authz: Authz,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    list_sessions(&ctx, &authz, query, |kv| {
         kv.sessions().into_iter().cloned().collect()
     })
     .await

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use consensus::{Op, Response as Applied};
 
+use crate::authz::Authz;
 use crate::blocking;
 use crate::error::ApiError;
 use crate::kv::read_body;
@@ -22,6 +23,32 @@ use crate::Ctx;
 
 /// Consul's current limit on operations per transaction.
 pub const MAX_TXN_OPS: usize = 128;
+
+/// Consul's `vetTxnOp` for a KV op: reads are filtered on the way out, checks need
+/// `key:read`, writes `key:write`, a tree delete write on the whole prefix. The refusal is
+/// Consul's bare `Permission denied`, in the op's error.
+fn vet(authz: &Authz, op: &kv::TxnKvOp) -> Result<(), &'static str> {
+    use acl::{Access, Resource};
+    use kv::TxnVerb::*;
+    let Some(authorizer) = authz.authorizer() else {
+        return Ok(());
+    };
+    let allowed = match op.verb {
+        Get | GetTree | GetOrEmpty => true,
+        CheckIndex | CheckSession | CheckNotExists => {
+            authorizer.allows(Resource::Key, &op.key, Access::Read)
+        }
+        DeleteTree => authorizer.allows_key_write_prefix(&op.key),
+        Set | Cas | Lock | Unlock | Delete | DeleteCas => {
+            authorizer.allows(Resource::Key, &op.key, Access::Write)
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err("Permission denied")
+    }
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -49,6 +76,7 @@ fn parse_error(what: impl std::fmt::Display) -> ApiError {
 
 pub async fn apply(
     State(ctx): State<Ctx>,
+    authz: Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -63,7 +91,14 @@ pub async fn apply(
     let parsed = parse_ops(&ctx, &body)?;
     let verb_errors: Vec<kv::TxnError> = parsed
         .iter()
-        .filter_map(|op| op.as_ref().err().cloned())
+        .enumerate()
+        .filter_map(|(op_index, op)| match op {
+            Err(err) => Some(err.clone()),
+            Ok(op) => vet(&authz, op).err().map(|what| kv::TxnError {
+                op_index,
+                what: what.to_owned(),
+            }),
+        })
         .collect();
     let ops: Vec<kv::TxnKvOp> = parsed.into_iter().filter_map(Result::ok).collect();
     let writes = ops.iter().any(|op| op.verb.is_write());
@@ -95,6 +130,9 @@ pub async fn apply(
                 results: Some(
                     results
                         .iter()
+                        .filter(|kv::TxnResult::Entry(e)| {
+                            authz.allows(acl::Resource::Key, &e.key, acl::Access::Read)
+                        })
                         .map(|kv::TxnResult::Entry(e)| KvResult {
                             kv: wire::DirEntry::new(e),
                         })

@@ -255,6 +255,9 @@ key_prefix "" { policy = "read" }
 operator = "read"
 acl = "read"
 agent_prefix "" { policy = "read" }
+service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }
+session_prefix "" { policy = "read" }
 "#,
     )
     .await;
@@ -266,11 +269,23 @@ agent_prefix "" { policy = "read" }
 key_prefix "" { policy = "write" }
 operator = "write"
 acl = "write"
+service_prefix "" {
+  policy = "write"
+  intentions = "write"
+}
+node_prefix "" { policy = "write" }
 "#,
     )
     .await;
     const OK: StatusCode = StatusCode::OK;
     const DENIED: StatusCode = StatusCode::FORBIDDEN;
+    // A transaction reports a refused op in its errors, with Consul's 409.
+    const REFUSED: StatusCode = StatusCode::CONFLICT;
+    const MISSING: StatusCode = StatusCode::NOT_FOUND;
+    let register = r#"{"Node":"n9","Address":"10.0.0.9","Service":{"Service":"web"}}"#;
+    let txn = r#"[{"KV":{"Verb":"set","Key":"t","Value":"dg=="}}]"#;
+    let intention = r#"{"SourceName":"a","DestinationName":"b","Action":"allow"}"#;
+    let defaults = r#"{"Kind":"service-defaults","Name":"web","Protocol":"http"}"#;
     // (method, path, body, with no token, an unknown token, the read token, the write token)
     let matrix: &[(&str, &str, &str, [StatusCode; 4])] = &[
         ("GET", "/v1/kv/k", "", [DENIED, DENIED, OK, OK]),
@@ -300,6 +315,42 @@ acl = "write"
         // `acl:write` may take snapshots, as Consul's `Snapshot` rule decides.
         ("GET", "/v1/snapshot", "", [DENIED, DENIED, DENIED, OK]),
         ("GET", "/v1/connect/ca/roots", "", [OK, OK, OK, OK]),
+        (
+            "PUT",
+            "/v1/catalog/register",
+            register,
+            [DENIED, DENIED, DENIED, OK],
+        ),
+        ("GET", "/v1/catalog/services", "", [OK, DENIED, OK, OK]),
+        ("GET", "/v1/health/service/web", "", [OK, DENIED, OK, OK]),
+        ("GET", "/v1/session/list", "", [OK, DENIED, OK, OK]),
+        ("PUT", "/v1/txn", txn, [REFUSED, DENIED, REFUSED, OK]),
+        ("GET", "/v1/connect/intentions", "", [OK, DENIED, OK, OK]),
+        (
+            "POST",
+            "/v1/connect/intentions",
+            intention,
+            [DENIED, DENIED, DENIED, OK],
+        ),
+        ("PUT", "/v1/config", defaults, [DENIED, DENIED, DENIED, OK]),
+        (
+            "GET",
+            "/v1/config/service-defaults/web",
+            "",
+            [DENIED, DENIED, OK, OK],
+        ),
+        (
+            "GET",
+            "/v1/config/proxy-defaults/global",
+            "",
+            [MISSING, DENIED, MISSING, MISSING],
+        ),
+        (
+            "GET",
+            "/v1/config/service-defaults",
+            "",
+            [OK, DENIED, OK, OK],
+        ),
         (
             "DELETE",
             "/v1/kv/?recurse",

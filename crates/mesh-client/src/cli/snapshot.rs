@@ -164,6 +164,21 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             postcard(&state.config_entries),
         ),
         ("Autopilot", 1, postcard(&state.autopilot)),
+        (
+            "ACLToken",
+            state.acl.tokens().count() as u64,
+            postcard(&state.acl.tokens().collect::<Vec<_>>()),
+        ),
+        (
+            "ACLPolicy",
+            state.acl.policies().count() as u64,
+            postcard(&state.acl.policies().collect::<Vec<_>>()),
+        ),
+        (
+            "ACLRole",
+            state.acl.roles().count() as u64,
+            postcard(&state.acl.roles().collect::<Vec<_>>()),
+        ),
     ];
     let summary = Summary {
         id: format!("{}-{}", meta.term, meta.index),
