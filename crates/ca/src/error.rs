@@ -73,6 +73,19 @@ pub enum CaError {
     /// A PEM document stored in the CA state could not be decoded (the state is corrupt).
     #[error("corrupt CA state: {0}")]
     CorruptState(String),
+
+    /// A key in the state is sealed and this server was given no data key to open it.
+    #[error("the CA keys are encrypted at rest and this server has no data key (data_key_file / MESH_DATA_KEY)")]
+    NoDataKey,
+
+    /// A sealed key did not open (a data key missing from the keyring, or a corrupt text), or
+    /// a key could not be sealed.
+    #[error("CA {what} key: {source}")]
+    Sealed {
+        what: &'static str,
+        #[source]
+        source: crate::seal::SealError,
+    },
 }
 
 /// Why a certificate chain does not verify.

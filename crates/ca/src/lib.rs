@@ -13,12 +13,18 @@
 //! run them once (on the leader) and replicate their result, never re-run them on every replica.
 //! [`CaState::reserve_leaf`] and [`CaState::note_issued`] are the deterministic halves that may be
 //! applied on every replica.
+//!
+//! The private keys in [`CaState`] are PEM or, once a data key is configured, sealed with
+//! AES-256-GCM ([`seal`]): the operations that compute a new CA work on opened keys
+//! ([`CaState::unseal_keys`]), and the caller seals the result ([`CaState::seal_keys`]) before it
+//! is stored; leaf signing opens the intermediate's key itself.
 
 mod certs;
 mod config;
 mod duration;
 mod error;
 mod limiter;
+pub mod seal;
 mod spiffe;
 mod state;
 mod verify;

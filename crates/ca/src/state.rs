@@ -23,6 +23,7 @@ use x509_parser::prelude::X509Certificate;
 use crate::certs::{self, CaCertSpec, LeafSpec};
 use crate::config::{CaConfig, PROVIDER_CONSUL};
 use crate::error::CaError;
+use crate::seal::{self, DataKeys};
 use crate::spiffe::SpiffeId;
 use crate::wire;
 
@@ -39,7 +40,8 @@ pub const CERT_DRIFT_BUFFER: Duration = Duration::from_secs(60);
 /// Validity of the certificate in which the old root cross-signs the new one (Consul: 7 days).
 const CROSS_SIGN_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The CA as stored in the replicated state. Private keys are kept as PKCS#8 PEM strings.
+/// The CA as stored in the replicated state. Private keys are kept as PKCS#8 PEM strings, or
+/// sealed under a data key ([`crate::seal`]); see [`CaState::seal_keys`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaState {
     /// UUID generated when the CA was first bootstrapped.
@@ -99,8 +101,9 @@ pub struct Root {
     pub not_before: u64,
     pub not_after: u64,
     pub root_cert_pem: String,
+    /// PEM, or sealed ([`crate::seal`]).
     pub root_key_pem: String,
-    /// The intermediate that signs leaves, its key and validity (unix seconds).
+    /// The intermediate that signs leaves, its key (PEM or sealed) and validity (unix seconds).
     pub signing_cert_pem: String,
     pub signing_key_pem: String,
     pub signing_not_before: u64,
@@ -296,7 +299,7 @@ impl CaState {
     ) -> Result<Leaf, CaError> {
         let checked = self.check_csr(csr_pem, service, datacenter)?;
         let reservation = self.reserve_leaf(now, Some(ttl))?;
-        self.issue_leaf(&checked, &reservation)
+        self.issue_leaf(&checked, &reservation, None)
     }
 
     /// Decodes the CSR, verifies its self-signature and checks that it asks for exactly
@@ -399,18 +402,20 @@ impl CaState {
         self.roots_modify_index.max(self.config.modify_index)
     }
 
-    /// Signs a checked CSR under a reservation. Does not change the state.
+    /// Signs a checked CSR under a reservation. Does not change the state. `keys` opens the
+    /// intermediate's key when it is sealed.
     pub fn issue_leaf(
         &self,
         checked: &CheckedCsr,
         reservation: &LeafReservation,
+        keys: Option<&DataKeys>,
     ) -> Result<Leaf, CaError> {
         let root = self
             .roots
             .iter()
             .find(|r| r.id == reservation.root_id)
             .ok_or_else(|| CaError::UnknownRoot(reservation.root_id.clone()))?;
-        let signer = self.signer(root)?;
+        let signer = self.signer(root, keys)?;
         let (issuer, key) = (&signer.issuer, &signer.key);
         let der = certs::leaf(
             &LeafSpec {
@@ -441,12 +446,12 @@ impl CaState {
     }
 
     /// The parsed signing material of `root`'s intermediate, from the cache or parsed now.
-    fn signer(&self, root: &Root) -> Result<Arc<Signer>, CaError> {
+    fn signer(&self, root: &Root, keys: Option<&DataKeys>) -> Result<Arc<Signer>, CaError> {
         let mut cache = self.signers.0.lock().expect("signer cache poisoned");
         if let Some(signer) = cache.get(&root.signing_cert_pem) {
             return Ok(signer.clone());
         }
-        let key = stored_key(&root.signing_key_pem, "intermediate")?;
+        let key = stored_key(&root.signing_key_pem, "intermediate", keys)?;
         let issuer = certs::issuer(&root.signing_cert_pem, &key)?;
         let signer = Arc::new(Signer { key, issuer });
         // Forget intermediates that are no longer in the state.
@@ -514,7 +519,7 @@ impl CaState {
             return Ok(false);
         }
         let root = root.clone();
-        let root_key = stored_key(&root.root_key_pem, "root")?;
+        let root_key = stored_key(&root.root_key_pem, "root", None)?;
         let (cert_pem, key_pem, not_before, not_after) =
             self.new_intermediate(&root.root_cert_pem, &root_key, root.not_after, now)?;
         let key_id = signing_key_id(&cert_pem)?;
@@ -589,6 +594,73 @@ impl CaState {
         }
     }
 
+    // ----- encryption at rest -----
+
+    /// Seals every key that is plaintext and reseals every key sealed by a data key other
+    /// than `keys`' active one, so that the state holds no key `keys` did not just seal or
+    /// has not sealed before. Returns whether anything changed. Indexes are not touched: the
+    /// CA is the same CA, only stored differently.
+    pub fn seal_keys(&mut self, keys: &DataKeys) -> Result<bool, CaError> {
+        let mut changed = false;
+        for (what, stored) in self.key_fields_mut() {
+            if seal::sealed_with(stored) == Some(keys.active_id()) {
+                continue;
+            }
+            let pem = opened(stored, what, Some(keys))?;
+            let sealed =
+                seal::seal(keys, &pem).map_err(|source| CaError::Sealed { what, source })?;
+            *stored = sealed;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Opens every sealed key, for computing a change (rotation, renewal, configuration) on a
+    /// copy that is sealed again with [`CaState::seal_keys`] before it is stored. Returns
+    /// whether anything was sealed.
+    pub fn unseal_keys(&mut self, keys: &DataKeys) -> Result<bool, CaError> {
+        let mut changed = false;
+        for (what, stored) in self.key_fields_mut() {
+            if seal::is_sealed(stored) {
+                *stored = opened(stored, what, Some(keys))?.into_owned();
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Whether [`CaState::seal_keys`] would change anything: a key is plaintext or sealed by a
+    /// data key other than the active one.
+    pub fn needs_sealing(&self, keys: &DataKeys) -> bool {
+        self.key_fields()
+            .any(|(_, stored)| seal::sealed_with(stored) != Some(keys.active_id()))
+    }
+
+    /// Every private key field that holds a key, with what it is for error texts.
+    fn key_fields(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        let roots = self.roots.iter().flat_map(|r| {
+            [
+                ("root", &r.root_key_pem),
+                ("intermediate", &r.signing_key_pem),
+            ]
+        });
+        roots
+            .chain([("configured", &self.config.config.private_key)])
+            .filter(|(_, stored)| !stored.is_empty())
+    }
+
+    fn key_fields_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut String)> {
+        let roots = self.roots.iter_mut().flat_map(|r| {
+            [
+                ("root", &mut r.root_key_pem),
+                ("intermediate", &mut r.signing_key_pem),
+            ]
+        });
+        roots
+            .chain([("configured", &mut self.config.config.private_key)])
+            .filter(|(_, stored)| !stored.is_empty())
+    }
+
     // ----- JSON -----
 
     /// `GET /v1/connect/ca/roots`.
@@ -652,8 +724,8 @@ impl CaState {
         }
         let cross_sign = !next.config.force_without_cross_signing;
         if cross_sign {
-            let old_key = stored_key(&old.root_key_pem, "root")?;
-            let new_key = stored_key(&new.root_key_pem, "root")?;
+            let old_key = stored_key(&old.root_key_pem, "root", None)?;
+            let new_key = stored_key(&new.root_key_pem, "root", None)?;
             let not_after = now
                 .saturating_add(CROSS_SIGN_VALIDITY.as_secs())
                 .min(old.not_after);
@@ -698,7 +770,8 @@ impl CaState {
         let (root_cert_pem, root_key) = match source {
             RootSource::Generate | RootSource::Key(_) => {
                 let key = match &source {
-                    RootSource::Key(pem) => certs::load_key(pem).map_err(CaError::ExternalCa)?,
+                    RootSource::Key(pem) => certs::load_key(&opened(pem, "configured", None)?)
+                        .map_err(CaError::ExternalCa)?,
                     _ => certs::generate_key()?,
                 };
                 let spec = CaCertSpec {
@@ -712,7 +785,8 @@ impl CaState {
                 (certs::self_signed_root(&spec, &key)?, key)
             }
             RootSource::Import { cert_pem, key_pem } => {
-                let key = certs::load_key(&key_pem).map_err(CaError::ExternalCa)?;
+                let key = certs::load_key(&opened(&key_pem, "configured", None)?)
+                    .map_err(CaError::ExternalCa)?;
                 check_imported_root(&cert_pem, &key, now)?;
                 (ensure_newline(&cert_pem), key)
             }
@@ -837,8 +911,29 @@ fn check_name(what: &'static str, value: &str) -> Result<(), CaError> {
     Ok(())
 }
 
-fn stored_key(pem: &str, what: &str) -> Result<KeyPair, CaError> {
-    certs::load_key(pem).map_err(|e| CaError::CorruptState(format!("{what} key: {e}")))
+/// A key as stored: PEM, or sealed and opened with `keys`.
+fn stored_key(
+    stored: &str,
+    what: &'static str,
+    keys: Option<&DataKeys>,
+) -> Result<KeyPair, CaError> {
+    certs::load_key(&opened(stored, what, keys)?)
+        .map_err(|e| CaError::CorruptState(format!("{what} key: {e}")))
+}
+
+/// The PEM of a stored key, opening it with `keys` when it is sealed.
+fn opened<'a>(
+    stored: &'a str,
+    what: &'static str,
+    keys: Option<&DataKeys>,
+) -> Result<std::borrow::Cow<'a, str>, CaError> {
+    if !seal::is_sealed(stored) {
+        return Ok(stored.into());
+    }
+    let keys = keys.ok_or(CaError::NoDataKey)?;
+    seal::unseal(keys, stored)
+        .map(Into::into)
+        .map_err(|source| CaError::Sealed { what, source })
 }
 
 fn single_certificate(pem: &str) -> Result<Vec<u8>, CaError> {

@@ -51,6 +51,10 @@ pub struct Config {
     pub performance: Performance,
     /// The gossip encryption key (base64 of 16, 24 or 32 bytes); gossip is plaintext without one.
     pub encrypt: Option<String>,
+    /// Servers: the file of data keys that encrypt the CA's private keys at rest (mesh's key,
+    /// not Consul's). Only the path: the server reads and checks the file when it starts, and
+    /// reads `MESH_DATA_KEY` when this is unset.
+    pub data_key_file: Option<PathBuf>,
     /// How long a failed member stays in the member list before it is reaped (72h; at least
     /// 8h, like Consul).
     pub reconnect_timeout: Duration,

@@ -251,6 +251,8 @@ pub(crate) static KEYS: &[Key] = &[
         "Scales raft timing (1s election and heartbeat timeouts, 500ms lease); 1 is fastest."),
     key!("encrypt", "-encrypt", encrypt, gossip_key;
         "The gossip encryption key; gossip is plaintext without one."),
+    key!("data_key_file", "", data_key_file, path;
+        "Servers: a file of base64 AES-256 data keys, one per line, the first active, that encrypt the CA's private keys at rest; without it the `MESH_DATA_KEY` environment variable is read (mesh's key, not in Consul; see docs/security.md)."),
     key!("reconnect_timeout", "", reconnect_timeout, duration;
         "How long a failed member stays in the member list before it is reaped; at least 8h."),
     key!("domain", "-domain", dns.domain, dns_domain;
@@ -961,6 +963,10 @@ pub(crate) fn default_text(config: &crate::Config, path: &str) -> Option<String>
         "raft_trailing_logs" => number(config.raft_trailing_logs),
         "performance.raft_multiplier" => number(config.performance.raft_multiplier.into()),
         "encrypt" => config.encrypt.is_some().then(|| "(set)".to_owned()),
+        "data_key_file" => config
+            .data_key_file
+            .as_ref()
+            .and_then(|file| code(file.display().to_string())),
         "reconnect_timeout" => duration(config.reconnect_timeout),
         "domain" => code(dns.domain.clone()),
         "alt_domain" => dns.alt_domain.clone().and_then(code),

@@ -60,6 +60,8 @@ pub struct Overrides {
     pub performance: PerformanceOverrides,
     /// `-encrypt`
     pub encrypt: Option<String>,
+    /// `data_key_file` (no flag; mesh's key)
+    pub data_key_file: Option<PathBuf>,
     /// `reconnect_timeout` (no flag)
     pub reconnect_timeout: Option<Duration>,
     /// `telemetry.prometheus_retention_time` (no flag)

@@ -99,6 +99,7 @@ pub(crate) fn resolve(
                 .unwrap_or(Performance::default().raft_multiplier),
         },
         encrypt: values.encrypt.clone(),
+        data_key_file: values.data_key_file.clone(),
         prometheus_retention_time: values.prometheus_retention_time.unwrap_or_default(),
         dns: dns(&values.dns),
         connect: crate::Connect {

@@ -104,6 +104,7 @@ fn defaults() -> Config {
         raft_trailing_logs: 10240,
         performance: Performance { raft_multiplier: 5 },
         encrypt: None,
+        data_key_file: None,
         reconnect_timeout: Duration::from_secs(72 * 3600),
         prometheus_retention_time: Duration::ZERO,
         dns: Dns::default(),
@@ -324,6 +325,11 @@ fn every_key_from_json_and_hcl() {
         (r#"{"ae_interval": "2s"}"#, r#"ae_interval = "2s""#, |c| {
             c.ae_interval = Duration::from_secs(2)
         }),
+        (
+            r#"{"data_key_file": "/etc/mesh/data.key"}"#,
+            r#"data_key_file = "/etc/mesh/data.key""#,
+            |c| c.data_key_file = Some(PathBuf::from("/etc/mesh/data.key")),
+        ),
         (
             r#"{"raft_snapshot_threshold": 1}"#,
             "raft_snapshot_threshold = 1",
@@ -564,6 +570,7 @@ fn every_file_key_is_covered_by_a_test_case() {
         "raft_trailing_logs",
         "performance.raft_multiplier",
         "encrypt",
+        "data_key_file",
         "reconnect_timeout",
         "domain",
         "alt_domain",
@@ -1224,6 +1231,7 @@ fn flags_win_over_files_for_every_key() {
             raft_multiplier: Some(2),
         },
         encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
+        data_key_file: None,
         reconnect_timeout: None,
         prometheus_retention_time: None,
         dns: DnsOverrides {
@@ -1278,6 +1286,7 @@ fn flags_win_over_files_for_every_key() {
         raft_trailing_logs: 2,
         performance: Performance { raft_multiplier: 2 },
         encrypt: Some("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".into()),
+        data_key_file: None,
         reconnect_timeout: Duration::from_secs(72 * 3600),
         prometheus_retention_time: Duration::ZERO,
         dns: Dns {

@@ -6,6 +6,10 @@
 //! raft), replicate an [`Op::ReserveLeaf`], wait until this server has applied it, then sign
 //! under the reservation with the intermediate from the replicated state. Only the signature
 //! is computed outside raft; it is not replicated, since nothing needs the certificate later.
+//!
+//! Encryption at rest: with data keys ([`RaftNode::with_data_keys`]), a CA change is computed
+//! on a copy whose keys are opened and sealed again before it is proposed, so no unsealed CA key
+//! ever reaches the log; signing opens the intermediate's key from the replicated state.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -87,17 +91,29 @@ impl RaftNode {
     ///
     /// Non-deterministic work (keys, signatures) happens here, once, on the server that
     /// calls this; replicas only install the result.
+    ///
+    /// With data keys, `change` sees the CA with its keys opened, and what it returns is
+    /// sealed with the active data key before it is proposed (so returning the CA unchanged
+    /// re-seals it). Without, the keys are passed and proposed as they are.
     pub async fn update_ca<F>(&self, mut change: F) -> Result<bool, CaUpdateError>
     where
         F: FnMut(Option<ca::CaState>) -> Result<Option<ca::CaState>, String>,
     {
         for _ in 0..CA_ATTEMPTS {
             self.linearize().await?;
-            let current = self.reader().state().ca.clone();
+            let mut current = self.reader().state().ca.clone();
             let base = CaBase::of(current.as_ref());
-            let Some(next) = change(current).map_err(CaUpdateError::Ca)? else {
+            if let (Some(ca), Some(keys)) = (current.as_mut(), &self.data_keys) {
+                ca.unseal_keys(keys)
+                    .map_err(|e| CaUpdateError::Ca(e.to_string()))?;
+            }
+            let Some(mut next) = change(current).map_err(CaUpdateError::Ca)? else {
                 return Ok(false);
             };
+            if let Some(keys) = &self.data_keys {
+                next.seal_keys(keys)
+                    .map_err(|e| CaUpdateError::Ca(e.to_string()))?;
+            }
             let op = Op::SetCa {
                 ca: Box::new(next),
                 base,
@@ -153,7 +169,7 @@ impl RaftNode {
         let state = self.reader().state();
         let ca = state.ca.as_ref().ok_or(SignError::NoCa)?;
         let leaf = ca
-            .issue_leaf(&checked, &reservation)
+            .issue_leaf(&checked, &reservation, self.data_keys.as_deref())
             .map_err(|e| SignError::Ca(e.to_string()))?;
         Ok((leaf, written.index))
     }

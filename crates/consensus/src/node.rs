@@ -113,6 +113,8 @@ pub struct RaftNode {
     leader_contact: Arc<Mutex<std::time::Instant>>,
     /// This server's CSR rate limit.
     pub(crate) limiter: crate::connect::Limiter,
+    /// The data keys that seal the CA's private keys at rest (none: they stay PEM).
+    pub(crate) data_keys: Option<Arc<ca::seal::DataKeys>>,
     /// Commit times and role changes, for the agent's metrics.
     stats: Arc<crate::stats::Counters>,
 }
@@ -256,8 +258,21 @@ impl RaftNode {
             forward: None,
             leader_contact: Arc::new(Mutex::new(std::time::Instant::now())),
             limiter: crate::connect::Limiter::default(),
+            data_keys: None,
             stats,
         }
+    }
+
+    /// Seals the CA's private keys with `keys` before any CA change is proposed, and opens
+    /// them to sign leaves (see [`RaftNode::update_ca`]).
+    pub fn with_data_keys(mut self, keys: Option<Arc<ca::seal::DataKeys>>) -> Self {
+        self.data_keys = keys;
+        self
+    }
+
+    /// The data keys this server seals the CA's keys with, if it has any.
+    pub fn data_keys(&self) -> Option<&Arc<ca::seal::DataKeys>> {
+        self.data_keys.as_ref()
     }
 
     /// Where this member's log is, and commit times, committed writes and role changes since

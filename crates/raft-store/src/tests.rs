@@ -648,3 +648,128 @@ async fn a_restore_entry_of_the_previous_layout_still_applies() {
     drop(state);
     raft.shutdown().await.expect("shutdown");
 }
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn holds_a_private_key(bytes: &[u8]) -> bool {
+    bytes
+        .windows(b"PRIVATE KEY".len())
+        .any(|w| w == b"PRIVATE KEY")
+}
+
+/// Creates the CA through `node` the way the leader does.
+async fn create_ca(node: &RaftNode) {
+    let created = node
+        .update_ca(|current| match current {
+            Some(_) => Ok(None),
+            None => ca::CaState::bootstrap(
+                "11111111-2222-3333-4444-555555555555",
+                ca::CaConfig::default(),
+                std::time::SystemTime::now(),
+            )
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        })
+        .await
+        .expect("CA written");
+    assert!(created);
+}
+
+#[tokio::test]
+async fn with_a_data_key_no_ca_private_key_reaches_the_log_snapshots_or_archives_in_plaintext() {
+    let dir = TempDir::new().expect("temp dir");
+    let keys = std::sync::Arc::new(ca::seal::DataKeys::new(vec![[7; 32]]).expect("a key"));
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        let node = RaftNode::new(raft.clone(), reader.clone()).with_data_keys(Some(keys.clone()));
+        create_ca(&node).await;
+        let sealed = |reader: &StoreReader| {
+            let state = reader.state();
+            let ca = state.ca.as_ref().expect("a CA");
+            let json = serde_json::to_string(ca).expect("json");
+            !holds_a_private_key(json.as_bytes()) && !ca.needs_sealing(&keys)
+        };
+        assert!(sealed(&reader), "the replicated CA's keys are sealed");
+
+        // Leaves are signed with the sealed intermediate.
+        let (trust_domain, roots) = {
+            let state = reader.state();
+            let ca = state.ca.as_ref().expect("a CA");
+            (ca.trust_domain.clone(), ca.trusted_roots())
+        };
+        let datacenter = raft.config().cluster_name.clone();
+        let (_, csr) =
+            ca::generate_key_and_csr(&trust_domain, &datacenter, "web", &[]).expect("csr");
+        let (leaf, _) = node.sign_leaf(&csr, "web").await.expect("signed");
+        ca::verify_leaf(&leaf.cert_pem, &roots, std::time::SystemTime::now()).expect("verifies");
+
+        // A change that needs the old root's key (cross-signing) gets it opened, and its result
+        // is sealed again.
+        let rotated = node
+            .update_ca(|current| {
+                let mut ca = current.expect("a CA");
+                ca.rotate(std::time::SystemTime::now())
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(ca))
+            })
+            .await
+            .expect("rotated");
+        assert!(rotated);
+        assert!(sealed(&reader), "still sealed after a rotation");
+
+        // A snapshot archive (`/v1/snapshot`) holds the sealed keys only.
+        let state = reader.state();
+        let meta = ArchiveMeta {
+            version: ARCHIVE_VERSION,
+            index: 1,
+            term: 1,
+            datacenter: datacenter.clone(),
+        };
+        let archive = pack(&meta, &state).expect("packed");
+        drop(state);
+        let (_, unpacked) = unpack(&archive).expect("unpacked");
+        let encoded = postcard::to_stdvec(&unpacked).expect("encoded");
+        assert!(!holds_a_private_key(&encoded));
+        assert_eq!(unpacked.ca.as_ref().map(|ca| ca.roots.len()), Some(2));
+
+        snapshot_now(&raft).await;
+        raft.shutdown().await.expect("shutdown");
+    }
+    // The raft log, RocksDB's files and the snapshot file beside them.
+    let files = files_under(dir.path());
+    assert!(!files.is_empty());
+    for (path, bytes) in &files {
+        assert!(
+            !holds_a_private_key(bytes),
+            "{} holds a plaintext private key",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_data_key_the_ca_keys_are_stored_as_pem() {
+    // The control for the test above: the same scan finds PEM keys when nothing seals them.
+    let dir = TempDir::new().expect("temp dir");
+    {
+        let (raft, reader) = single_node(dir.path()).await;
+        let node = RaftNode::new(raft.clone(), reader);
+        create_ca(&node).await;
+        raft.shutdown().await.expect("shutdown");
+    }
+    assert!(files_under(dir.path())
+        .iter()
+        .any(|(_, bytes)| holds_a_private_key(bytes)));
+}

@@ -18,12 +18,14 @@ use tokio::task::JoinHandle;
 
 mod acl_init;
 mod autopilot;
+mod ca_seal;
 mod catalog_sync;
 mod connect_ca;
 mod formation;
 mod membership_sync;
 mod recover;
 
+pub use ca_seal::{load_data_keys, DataKeyError, DATA_KEY_ENV};
 pub use recover::recover;
 
 /// The mesh release.
@@ -61,6 +63,8 @@ pub enum ServerError {
     Connect(String),
     #[error("recovery refused: {0}")]
     RecoveryRefused(String),
+    #[error(transparent)]
+    DataKey(#[from] DataKeyError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
@@ -79,6 +83,15 @@ pub struct Server {
 impl Server {
     /// Opens the store, joins or bootstraps raft, waits for a leader and serves HTTP.
     pub async fn start(config: config::Config) -> Result<Server, ServerError> {
+        let env_key = std::env::var(DATA_KEY_ENV).ok();
+        let data_keys = load_data_keys(config.data_key_file.as_deref(), env_key.as_deref())?;
+        if let Some(keys) = &data_keys {
+            tracing::info!(
+                active = %keys.active_id(),
+                keys = keys.ids().len(),
+                "the CA's private keys are encrypted at rest"
+            );
+        }
         let (data_dir, dev_dir) = agent::identity::data_dir(&config, "mesh-dev-")
             .map_err(|source| ServerError::DataDir {
                 path: std::env::temp_dir(),
@@ -138,8 +151,9 @@ impl Server {
         }
         let initial_ca =
             connect_ca::initial_config(&config.connect.ca_config).map_err(ServerError::Connect)?;
-        let node =
-            RaftNode::new(raft.clone(), reader).with_forwarder(Arc::new(rpc::Forwarder::new(pool)));
+        let node = RaftNode::new(raft.clone(), reader)
+            .with_forwarder(Arc::new(rpc::Forwarder::new(pool)))
+            .with_data_keys(data_keys);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(
             node.clone().run_leader_duties(shutdown_rx.clone()),
@@ -151,6 +165,10 @@ impl Server {
                 shutdown_rx.clone(),
             )));
         }
+        tasks.push(tokio::spawn(ca_seal::run(
+            node.clone(),
+            shutdown_rx.clone(),
+        )));
 
         // Server RPC: raft between servers and forwarding to the leader.
         let rpc_addr = SocketAddr::new(config.bind_addr, server_port);

@@ -702,7 +702,9 @@ fn reservations_replicate_deterministically() {
         .expect("same command on a replica");
     assert_eq!(leader, replica, "reserving is deterministic");
 
-    let leaf = leader.issue_leaf(&checked, &reservation).expect("issued");
+    let leaf = leader
+        .issue_leaf(&checked, &reservation, None)
+        .expect("issued");
     assert_eq!(leaf.reservation(), reservation);
     // Recording the same leaf again (e.g. a retried command) changes nothing.
     let snapshot = leader.clone();
@@ -742,4 +744,128 @@ fn index_follows_roots_and_configuration_not_leaves() {
     state.rotate(at(HOUR)).expect("rotate");
     state.stamp_index(9);
     assert_eq!(state.index(), 9);
+}
+
+// ----- encryption at rest -----
+
+fn data_keys(bytes: &[u8]) -> crate::seal::DataKeys {
+    crate::seal::DataKeys::new(bytes.iter().map(|b| [*b; 32]).collect()).expect("keys")
+}
+
+/// Reserves and signs a leaf for `web` the way a server does, opening keys with `keys`.
+fn issue(
+    state: &mut CaState,
+    keys: Option<&crate::seal::DataKeys>,
+    now: SystemTime,
+) -> Result<crate::Leaf, CaError> {
+    let csr = csr_for(state, "dc1", "web");
+    let checked = state.check_csr(&csr, "web", "dc1").expect("checked");
+    let reservation = state.reserve_leaf(now, None).expect("reserved");
+    state.issue_leaf(&checked, &reservation, keys)
+}
+
+fn sealed_ids(state: &CaState) -> Vec<Option<&str>> {
+    state
+        .key_fields()
+        .map(|(_, stored)| crate::seal::sealed_with(stored))
+        .collect()
+}
+
+#[test]
+fn a_sealed_state_holds_no_plaintext_key_and_still_signs_leaves() {
+    let keys = data_keys(&[1]);
+    let mut config = CaConfig::default();
+    config.config.private_key = certs::generate_key().expect("key").serialize_pem();
+    let plain = CaState::bootstrap(CLUSTER, config, at(0)).expect("bootstrap");
+    let mut state = plain.clone();
+    assert!(state.needs_sealing(&keys));
+    assert!(state.seal_keys(&keys).expect("sealed"));
+    let json = serde_json::to_string(&state).expect("json");
+    assert!(!json.contains("PRIVATE KEY"), "{json}");
+    assert_eq!(sealed_ids(&state), vec![Some(keys.active_id()); 3]);
+    assert!(!state.needs_sealing(&keys));
+    assert!(
+        !state.seal_keys(&keys).expect("nothing to do"),
+        "idempotent"
+    );
+    // The imported key is still hidden from readers of the configuration.
+    assert_eq!(state.config.redacted().config.private_key, "hidden");
+
+    let leaf = issue(&mut state, Some(&keys), at(100)).expect("signed");
+    verify_leaf(&leaf.cert_pem, &state.trusted_roots(), at(200)).expect("verifies");
+
+    let mut opened = state.clone();
+    assert!(opened.unseal_keys(&keys).expect("opened"));
+    let mut expected = plain;
+    expected.next_serial = opened.next_serial;
+    expected.roots[0].leaves_valid_until = opened.roots[0].leaves_valid_until;
+    assert_eq!(opened, expected, "unsealing gives back the keys");
+}
+
+#[test]
+fn a_state_sealed_by_an_old_data_key_signs_until_it_is_resealed_by_the_new_one() {
+    let old = data_keys(&[1]);
+    let rotated = data_keys(&[2, 1]);
+    let new_only = data_keys(&[2]);
+    let mut state = ca(CLUSTER);
+    state.seal_keys(&old).expect("sealed");
+
+    issue(&mut state, Some(&rotated), at(100)).expect("the old key still opens");
+    assert!(state.needs_sealing(&rotated));
+    // A server that starts without the old key (no signer cached yet) cannot open it.
+    let mut fresh: CaState =
+        serde_json::from_str(&serde_json::to_string(&state).expect("json")).expect("state");
+    let err = issue(&mut fresh, Some(&new_only), at(100)).expect_err("old key removed too soon");
+    assert!(
+        matches!(
+            err,
+            CaError::Sealed {
+                what: "intermediate",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(old.active_id()), "{err}");
+
+    assert!(state.seal_keys(&rotated).expect("resealed"));
+    assert_eq!(sealed_ids(&state), vec![Some(rotated.active_id()); 2]);
+    assert!(!state.needs_sealing(&rotated));
+    let mut fresh: CaState =
+        serde_json::from_str(&serde_json::to_string(&state).expect("json")).expect("state");
+    let leaf = issue(&mut fresh, Some(&new_only), at(100)).expect("the new key alone opens");
+    verify_leaf(&leaf.cert_pem, &state.trusted_roots(), at(200)).expect("verifies");
+    // Resealing a plaintext key among sealed ones seals only what needs it.
+    let before = state.roots[0].root_key_pem.clone();
+    state.roots[0].signing_key_pem = certs::generate_key().expect("key").serialize_pem();
+    assert!(state.seal_keys(&new_only).expect("sealed"));
+    assert_eq!(state.roots[0].root_key_pem, before);
+}
+
+#[test]
+fn a_sealed_state_without_a_data_key_says_so() {
+    let keys = data_keys(&[1]);
+    let mut state = ca(CLUSTER);
+    state.seal_keys(&keys).expect("sealed");
+    let text = "the CA keys are encrypted at rest and this server has no data key \
+                (data_key_file / MESH_DATA_KEY)";
+    let err = issue(&mut state, None, at(100)).expect_err("no key");
+    assert!(matches!(err, CaError::NoDataKey));
+    assert_eq!(err.to_string(), text);
+    let half_life = at(200 * DAY);
+    assert!(matches!(
+        state.clone().renew_intermediate(half_life),
+        Err(CaError::NoDataKey)
+    ));
+    assert!(matches!(
+        state.clone().rotate(at(100)),
+        Err(CaError::NoDataKey)
+    ));
+    // Opened first (as a server with the key does before changing the CA), both work.
+    state.unseal_keys(&keys).expect("opened");
+    assert!(state
+        .clone()
+        .renew_intermediate(half_life)
+        .expect("renewed"));
+    state.rotate(at(100)).expect("rotated");
 }
