@@ -65,7 +65,9 @@ async fn a_server_with_acls_creates_its_management_token_and_enforces() -> anyho
     let reply = http.put("/v1/agent/service/register", service).await?;
     assert_eq!(reply.status, 403, "{}", reply.body);
     assert!(
-        reply.body.contains("lacks permission 'service:write' on \"web\""),
+        reply
+            .body
+            .contains("lacks permission 'service:write' on \"web\""),
         "{}",
         reply.body
     );
@@ -85,5 +87,71 @@ async fn a_server_with_acls_creates_its_management_token_and_enforces() -> anyho
         .get(&with_token("/v1/acl/policy/name/global-management"))
         .await?;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(())
+}
+
+/// A client agent with ACLs on checks its own endpoints with tokens the servers resolve, and
+/// what it forwards is checked by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_agent_checks_tokens_through_the_servers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("acl.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n  }}\n}}\n"
+        ),
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let ip = |last| std::net::Ipv4Addr::new(127, 0, 14, last);
+    let mut server = ServerProcess::new(
+        ip(1),
+        &dir.path().join("server"),
+        vec!["-bootstrap".into(), "-config-file".into(), config.clone()],
+    )?;
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    let mut client =
+        ServerProcess::client(ip(2), &dir.path().join("client"), &[server.gossip_addr()])?;
+    client.push_args(["-config-file", config.as_str()]);
+    client.spawn()?;
+    client.wait_for_leader().await?;
+    let http = client.http();
+    let with_token = |path: &str| format!("{path}?token={MANAGEMENT}");
+    test_support::wait_until(
+        "the client resolves the management token",
+        std::time::Duration::from_secs(30),
+        || {
+            let (http, path) = (http.clone(), with_token("/v1/agent/self"));
+            async move { http.get(&path).await.is_ok_and(|r| r.status == 200) }
+        },
+    )
+    .await?;
+
+    // The client's own endpoints.
+    let reply = http.get("/v1/agent/self").await?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let service = r#"{"Name": "api", "Port": 81}"#;
+    let reply = http.put("/v1/agent/service/register", service).await?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(
+        reply.body.starts_with("Permission denied: token with AccessorID '00000000-0000-0000-0000-000000000002' lacks permission 'service:write' on \"api\""),
+        "{}",
+        reply.body
+    );
+    let reply = http
+        .put("/v1/agent/service/register?token=wrong", service)
+        .await?;
+    assert_eq!((reply.status, reply.body.as_str()), (403, "ACL not found"));
+    let reply = http
+        .put(&with_token("/v1/agent/service/register"), service)
+        .await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Forwarded to the server, which checks them.
+    let reply = http.put("/v1/kv/from-client", "v").await?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let reply = http.put(&with_token("/v1/kv/from-client"), "v").await?;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "true"));
     Ok(())
 }

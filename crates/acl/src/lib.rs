@@ -9,4 +9,4 @@ pub mod wire;
 
 pub use authorizer::{Authorizer, DefaultPolicy};
 pub use rules::{Access, Resource, Rules, RulesError};
-pub use store::{AclApplied, AclError, AclOp, AclStore, Resolved};
+pub use store::{AclApplied, AclError, AclOp, AclStore, Resolved, TokenGrant};

@@ -325,6 +325,81 @@ fn invalid(text: impl Into<String>) -> AclError {
     AclError::Invalid(text.into())
 }
 
+/// What one token grants in one datacenter.
+#[derive(Debug, Default)]
+struct Collected<'a> {
+    management: bool,
+    policies: Vec<&'a Policy>,
+    service_identities: Vec<&'a str>,
+    node_identities: Vec<&'a str>,
+}
+
+impl Collected<'_> {
+    fn identity_rules(&self) -> impl Iterator<Item = Arc<Rules>> + '_ {
+        let services = self
+            .service_identities
+            .iter()
+            .map(|name| Rules::service_identity(name));
+        let nodes = self
+            .node_identities
+            .iter()
+            .map(|name| Rules::node_identity(name));
+        services.chain(nodes).map(Arc::new)
+    }
+}
+
+/// What a token grants, as a server hands it to a client agent: rule texts and identity
+/// names that the agent compiles with its own default policy (and caches).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    pub accessor_id: String,
+    pub management: bool,
+    /// The rules of its policies, and its roles' policies, that apply in the datacenter.
+    pub rules: Vec<String>,
+    pub service_identities: Vec<String>,
+    pub node_identities: Vec<String>,
+    pub expiration_time_ms: Option<u64>,
+}
+
+impl TokenGrant {
+    /// The anonymous token before a leader created it: nothing but the default.
+    fn anonymous() -> TokenGrant {
+        TokenGrant {
+            accessor_id: ANONYMOUS_ACCESSOR_ID.to_owned(),
+            management: false,
+            rules: Vec::new(),
+            service_identities: Vec::new(),
+            node_identities: Vec::new(),
+            expiration_time_ms: None,
+        }
+    }
+
+    /// The grant as decisions under `default`. Rules that no longer parse (a server newer
+    /// than this agent) grant nothing.
+    pub fn resolve(&self, default: DefaultPolicy) -> Resolved {
+        let authorizer = if self.management {
+            Authorizer::management()
+        } else {
+            let mut rules: Vec<Rules> = self
+                .rules
+                .iter()
+                .filter_map(|text| Rules::parse(text).ok())
+                .collect();
+            rules.extend(
+                self.service_identities
+                    .iter()
+                    .map(|n| Rules::service_identity(n)),
+            );
+            rules.extend(self.node_identities.iter().map(|n| Rules::node_identity(n)));
+            Authorizer::new(rules.iter(), default)
+        };
+        Resolved {
+            accessor_id: self.accessor_id.clone(),
+            authorizer: Arc::new(authorizer),
+        }
+    }
+}
+
 /// What a secret resolved to.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -483,44 +558,90 @@ impl AclStore {
         datacenter: &str,
         default: DefaultPolicy,
     ) -> Authorizer {
+        let grant = self.collect(token, datacenter);
+        if grant.management {
+            return Authorizer::management();
+        }
+        let mut rules: Vec<Arc<Rules>> = grant
+            .policies
+            .iter()
+            .filter_map(|policy| self.parsed.get(&policy.id).cloned())
+            .collect();
+        rules.extend(grant.identity_rules());
+        Authorizer::new(rules.iter().map(|r| r.as_ref()), default)
+    }
+
+    /// What the token whose secret is `secret_id` (the anonymous one for none) grants in
+    /// `datacenter`, for an agent that compiles it itself (a client agent asks a server).
+    pub fn grant(
+        &self,
+        secret_id: &str,
+        now_ms: u64,
+        datacenter: &str,
+    ) -> Result<TokenGrant, AclError> {
+        let secret = if secret_id.is_empty() {
+            ANONYMOUS_SECRET_ID
+        } else {
+            secret_id
+        };
+        let token = match self.token_by_secret(secret) {
+            Some(token) if !token.is_expired(now_ms) => token,
+            None if secret == ANONYMOUS_SECRET_ID => return Ok(TokenGrant::anonymous()),
+            _ => return Err(AclError::NotFound),
+        };
+        let collected = self.collect(token, datacenter);
+        Ok(TokenGrant {
+            accessor_id: token.accessor_id.clone(),
+            management: collected.management,
+            rules: collected.policies.iter().map(|p| p.rules.clone()).collect(),
+            service_identities: collected
+                .service_identities
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            node_identities: collected
+                .node_identities
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect(),
+            expiration_time_ms: token.expiration_time_ms,
+        })
+    }
+
+    /// The policies and identities of `token` and its roles that apply in `datacenter`.
+    fn collect<'a>(&'a self, token: &'a Token, datacenter: &str) -> Collected<'a> {
         let roles: Vec<&Role> = token.roles.iter().filter_map(|id| self.role(id)).collect();
         let policy_ids = token
             .policies
             .iter()
             .chain(roles.iter().flat_map(|role| role.policies.iter()));
-        let mut rules: Vec<Arc<Rules>> = Vec::new();
+        let mut collected = Collected::default();
         for id in policy_ids {
             if id == MANAGEMENT_POLICY_ID {
-                return Authorizer::management();
+                collected.management = true;
             }
-            let Some(policy) = self.policy(id).filter(|p| p.applies_in(datacenter)) else {
-                continue;
-            };
-            if let Some(parsed) = self.parsed.get(&policy.id) {
-                rules.push(parsed.clone());
+            if let Some(policy) = self.policy(id).filter(|p| p.applies_in(datacenter)) {
+                collected.policies.push(policy);
             }
         }
-        let service_identities = token
+        collected.service_identities = token
             .service_identities
             .iter()
-            .chain(roles.iter().flat_map(|role| role.service_identities.iter()));
-        for identity in service_identities {
-            if identity.datacenters.is_empty()
-                || identity.datacenters.iter().any(|dc| dc == datacenter)
-            {
-                rules.push(Arc::new(Rules::service_identity(&identity.service_name)));
-            }
-        }
-        let node_identities = token
+            .chain(roles.iter().flat_map(|role| role.service_identities.iter()))
+            .filter(|identity| {
+                identity.datacenters.is_empty()
+                    || identity.datacenters.iter().any(|dc| dc == datacenter)
+            })
+            .map(|identity| identity.service_name.as_str())
+            .collect();
+        collected.node_identities = token
             .node_identities
             .iter()
-            .chain(roles.iter().flat_map(|role| role.node_identities.iter()));
-        for identity in node_identities {
-            if identity.datacenter == datacenter {
-                rules.push(Arc::new(Rules::node_identity(&identity.node_name)));
-            }
-        }
-        Authorizer::new(rules.iter().map(|r| r.as_ref()), default)
+            .chain(roles.iter().flat_map(|role| role.node_identities.iter()))
+            .filter(|identity| identity.datacenter == datacenter)
+            .map(|identity| identity.node_name.as_str())
+            .collect();
+        collected
     }
 
     /// Applies one write at raft `index` with the proposer's clock `now_ms`.

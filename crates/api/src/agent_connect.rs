@@ -90,6 +90,7 @@ async fn leaf(
 
 async fn authorize(
     State(ctx): State<ConnectContext>,
+    authz: crate::authz::Authz,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -101,6 +102,8 @@ async fn authorize(
     .await?;
     let request =
         AuthorizeRequest::decode(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // Consul's `service:write` on the target: only the target's own proxy asks.
+    authz.require(acl::Resource::Service, &request.target, acl::Access::Write)?;
     let decision = ctx
         .connect
         .authorize(&request)

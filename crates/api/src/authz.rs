@@ -14,17 +14,32 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 
 use crate::error::ApiError;
 use crate::params::Params;
 
-/// How a server's API treats tokens (`acl.*` in the configuration).
+/// How an agent's API treats tokens (`acl.*` in the configuration).
 #[derive(Debug, Clone, Default)]
 pub struct AclSettings {
     pub enabled: bool,
     pub default_policy: DefaultPolicy,
     /// `acl.tokens.default`: the token of requests that carry none.
     pub default_token: Option<String>,
+}
+
+impl AclSettings {
+    pub fn from_config(acl: &config::Acl) -> Self {
+        AclSettings {
+            enabled: acl.enabled,
+            default_policy: if acl.default_deny {
+                DefaultPolicy::Deny
+            } else {
+                DefaultPolicy::Allow
+            },
+            default_token: acl.default_token.clone(),
+        }
+    }
 }
 
 /// What a request may do.
@@ -48,11 +63,10 @@ impl Authz {
         }
     }
 
-    /// Resolves the request's token against the applied ACL tables.
-    pub fn resolve(
+    /// Resolves the request's token with `resolver`.
+    pub async fn resolve(
         settings: &AclSettings,
-        state: &consensus::State,
-        datacenter: &str,
+        resolver: &dyn TokenResolver,
         parts: &Parts,
     ) -> Result<Authz, ApiError> {
         if !settings.enabled {
@@ -63,10 +77,7 @@ impl Authz {
         let secret = given
             .or_else(|| settings.default_token.clone())
             .unwrap_or_default();
-        let resolved = state
-            .acl
-            .resolve(&secret, now_ms(), datacenter, settings.default_policy)
-            .map_err(acl_error)?;
+        let resolved = resolver.resolve(&secret).await?;
         Ok(Authz {
             resolved: Some(resolved),
             secret,
@@ -171,6 +182,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Authz {
     }
 }
 
+/// Where the grant of a token's secret comes from: the replicated tables on a server
+/// ([`LocalTables`]), a server asked over RPC (and cached) on a client agent.
+pub trait TokenResolver: Send + Sync + std::fmt::Debug {
+    /// The secret's decisions; `ACL not found` (403) for an unknown or expired one.
+    fn resolve<'a>(&'a self, secret: &'a str) -> BoxFuture<'a, Result<acl::Resolved, ApiError>>;
+}
+
+/// A server's resolver: its own applied state.
+#[derive(Debug, Clone)]
+pub struct LocalTables {
+    pub reader: consensus::StoreReader,
+    pub datacenter: String,
+    pub default_policy: DefaultPolicy,
+}
+
+impl TokenResolver for LocalTables {
+    fn resolve<'a>(&'a self, secret: &'a str) -> BoxFuture<'a, Result<acl::Resolved, ApiError>> {
+        let resolved = self
+            .reader
+            .state()
+            .acl
+            .resolve(secret, now_ms(), &self.datacenter, self.default_policy)
+            .map_err(acl_error);
+        Box::pin(std::future::ready(resolved))
+    }
+}
+
 /// An ACL error as Consul's HTTP layer answers it.
 pub fn acl_error(err: acl::AclError) -> ApiError {
     match err {
@@ -205,7 +243,7 @@ pub fn request_token(parts: &Parts) -> Option<String> {
         .then(|| token.to_owned())
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -224,18 +262,18 @@ pub(crate) enum Need {
     KeyWritePrefix(String),
 }
 
-/// What the server's state and settings the middleware needs.
+/// What the middleware needs: the settings, where tokens resolve, and the agent's node name
+/// (the segment of its `agent` and `node` rules).
 #[derive(Debug, Clone)]
-pub(crate) struct Enforcer {
-    pub(crate) settings: AclSettings,
-    pub(crate) reader: consensus::StoreReader,
-    pub(crate) datacenter: String,
-    pub(crate) node_name: String,
+pub struct Enforcer {
+    pub settings: AclSettings,
+    pub resolver: Arc<dyn TokenResolver>,
+    pub node_name: String,
 }
 
 /// The middleware: resolves the token, checks the route's [`Need`], and hands the [`Authz`]
 /// on to the handler.
-pub(crate) async fn enforce(
+pub async fn enforce(
     State(enforcer): State<Arc<Enforcer>>,
     request: Request,
     next: Next,
@@ -263,10 +301,7 @@ pub(crate) async fn enforce(
     if need == Need::Nothing {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let authz = {
-        let state = enforcer.reader.state();
-        Authz::resolve(&enforcer.settings, &state, &enforcer.datacenter, &parts)
-    };
+    let authz = Authz::resolve(&enforcer.settings, enforcer.resolver.as_ref(), &parts).await;
     let authz = match authz {
         Ok(authz) => authz,
         Err(err) => return err.into_response(),
@@ -365,7 +400,8 @@ pub(crate) fn requirement(
         | "/v1/config"
         | "/v1/config/"
         | "/v1/config/{kind}"
-        | "/v1/config/{kind}/" => Need::Handler,
+        | "/v1/config/{kind}/"
+        | "/v1/agent/connect/authorize" => Need::Handler,
         // Consul's `CanRead`/`CanWrite` of the two kinds; anything else is refused by the
         // handler as an unknown kind.
         "/v1/config/{kind}/{*name}" => match (param("kind").as_str(), *method == Method::GET) {

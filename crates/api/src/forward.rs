@@ -2,6 +2,7 @@
 //! to a server over server RPC, where the server's router answers it exactly as it would a
 //! request made to it directly (blocking queries included).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,7 +17,7 @@ use serde_json::json;
 use crate::agent::{acl_default_policy, default_intention_policy, CONSUL_COMPAT_VERSION};
 use crate::error::ApiError;
 use crate::params::Params;
-use crate::{agent_routes, common_headers, render, AgentInfo, LocalContext, Telemetry};
+use crate::{agent_routes, common_headers, render, AgentInfo, Enforcer, LocalContext, Telemetry};
 
 /// Forwarded bodies are bounded like the server's largest (a snapshot restore).
 const MAX_FORWARD_BODY: usize = 256 * 1024 * 1024;
@@ -31,11 +32,17 @@ struct ClientState {
     telemetry: Telemetry,
 }
 
-/// The whole `/v1` API of a client agent, each request timed.
-pub fn client_router(local: LocalContext, info: AgentInfo, servers: rpc::Servers) -> Router {
-    // Client agents do not check tokens yet; servers check the calls they forward.
-    let default_policy = ::acl::DefaultPolicy::Allow;
+/// The whole `/v1` API of a client agent, each request timed. The agent's own endpoints
+/// check tokens through `enforcer` (resolved by the servers, cached); what is forwarded is
+/// checked by the server that answers it.
+pub fn client_router(
+    local: LocalContext,
+    info: AgentInfo,
+    servers: rpc::Servers,
+    enforcer: Arc<Enforcer>,
+) -> Router {
     let telemetry = local.telemetry.clone();
+    let default_policy = enforcer.settings.default_policy;
     let state = ClientState {
         servers,
         info,
@@ -43,10 +50,15 @@ pub fn client_router(local: LocalContext, info: AgentInfo, servers: rpc::Servers
     };
     let own = Router::new()
         .route("/v1/agent/self", get(client_self))
-        .fallback(forward)
-        .with_state(state);
+        .with_state(state.clone());
+    let forwarded = Router::new().fallback(forward).with_state(state);
     agent_routes(local)
         .merge(own)
+        .route_layer(axum::middleware::from_fn_with_state(
+            enforcer,
+            crate::authz::enforce,
+        ))
+        .merge(forwarded)
         .layer(axum::middleware::from_fn_with_state(
             default_policy,
             common_headers,

@@ -48,7 +48,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
-pub use authz::{AclSettings, Authz};
+pub use authz::{acl_error, AclSettings, Authz, Enforcer, LocalTables, TokenResolver};
 pub use error::ApiError;
 pub use forward::{client_router, handler as forward_handler};
 pub use local::{routes as agent_routes, LocalContext};
@@ -142,8 +142,11 @@ pub fn forwarded_router(ctx: ApiContext) -> Router {
 fn enforcer(ctx: &ApiContext) -> Arc<authz::Enforcer> {
     Arc::new(authz::Enforcer {
         settings: ctx.acl.clone(),
-        reader: ctx.node.reader().clone(),
-        datacenter: ctx.agent.datacenter.clone(),
+        resolver: Arc::new(authz::LocalTables {
+            reader: ctx.node.reader().clone(),
+            datacenter: ctx.agent.datacenter.clone(),
+            default_policy: ctx.acl.default_policy,
+        }),
         node_name: ctx.agent.node_name.clone(),
     })
 }

@@ -5,6 +5,8 @@
 //! This is the composition root that the `mesh-client` binary and the integration tests
 //! share; it owns sockets, the data directory and tasks, and no protocol or domain logic.
 
+mod tokens;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,10 +36,6 @@ pub enum ClientError {
     },
     #[error("data_dir is required outside -dev mode")]
     NoDataDir,
-    /// Tokens are checked by servers, for what clients forward; a client agent's own
-    /// endpoints do not check them yet, so it refuses to pretend.
-    #[error("acl.enabled: client agents do not check ACL tokens yet (servers check what clients forward); leave ACLs off on client agents")]
-    AclOnClient,
     #[error("starting the agent: {0}")]
     Agent(String),
     #[error("{0}")]
@@ -260,9 +258,6 @@ impl ClientAgent {
     /// Starts the agent and serves HTTP. The servers are `retry_join`'s addresses (server
     /// RPC, port 8300 by default); the agent fails over between them.
     pub async fn start(config: config::Config) -> Result<ClientAgent, ClientError> {
-        if config.acl.enabled {
-            return Err(ClientError::AclOnClient);
-        }
         let (data_dir, dev_dir) = agent::identity::data_dir(&config, "mesh-client-dev-")
             .map_err(|source| ClientError::DataDir {
                 path: std::env::temp_dir(),
@@ -341,7 +336,16 @@ impl ClientAgent {
             ),
             telemetry: telemetry.clone(),
         };
-        let app = api::client_router(local, info, servers);
+        let acl = api::AclSettings::from_config(&config.acl);
+        let enforcer = Arc::new(api::Enforcer {
+            resolver: Arc::new(tokens::RemoteTokens::new(
+                servers.clone(),
+                acl.default_policy,
+            )),
+            settings: acl,
+            node_name: config.node_name.clone(),
+        });
+        let app = api::client_router(local, info, servers, enforcer);
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = api::listener(addr).map_err(|source| ClientError::Bind { addr, source })?;
         let http_addr = listener

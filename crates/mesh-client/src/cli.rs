@@ -91,11 +91,14 @@ pub struct HttpArgs {
     /// 127.0.0.1:8500).
     #[arg(long = "http-addr")]
     http_addr: Option<String>,
+    /// The ACL token to send (default: `MESH_HTTP_TOKEN` or `CONSUL_HTTP_TOKEN`).
+    #[arg(long = "token")]
+    token: Option<String>,
 }
 
 impl HttpArgs {
     fn api(&self) -> anyhow::Result<Api> {
-        Api::new(self.http_addr.as_deref())
+        Api::new(self.http_addr.as_deref(), self.token.as_deref())
     }
 }
 

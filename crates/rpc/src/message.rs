@@ -85,6 +85,8 @@ pub enum Request {
         csr_pem: String,
         service: String,
     },
+    /// What the token with this secret grants, for a client agent's ACL checks.
+    ResolveToken(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -117,6 +119,8 @@ pub enum Response {
     WatchIntentions(intentions::Intentions, u64),
     /// The leaf and its raft index.
     SignLeaf(Result<(ca::Leaf, u64), consensus::SignError>),
+    /// The token's grant in this datacenter, or `ACL not found`.
+    ResolveToken(Result<acl::TokenGrant, acl::AclError>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

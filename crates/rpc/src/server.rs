@@ -162,6 +162,18 @@ async fn answer(
         Request::SignLeaf { csr_pem, service } => {
             Response::SignLeaf(node.sign_leaf(&csr_pem, &service).await)
         }
+        Request::ResolveToken(secret) => {
+            let datacenter = node.raft().config().cluster_name.clone();
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let grant = node
+                .reader()
+                .state()
+                .acl
+                .grant(&secret, now_ms, &datacenter);
+            Response::ResolveToken(grant)
+        }
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
             let config = node.reader().state().autopilot.clone();
             Ok(autopilot.health(node, &config))

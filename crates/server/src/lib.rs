@@ -223,15 +223,7 @@ impl Server {
             identity: me_for_api,
             autopilot: autopilot.clone(),
             telemetry: telemetry.clone(),
-            acl: api::AclSettings {
-                enabled: config.acl.enabled,
-                default_policy: if config.acl.default_deny {
-                    acl::DefaultPolicy::Deny
-                } else {
-                    acl::DefaultPolicy::Allow
-                },
-                default_token: config.acl.default_token.clone(),
-            },
+            acl: api::AclSettings::from_config(&config.acl),
             data_dir: Some(data_dir.clone()),
         };
         // Client agents forward API calls here; they are answered by the server's own routes.

@@ -505,3 +505,58 @@ fn go_durations_print_as_go_prints_them() {
         assert_eq!(go_duration_ms(ms), text);
     }
 }
+
+#[test]
+fn a_grant_resolves_on_an_agent_as_on_the_server() {
+    let mut store = initialized();
+    store
+        .apply(
+            AclOp::SetPolicy {
+                policy: policy(P1, "kv", r#"key_prefix "app/" { policy = "write" }"#),
+                create: true,
+            },
+            2,
+            NOW,
+        )
+        .unwrap();
+    let write = TokenWrite {
+        policies: vec![Link {
+            id: P1.into(),
+            name: String::new(),
+        }],
+        service_identities: vec![ServiceIdentity {
+            service_name: "web".into(),
+            datacenters: vec!["dc2".into()],
+        }],
+        node_identities: vec![NodeIdentity {
+            node_name: "n1".into(),
+            datacenter: "dc1".into(),
+        }],
+        ..token(A1, S1)
+    };
+    store.apply(AclOp::CreateToken(write), 3, NOW).unwrap();
+    let grant = store.grant(S1, NOW, "dc1").unwrap();
+    assert_eq!(grant.accessor_id, A1);
+    assert_eq!(grant.rules.len(), 1);
+    assert!(grant.service_identities.is_empty(), "web is for dc2 only");
+    assert_eq!(grant.node_identities, ["n1"]);
+    let on_agent = grant.resolve(DefaultPolicy::Deny);
+    let on_server = store.resolve(S1, NOW, "dc1", DefaultPolicy::Deny).unwrap();
+    for (resource, name, access) in [
+        (crate::Resource::Key, "app/x", crate::Access::Write),
+        (crate::Resource::Key, "other", crate::Access::Read),
+        (crate::Resource::Node, "n1", crate::Access::Write),
+        (crate::Resource::Service, "web", crate::Access::Write),
+    ] {
+        assert_eq!(
+            on_agent.authorizer.allows(resource, name, access),
+            on_server.authorizer.allows(resource, name, access),
+            "{resource:?} {name} {access:?}"
+        );
+    }
+    assert_eq!(store.grant("nope", NOW, "dc1"), Err(AclError::NotFound));
+    assert_eq!(
+        store.grant("", NOW, "dc1").unwrap().accessor_id,
+        ANONYMOUS_ACCESSOR_ID
+    );
+}

@@ -51,8 +51,8 @@ fn unexpected(status: StatusCode, body: &[u8]) -> String {
 }
 
 impl Api {
-    /// The API at `flag`, or where the environment says.
-    pub fn new(flag: Option<&str>) -> anyhow::Result<Api> {
+    /// The API at `flag`, or where the environment says, with `token` or the environment's.
+    pub fn new(flag: Option<&str>, token: Option<&str>) -> anyhow::Result<Api> {
         let env = |names: &[&str]| {
             names
                 .iter()
@@ -64,7 +64,10 @@ impl Api {
             .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
         Ok(Api {
             base: base_url(&addr)?,
-            token: env(&["MESH_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"]),
+            token: token
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .or_else(|| env(&["MESH_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"])),
             client: Client::builder(TokioExecutor::new()).build_http(),
         })
     }

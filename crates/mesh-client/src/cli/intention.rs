@@ -536,7 +536,10 @@ mod tests {
     #[test]
     fn create_builds_the_body_from_arguments() {
         let args = CreateArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs {
+                http_addr: None,
+                token: None,
+            },
             allow: false,
             deny: true,
             file: false,

@@ -363,7 +363,10 @@ mod tests {
                 .map_or(String::new(), |(_, v)| (*v).to_owned())
         };
         WatchArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs {
+                http_addr: None,
+                token: None,
+            },
             watch_type: watch_type.into(),
             key: get("key"),
             prefix: get("prefix"),
