@@ -7,12 +7,15 @@
 //!   datacenter; the history is checked for linearizability.
 //! - `cargo xtask e2e [--short]` : the README's story on a datacenter of real processes (three
 //!   servers, three client agents, two applications with sidecars), kill -9 included.
+//! - `cargo xtask fuzz [--seconds N] [--target NAME]` : each fuzz target of `fuzz/` for a bounded
+//!   time (cargo-fuzz, nightly), with a table of executions and results.
 //!
 //! Builds share one target directory outside the clone (`$CARGO_TARGET_DIR`, else
 //! `~/.cache/mesh/target`), so RocksDB compiles once per machine rather than once per clone.
 
 mod bench;
 mod e2e;
+mod fuzz;
 mod jepsen;
 mod prereqs;
 
@@ -24,7 +27,7 @@ use anyhow::{bail, Context};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        bail!("usage: cargo xtask <dev|test|bench|jepsen|e2e> [args]");
+        bail!("usage: cargo xtask <dev|test|bench|jepsen|e2e|fuzz> [args]");
     };
     match task.as_str() {
         "dev" => dev(&args[1..]),
@@ -32,7 +35,8 @@ fn main() -> anyhow::Result<()> {
         "bench" => bench::run(&args[1..]),
         "jepsen" => jepsen::run(&args[1..]),
         "e2e" => e2e::run(&args[1..]),
-        other => bail!("unknown task {other:?}; tasks: dev, test, bench, jepsen, e2e"),
+        "fuzz" => fuzz::run(&args[1..]),
+        other => bail!("unknown task {other:?}; tasks: dev, test, bench, jepsen, e2e, fuzz"),
     }
 }
 
