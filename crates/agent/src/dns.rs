@@ -6,6 +6,10 @@
 //!
 //! The DNS server answers UDP on threads of its own; every wait and server round trip of a
 //! lookup (watches, PTR questions) runs on the agent's runtime, the one the lookup was made on.
+//!
+//! With ACLs on, answers keep what the DNS token may read ([`DnsAcl`]): a service's instances
+//! need `service:read` on the service and `node:read` on their node, a node `node:read`; what
+//! the token may not see is answered as if it did not exist.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,6 +23,56 @@ use crate::CatalogClient;
 /// The name of the servers' service in the catalog.
 const SERVERS: &str = "consul";
 
+/// The decisions of the token DNS answers with, kept current by the agent (it re-resolves the
+/// token as its cache expires). `None` inside: ACLs are off and nothing is filtered.
+#[derive(Debug, Clone, Default)]
+pub struct DnsAcl(Arc<std::sync::RwLock<Option<Arc<acl::Authorizer>>>>);
+
+impl DnsAcl {
+    /// Replaces the decisions (`None`: ACLs off).
+    pub fn set(&self, authorizer: Option<Arc<acl::Authorizer>>) {
+        *self.0.write().expect("DNS ACL lock") = authorizer;
+    }
+
+    /// The decisions when they restrict what DNS may show; `None` when everything is visible.
+    fn restricting(&self) -> Option<Arc<acl::Authorizer>> {
+        let authorizer = self.0.read().expect("DNS ACL lock").clone()?;
+        let sees_all = authorizer.allows_all(acl::Resource::Service, acl::Access::Read)
+            && authorizer.allows_all(acl::Resource::Node, acl::Access::Read);
+        (!sees_all).then_some(authorizer)
+    }
+
+    /// `instances` without what the token may not read; the same `Arc` when nothing is
+    /// dropped, so DNS keeps reusing the records built from it.
+    fn filter(&self, service: &str, instances: dns::Instances) -> dns::Instances {
+        let Some(authorizer) = self.restricting() else {
+            return instances;
+        };
+        if !authorizer.allows(acl::Resource::Service, service, acl::Access::Read) {
+            return Arc::new(Vec::new());
+        }
+        let readable = |row: &dns::Instance| {
+            authorizer.allows(acl::Resource::Node, &row.node.name, acl::Access::Read)
+        };
+        if instances.iter().all(readable) {
+            return instances;
+        }
+        Arc::new(
+            instances
+                .iter()
+                .filter(|row| readable(row))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn node_visible(&self, node: &str) -> bool {
+        self.restricting().is_none_or(|authorizer| {
+            authorizer.allows(acl::Resource::Node, node, acl::Access::Read)
+        })
+    }
+}
+
 /// The [`dns::Lookup`] of an agent: one datacenter, its own view.
 #[derive(Clone)]
 pub struct AgentLookup {
@@ -27,6 +81,7 @@ pub struct AgentLookup {
     datacenter: String,
     /// The agent's runtime, where server round trips run.
     runtime: tokio::runtime::Handle,
+    acl: DnsAcl,
 }
 
 impl std::fmt::Debug for AgentLookup {
@@ -50,7 +105,14 @@ impl AgentLookup {
             client,
             datacenter: datacenter.to_owned(),
             runtime: tokio::runtime::Handle::current(),
+            acl: DnsAcl::default(),
         }
+    }
+
+    /// Answers only what `acl`'s token may read.
+    pub fn with_acl(mut self, acl: DnsAcl) -> Self {
+        self.acl = acl;
+        self
     }
 
     /// Only the local datacenter is known (there is no WAN federation).
@@ -93,7 +155,7 @@ impl Lookup for AgentLookup {
                 .service(service, connect)
                 .await
                 .map_err(unavailable)?;
-            Ok(Some(rows))
+            Ok(Some(self.acl.filter(service, rows)))
         })
     }
 
@@ -106,7 +168,9 @@ impl Lookup for AgentLookup {
         if !self.local(dc) {
             return Some(None);
         }
-        self.view.service_now(service, connect).map(Some)
+        self.view
+            .service_now(service, connect)
+            .map(|rows| Some(self.acl.filter(service, rows)))
     }
 
     fn node<'a>(&'a self, dc: &'a str, node: &'a str) -> LookupFuture<'a, Option<Node>> {
@@ -115,7 +179,10 @@ impl Lookup for AgentLookup {
                 return Ok(None);
             }
             let state = self.view.node(node).await.map_err(unavailable)?;
-            Ok(state.node.clone())
+            Ok(state
+                .node
+                .clone()
+                .filter(|n| self.acl.node_visible(&n.name)))
         })
     }
 
@@ -143,7 +210,7 @@ impl Lookup for AgentLookup {
                 return Ok(None);
             }
             let (node, _) = self.by_address(addr).await?;
-            Ok(node)
+            Ok(node.filter(|n| self.acl.node_visible(&n.name)))
         })
     }
 
@@ -157,7 +224,11 @@ impl Lookup for AgentLookup {
                 return Ok(None);
             }
             let (_, service) = self.by_address(addr).await?;
-            Ok(service)
+            Ok(service.filter(|name| {
+                self.acl.restricting().is_none_or(|authorizer| {
+                    authorizer.allows(acl::Resource::Service, name, acl::Access::Read)
+                })
+            }))
         })
     }
 }
@@ -214,9 +285,10 @@ pub struct Serving {
 pub async fn start(
     config: &config::Config,
     client: Arc<dyn CatalogClient>,
+    acl: DnsAcl,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<Serving>, String> {
-    let Some(server) = bind(config, client).await? else {
+    let Some(server) = bind(config, client, acl).await? else {
         return Ok(None);
     };
     let addr = server.local_addr();
@@ -238,11 +310,12 @@ pub async fn start(
 pub async fn bind(
     config: &config::Config,
     client: Arc<dyn CatalogClient>,
+    acl: DnsAcl,
 ) -> Result<Option<dns::DnsServer>, String> {
     let Some(settings) = settings(config)? else {
         return Ok(None);
     };
-    let lookup = Arc::new(AgentLookup::new(client, &config.datacenter));
+    let lookup = Arc::new(AgentLookup::new(client, &config.datacenter).with_acl(acl));
     dns::DnsServer::bind(settings, lookup)
         .await
         .map(Some)

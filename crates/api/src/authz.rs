@@ -209,6 +209,37 @@ impl TokenResolver for LocalTables {
     }
 }
 
+/// How often DNS's token is resolved again (Consul's `acl.token_ttl`).
+const DNS_TOKEN_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Keeps `dns` answering with the current decisions of `secret` (the agent's default token,
+/// or the anonymous one), until `shutdown`. Until the token first resolves, DNS shows only
+/// what the default policy allows; a failed refresh keeps the last decisions.
+pub async fn follow_dns_token(
+    settings: AclSettings,
+    resolver: Arc<dyn TokenResolver>,
+    dns: agent::dns::DnsAcl,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if !settings.enabled {
+        return;
+    }
+    dns.set(Some(Arc::new(Authorizer::default_only(
+        settings.default_policy,
+    ))));
+    let secret = settings.default_token.clone().unwrap_or_default();
+    loop {
+        match resolver.resolve(&secret).await {
+            Ok(resolved) => dns.set(Some(resolved.authorizer)),
+            Err(err) => tracing::warn!(error = %err, "acl: resolving the DNS token failed"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(DNS_TOKEN_REFRESH) => {}
+        }
+    }
+}
+
 /// An ACL error as Consul's HTTP layer answers it.
 pub fn acl_error(err: acl::AclError) -> ApiError {
     match err {

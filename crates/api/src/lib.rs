@@ -48,7 +48,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
-pub use authz::{acl_error, AclSettings, Authz, Enforcer, LocalTables, TokenResolver};
+pub use authz::{
+    acl_error, follow_dns_token, AclSettings, Authz, Enforcer, LocalTables, TokenResolver,
+};
 pub use error::ApiError;
 pub use forward::{client_router, handler as forward_handler};
 pub use local::{routes as agent_routes, LocalContext};

@@ -337,11 +337,19 @@ impl ClientAgent {
             telemetry: telemetry.clone(),
         };
         let acl = api::AclSettings::from_config(&config.acl);
+        let tokens: Arc<dyn api::TokenResolver> = Arc::new(tokens::RemoteTokens::new(
+            servers.clone(),
+            acl.default_policy,
+        ));
+        let dns_acl = agent::dns::DnsAcl::default();
+        let follow_dns = tokio::spawn(api::follow_dns_token(
+            acl.clone(),
+            tokens.clone(),
+            dns_acl.clone(),
+            shutdown_rx.clone(),
+        ));
         let enforcer = Arc::new(api::Enforcer {
-            resolver: Arc::new(tokens::RemoteTokens::new(
-                servers.clone(),
-                acl.default_policy,
-            )),
+            resolver: tokens,
             settings: acl,
             node_name: config.node_name.clone(),
         });
@@ -351,7 +359,7 @@ impl ClientAgent {
         let http_addr = listener
             .local_addr()
             .map_err(|source| ClientError::Bind { addr, source })?;
-        let dns = agent::dns::start(&config, catalog, shutdown_rx.clone())
+        let dns = agent::dns::start(&config, catalog, dns_acl, shutdown_rx.clone())
             .await
             .map_err(ClientError::Dns)?;
         if let Some(dns) = &dns {
@@ -374,7 +382,8 @@ impl ClientAgent {
             agent,
             membership,
             shutdown,
-            tasks: std::iter::once(task)
+            tasks: [task, follow_dns]
+                .into_iter()
                 .chain(dns.map(|dns| dns.task))
                 .collect(),
             background: vec![follow_servers],

@@ -280,9 +280,21 @@ impl Server {
             catalog.clone(),
         )
         .map_err(|e| ServerError::Agent(e.to_string()))?;
-        if let Some(dns) = agent::dns::start(&config, catalog.clone(), shutdown_rx.clone())
-            .await
-            .map_err(ServerError::Dns)?
+        let dns_acl = agent::dns::DnsAcl::default();
+        tasks.push(tokio::spawn(api::follow_dns_token(
+            api::AclSettings::from_config(&config.acl),
+            Arc::new(api::LocalTables {
+                reader: node.reader().clone(),
+                datacenter: config.datacenter.clone(),
+                default_policy: api::AclSettings::from_config(&config.acl).default_policy,
+            }),
+            dns_acl.clone(),
+            shutdown_rx.clone(),
+        )));
+        if let Some(dns) =
+            agent::dns::start(&config, catalog.clone(), dns_acl, shutdown_rx.clone())
+                .await
+                .map_err(ServerError::Dns)?
         {
             telemetry.attach_dns(dns.stats);
             tasks.push(dns.task);

@@ -42,10 +42,20 @@ fn addresses(answer: &hickory_proto::op::Message) -> Vec<String> {
 }
 
 async fn server(client: Arc<MemoryCatalog>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    server_with(client, DnsAcl::default()).await
+}
+
+async fn server_with(
+    client: Arc<MemoryCatalog>,
+    acl: DnsAcl,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let mut config = test_config();
     config.client_addr = "127.0.0.1".parse().unwrap();
     config.ports.dns = 0;
-    let server = bind(&config, client).await.unwrap().expect("DNS enabled");
+    let server = bind(&config, client, acl)
+        .await
+        .unwrap()
+        .expect("DNS enabled");
     let addr = server.local_addr();
     let task = tokio::spawn(async move {
         let _ = server.run(std::future::pending()).await;
@@ -192,5 +202,45 @@ async fn an_instance_that_turns_critical_drops_out_of_the_next_answers() {
             "{answer:?}"
         );
     }
+    task.abort();
+}
+
+#[tokio::test]
+async fn answers_keep_what_the_dns_token_may_read() {
+    let client = Arc::new(MemoryCatalog::default());
+    register(&client, "a", "10.0.0.1", Status::Passing).await;
+    register(&client, "b", "10.0.0.2", Status::Passing).await;
+    let acl = DnsAcl::default();
+    let rules = acl::Rules::parse(
+        r#"
+service "web" { policy = "read" }
+node "a" { policy = "read" }
+"#,
+    )
+    .unwrap();
+    acl.set(Some(Arc::new(acl::Authorizer::new(
+        [&rules],
+        acl::DefaultPolicy::Deny,
+    ))));
+    let (addr, task) = server_with(client, acl.clone()).await;
+    let ask = |name: &str| question(name, RecordType::A, None).unwrap();
+
+    let web = udp(addr, &ask("web.service.mesh.")).await.unwrap();
+    assert_eq!(addresses(&web), ["10.0.0.1"], "node b may not be read");
+    let a = udp(addr, &ask("a.node.mesh.")).await.unwrap();
+    assert_eq!(addresses(&a), ["10.0.0.1"]);
+    let b = udp(addr, &ask("b.node.mesh.")).await.unwrap();
+    assert_eq!(b.metadata.response_code, ResponseCode::NXDomain);
+
+    // A token that may read nothing sees no service at all.
+    acl.set(Some(Arc::new(acl::Authorizer::default_only(
+        acl::DefaultPolicy::Deny,
+    ))));
+    let web = udp(addr, &ask("web.service.mesh.")).await.unwrap();
+    assert!(addresses(&web).is_empty(), "{web:?}");
+    // ACLs off: everything again.
+    acl.set(None);
+    let web = udp(addr, &ask("web.service.mesh.")).await.unwrap();
+    assert_eq!(addresses(&web), ["10.0.0.1", "10.0.0.2"]);
     task.abort();
 }
