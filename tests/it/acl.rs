@@ -153,6 +153,30 @@ async fn a_client_agent_checks_tokens_through_the_servers() -> anyhow::Result<()
     assert_eq!(reply.status, 403, "{}", reply.body);
     let reply = http.put(&with_token("/v1/kv/from-client"), "v").await?;
     assert_eq!((reply.status, reply.body.as_str()), (200, "true"));
+
+    // The agent's default token, set through the API, answers requests that carry none.
+    let body = format!(r#"{{"Token": "{MANAGEMENT}"}}"#);
+    let reply = http.put("/v1/agent/token/default", body.clone()).await?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let reply = http
+        .put(&with_token("/v1/agent/token/nope"), body.clone())
+        .await?;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (404, "Token \"nope\" is unknown")
+    );
+    let reply = http
+        .put(&with_token("/v1/agent/token/default"), body)
+        .await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = http.get("/v1/agent/self").await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = http.put("/v1/kv/from-client", "w").await?;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "true"),
+        "the default token travels with what the client forwards"
+    );
     Ok(())
 }
 

@@ -19,13 +19,13 @@ use futures::future::BoxFuture;
 use crate::error::ApiError;
 use crate::params::Params;
 
-/// How an agent's API treats tokens (`acl.*` in the configuration).
+/// How an agent's API treats tokens (`acl.*` in the configuration). Clones share the agent's
+/// tokens, which `PUT /v1/agent/token/:type` changes.
 #[derive(Debug, Clone, Default)]
 pub struct AclSettings {
     pub enabled: bool,
     pub default_policy: DefaultPolicy,
-    /// `acl.tokens.default`: the token of requests that carry none.
-    pub default_token: Option<String>,
+    pub tokens: AgentTokens,
 }
 
 impl AclSettings {
@@ -37,8 +37,55 @@ impl AclSettings {
             } else {
                 DefaultPolicy::Allow
             },
-            default_token: acl.default_token.clone(),
+            tokens: AgentTokens::new(acl.default_token.clone()),
         }
+    }
+}
+
+/// The tokens an agent uses itself: `default` for requests that carry none, `dns` for DNS
+/// answers (the default one when unset). Set from the configuration and by
+/// `PUT /v1/agent/token/:type`; in memory only.
+#[derive(Debug, Clone)]
+pub struct AgentTokens(Arc<tokio::sync::watch::Sender<Tokens>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Tokens {
+    default: Option<String>,
+    dns: Option<String>,
+}
+
+impl Default for AgentTokens {
+    fn default() -> Self {
+        AgentTokens::new(None)
+    }
+}
+
+impl AgentTokens {
+    pub fn new(default: Option<String>) -> Self {
+        let (tokens, _) = tokio::sync::watch::channel(Tokens { default, dns: None });
+        AgentTokens(Arc::new(tokens))
+    }
+
+    pub fn default_token(&self) -> Option<String> {
+        self.0.borrow().default.clone()
+    }
+
+    /// The token DNS answers with.
+    pub fn dns_token(&self) -> Option<String> {
+        let tokens = self.0.borrow();
+        tokens.dns.clone().or_else(|| tokens.default.clone())
+    }
+
+    pub fn set_default(&self, token: Option<String>) {
+        self.0.send_modify(|tokens| tokens.default = token);
+    }
+
+    pub fn set_dns(&self, token: Option<String>) {
+        self.0.send_modify(|tokens| tokens.dns = token);
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<Tokens> {
+        self.0.subscribe()
     }
 }
 
@@ -75,7 +122,7 @@ impl Authz {
         let given = request_token(parts);
         let token_given = given.is_some();
         let secret = given
-            .or_else(|| settings.default_token.clone())
+            .or_else(|| settings.tokens.default_token())
             .unwrap_or_default();
         let resolved = resolver.resolve(&secret).await?;
         Ok(Authz {
@@ -212,8 +259,9 @@ impl TokenResolver for LocalTables {
 /// How often DNS's token is resolved again (Consul's `acl.token_ttl`).
 const DNS_TOKEN_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Keeps `dns` answering with the current decisions of `secret` (the agent's default token,
-/// or the anonymous one), until `shutdown`. Until the token first resolves, DNS shows only
+/// Keeps `dns` answering with the current decisions of the agent's DNS token (its default
+/// token when unset, the anonymous one without either), until `shutdown`: again every 30
+/// seconds and at once when the tokens change. Until the token first resolves, DNS shows only
 /// what the default policy allows; a failed refresh keeps the last decisions.
 pub async fn follow_dns_token(
     settings: AclSettings,
@@ -227,14 +275,17 @@ pub async fn follow_dns_token(
     dns.set(Some(Arc::new(Authorizer::default_only(
         settings.default_policy,
     ))));
-    let secret = settings.default_token.clone().unwrap_or_default();
+    let mut changes = settings.tokens.changes();
     loop {
+        changes.borrow_and_update();
+        let secret = settings.tokens.dns_token().unwrap_or_default();
         match resolver.resolve(&secret).await {
             Ok(resolved) => dns.set(Some(resolved.authorizer)),
             Err(err) => tracing::warn!(error = %err, "acl: resolving the DNS token failed"),
         }
         tokio::select! {
             _ = shutdown.changed() => return,
+            _ = changes.changed() => {}
             () = tokio::time::sleep(DNS_TOKEN_REFRESH) => {}
         }
     }
@@ -433,6 +484,7 @@ pub(crate) fn requirement(
         | "/v1/config/{kind}"
         | "/v1/config/{kind}/"
         | "/v1/agent/connect/authorize" => Need::Handler,
+        "/v1/agent/token/{kind}" => Need::Global(Acl, Write),
         // Consul's `CanRead`/`CanWrite` of the two kinds; anything else is refused by the
         // handler as an unknown kind.
         "/v1/config/{kind}/{*name}" => match (param("kind").as_str(), *method == Method::GET) {

@@ -30,6 +30,7 @@ struct ClientState {
     servers: rpc::Servers,
     info: AgentInfo,
     telemetry: Telemetry,
+    acl: crate::AclSettings,
 }
 
 /// The whole `/v1` API of a client agent, each request timed. The agent's own endpoints
@@ -47,6 +48,7 @@ pub fn client_router(
         servers,
         info,
         telemetry: telemetry.clone(),
+        acl: enforcer.settings.clone(),
     };
     let own = Router::new()
         .route("/v1/agent/self", get(client_self))
@@ -112,6 +114,20 @@ async fn client_self(
     Ok(render::json(&body, params.pretty() || info.dev))
 }
 
+/// The agent's default token as a header, for a forwarded call that names no token of its
+/// own: the server then decides as for a call made to it with that token, as Consul's agents
+/// attach their default token to what they ask servers on a request's behalf.
+fn default_token(
+    state: &ClientState,
+    parts: &axum::http::request::Parts,
+) -> Option<(String, Vec<u8>)> {
+    if !state.acl.enabled || crate::authz::request_token(parts).is_some() {
+        return None;
+    }
+    let token = state.acl.tokens.default_token()?;
+    Some(("x-consul-token".to_owned(), token.into_bytes()))
+}
+
 async fn forward(State(state): State<ClientState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, MAX_FORWARD_BODY)
@@ -133,6 +149,7 @@ async fn forward(State(state): State<ClientState>, req: Request) -> Response {
             .headers
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .chain(default_token(&state, &parts))
             .collect(),
         body,
     };

@@ -49,7 +49,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 pub use authz::{
-    acl_error, follow_dns_token, AclSettings, Authz, Enforcer, LocalTables, TokenResolver,
+    acl_error, follow_dns_token, AclSettings, AgentTokens, Authz, Enforcer, LocalTables,
+    TokenResolver,
 };
 pub use error::ApiError;
 pub use forward::{client_router, handler as forward_handler};

@@ -46,6 +46,8 @@ pub struct LocalContext {
     /// What the agent measures, for `/v1/agent/metrics`, and its log lines, for
     /// `/v1/agent/monitor`.
     pub telemetry: crate::Telemetry,
+    /// ACL settings, sharing the agent's tokens with its enforcer and DNS.
+    pub acl: crate::AclSettings,
 }
 
 type Ctx = Arc<LocalContext>;
@@ -103,6 +105,7 @@ pub fn routes(ctx: LocalContext) -> Router {
             methods(get, health_by_name),
         )
         .route("/v1/agent/leave", methods(put, leave))
+        .route("/v1/agent/token/{kind}", methods(put, agent_token))
         .route("/v1/agent/reload", methods(put, reload))
         .with_state(ctx)
         .merge(members)
@@ -469,6 +472,50 @@ async fn check_update(
         ApiError::BadRequest(format!("Invalid check status: '{}'", update.status))
     })?;
     ctx.agent.ttl_update(&id, status, &update.output)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PUT /v1/agent/token/:type` with `{"Token": "..."}`: changes a token the agent uses itself,
+/// in memory (token persistence is not supported). `default` is the token of requests that
+/// carry none, `dns` the one DNS answers with. 401 `ACL support disabled` with ACLs off.
+async fn agent_token(
+    State(ctx): State<Ctx>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !ctx.acl.enabled {
+        return Err(ApiError::Unauthorized("ACL support disabled".into()));
+    }
+    let bytes = body_of(&headers, body).await?;
+    let body = crate::wire::decode_body(if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    })?;
+    let token = match &body {
+        Value::Object(obj) => crate::wire::string_field(obj, "Token")?,
+        _ => None,
+    }
+    .filter(|t| !t.is_empty());
+    let tokens = &ctx.acl.tokens;
+    match kind.as_str() {
+        "default" | "acl_token" => tokens.set_default(token),
+        "dns" => tokens.set_dns(token),
+        "agent"
+        | "acl_agent_token"
+        | "agent_recovery"
+        | "agent_master"
+        | "acl_agent_master_token"
+        | "replication"
+        | "acl_replication_token"
+        | "config_file_service_registration" => {
+            return Err(ApiError::BadRequest(format!(
+                "Token type {kind:?} is not supported by this agent yet"
+            )))
+        }
+        _ => return Err(ApiError::NotFound(format!("Token {kind:?} is unknown"))),
+    }
     Ok(StatusCode::OK.into_response())
 }
 

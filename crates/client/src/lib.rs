@@ -321,6 +321,8 @@ impl ClientAgent {
             intention_default: agent::connect::default_policy(&config),
         };
         let (shutdown, mut shutdown_rx) = watch::channel(false);
+        // One set of ACL settings: the agent endpoints, the enforcer and DNS share its tokens.
+        let acl = api::AclSettings::from_config(&config.acl);
         let local = api::LocalContext {
             events: agent::events::UserEvents::start(&membership, &agent),
             agent: agent.clone(),
@@ -335,8 +337,8 @@ impl ClientAgent {
                 shutdown_rx.clone(),
             ),
             telemetry: telemetry.clone(),
+            acl: acl.clone(),
         };
-        let acl = api::AclSettings::from_config(&config.acl);
         let tokens: Arc<dyn api::TokenResolver> = Arc::new(tokens::RemoteTokens::new(
             servers.clone(),
             acl.default_policy,

@@ -201,6 +201,8 @@ impl Server {
         if let Some(logs) = config::cli::log_stream() {
             telemetry.attach_logs(logs);
         }
+        // One set of ACL settings: the API, the agent endpoints and DNS share its tokens.
+        let acl_settings = api::AclSettings::from_config(&config.acl);
         let ctx = api::ApiContext {
             node: node.clone(),
             agent: api::AgentInfo {
@@ -223,7 +225,7 @@ impl Server {
             identity: me_for_api,
             autopilot: autopilot.clone(),
             telemetry: telemetry.clone(),
-            acl: api::AclSettings::from_config(&config.acl),
+            acl: acl_settings.clone(),
             data_dir: Some(data_dir.clone()),
         };
         // Client agents forward API calls here; they are answered by the server's own routes.
@@ -282,11 +284,11 @@ impl Server {
         .map_err(|e| ServerError::Agent(e.to_string()))?;
         let dns_acl = agent::dns::DnsAcl::default();
         tasks.push(tokio::spawn(api::follow_dns_token(
-            api::AclSettings::from_config(&config.acl),
+            acl_settings.clone(),
             Arc::new(api::LocalTables {
                 reader: node.reader().clone(),
                 datacenter: config.datacenter.clone(),
-                default_policy: api::AclSettings::from_config(&config.acl).default_policy,
+                default_policy: acl_settings.default_policy,
             }),
             dns_acl.clone(),
             shutdown_rx.clone(),
@@ -335,6 +337,7 @@ impl Server {
                 shutdown_rx.clone(),
             ),
             telemetry,
+            acl: acl_settings,
         };
         let addr = SocketAddr::new(config.client_addr, http_port);
         let listener = api::listener(addr).map_err(|source| ServerError::Bind { addr, source })?;

@@ -12,7 +12,7 @@ async fn acl_fixture() -> Fixture {
     let fx = Fixture::with_acl(AclSettings {
         enabled: true,
         default_policy: ::acl::DefaultPolicy::Deny,
-        default_token: None,
+        tokens: AgentTokens::default(),
     })
     .await;
     // What a leader does when it takes over with ACLs on.
