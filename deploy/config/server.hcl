@@ -14,8 +14,8 @@
 #   GOSSIP_KEY                 the output of `mesh-client keygen`, run once: the same key on
 #                              every server and client agent
 #
-# Unknown keys are errors, never ignored. TLS and ACLs are not implemented yet (`tls` and `acl`
-# are refused): see "Secure deployment checklist" in docs/deploy.md.
+# Unknown keys are errors, never ignored. Agent TLS (server RPC and HTTPS) is in
+# server-tls.hcl beside this file: see "TLS" in docs/security.md.
 
 datacenter = "dc1"
 # The node name defaults to the hostname; set it if hostnames are not unique.

@@ -19,3 +19,4 @@ mod recovery;
 mod sessions;
 mod sidecar;
 mod snapshot;
+mod tls;

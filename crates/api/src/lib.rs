@@ -32,6 +32,7 @@ mod renders;
 mod session;
 mod snapshot;
 mod status;
+mod tls;
 mod txn;
 mod wire;
 
@@ -56,6 +57,7 @@ pub use error::ApiError;
 pub use forward::{client_router, handler as forward_handler};
 pub use local::{routes as agent_routes, LocalContext};
 pub use metrics::Telemetry;
+pub use tls::{https_config, serve_api, serve_https};
 
 /// Facts about the local agent that the API reports (`/v1/agent/self`) or needs.
 #[derive(Debug, Clone)]

@@ -48,6 +48,80 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] rpc::TlsError),
+    #[error("auto_encrypt: {0}")]
+    AutoEncrypt(String),
+}
+
+/// How long a client agent with `auto_encrypt.tls` waits at start for a server to sign its
+/// certificate.
+const AUTO_ENCRYPT_WAIT: Duration = Duration::from_secs(120);
+
+/// auto_encrypt: a new key, signed by a server gossip shows, kept in
+/// `<data_dir>/auto-encrypt/` (the key readable by this user only); the configuration with
+/// that certificate as the agent's.
+async fn auto_encrypt(
+    config: &config::Config,
+    data_dir: &std::path::Path,
+    membership: &agent::membership::Membership,
+) -> Result<config::Config, ClientError> {
+    let failed = |what: &str, err: &dyn std::fmt::Display| {
+        ClientError::AutoEncrypt(format!("{what}: {err}"))
+    };
+    let (csr_pem, key_pem) =
+        rpc::tls::csr(&config.node_name, &config.datacenter, &config.dns.domain)
+            .map_err(|e| failed("making a key and CSR", &e))?;
+    let request = rpc::tls::AgentCertRequest {
+        node: config.node_name.clone(),
+        token: config.acl.default_token.clone().unwrap_or_default(),
+        csr_pem,
+        dns_san: config.tls.auto_encrypt.dns_san.clone(),
+        ip_san: config.tls.auto_encrypt.ip_san.clone(),
+    };
+    let deadline = tokio::time::Instant::now() + AUTO_ENCRYPT_WAIT;
+    let mut attempts = 0u32;
+    let cert = loop {
+        match rpc::tls::request_agent_cert(&membership.servers(), &request).await {
+            Ok(cert) => break cert,
+            Err(err) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClientError::AutoEncrypt(format!(
+                        "no server signed this agent's certificate within {AUTO_ENCRYPT_WAIT:?}: {err}"
+                    )));
+                }
+                if attempts.is_multiple_of(10) {
+                    tracing::warn!(%err, "auto_encrypt: no certificate from the servers yet; retrying");
+                }
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let dir = data_dir.join("auto-encrypt");
+    std::fs::create_dir_all(&dir).map_err(|e| failed(&dir.display().to_string(), &e))?;
+    let cert_file = dir.join("cert.pem");
+    let key_file = dir.join("key.pem");
+    std::fs::write(&cert_file, &cert.cert_pem)
+        .map_err(|e| failed(&cert_file.display().to_string(), &e))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_file)
+            .map_err(|e| failed(&key_file.display().to_string(), &e))?;
+        file.write_all(key_pem.as_bytes())
+            .map_err(|e| failed(&key_file.display().to_string(), &e))?;
+    }
+    tracing::info!(cert = %cert_file.display(), "auto_encrypt: a server signed this agent's certificate");
+    let mut config = config.clone();
+    config.tls.cert_file = Some(cert_file);
+    config.tls.key_file = Some(key_file);
+    Ok(config)
 }
 
 /// The catalog as a client agent reaches it: through whichever server answers.
@@ -234,6 +308,7 @@ impl agent::connect::ConnectClient for RemoteCatalog {
 #[derive(Debug)]
 pub struct ClientAgent {
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     agent: agent::Agent,
     membership: agent::membership::Membership,
     shutdown: watch::Sender<bool>,
@@ -271,6 +346,15 @@ impl ClientAgent {
                     source,
                 }
             })?;
+        // TLS first: a bad certificate stops the agent before it listens or dials. With
+        // auto_encrypt the certificate comes from the servers once gossip shows them.
+        let rpc_tls = rpc::RpcTls::from_config(&config)?;
+        let mut https_tls = if config.tls.auto_encrypt.tls {
+            None
+        } else {
+            api::https_config(&config)?
+        };
+        rpc::install_dialer(rpc_tls.map(|tls| tls.dialer));
         if config.retry_join.is_empty() {
             tracing::warn!(
                 "no retry_join address configured: the servers are unknown until /v1/agent/join"
@@ -283,6 +367,12 @@ impl ClientAgent {
             ))
             .await
             .map_err(|e| ClientError::Gossip(e.to_string()))?;
+        if config.tls.auto_encrypt.tls {
+            let with_cert = auto_encrypt(&config, &data_dir, &membership).await?;
+            let rpc_tls = rpc::RpcTls::from_config(&with_cert)?;
+            rpc::install_dialer(rpc_tls.map(|tls| tls.dialer));
+            https_tls = api::https_config(&with_cert)?;
+        }
         // The servers are whoever gossip says they are.
         let servers = rpc::Servers::new(membership.servers());
         let follow_servers = tokio::spawn(follow_servers(membership.clone(), servers.clone()));
@@ -320,7 +410,7 @@ impl ClientAgent {
             server_port: 0,
             intention_default: agent::connect::default_policy(&config),
         };
-        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         // One set of ACL settings: the agent endpoints, the enforcer and DNS share its tokens.
         let acl = api::AclSettings::from_config(&config.acl);
         let local = api::LocalContext {
@@ -356,45 +446,39 @@ impl ClientAgent {
             node_name: config.node_name.clone(),
         });
         let app = api::client_router(local, info, servers, enforcer);
-        let addr = SocketAddr::new(config.client_addr, http_port);
-        let listener = api::listener(addr).map_err(|source| ClientError::Bind { addr, source })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| ClientError::Bind { addr, source })?;
         let dns = agent::dns::start(&config, catalog, dns_acl, shutdown_rx.clone())
             .await
             .map_err(ClientError::Dns)?;
         if let Some(dns) = &dns {
             telemetry.attach_dns(dns.stats.clone());
         }
-        let task = tokio::spawn(async move {
-            let graceful = async move {
-                let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            };
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(%err, "HTTP server failed");
-            }
-        });
-        tracing::info!(http = %http_addr, node = %config.node_name, dc = %config.datacenter, "mesh client agent ready");
+        let mut tasks = Vec::new();
+        let (http_addr, https_addr) =
+            api::serve_api(&config, app, https_tls, &shutdown_rx, &mut tasks)
+                .map_err(|(addr, source)| ClientError::Bind { addr, source })?;
+        tracing::info!(http = %http_addr, https = ?https_addr, node = %config.node_name, dc = %config.datacenter, "mesh client agent ready");
+        tasks.push(follow_dns);
+        tasks.extend(dns.map(|dns| dns.task));
         Ok(ClientAgent {
             http_addr,
+            https_addr,
             agent,
             membership,
             shutdown,
-            tasks: [task, follow_dns]
-                .into_iter()
-                .chain(dns.map(|dns| dns.task))
-                .collect(),
+            tasks,
             background: vec![follow_servers],
             _dev_dir: dev_dir,
         })
     }
 
+    /// Where the HTTP API listens; the HTTPS address when plain HTTP is off.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the HTTPS API listens, when `ports.https` is set.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     pub fn agent(&self) -> &agent::Agent {

@@ -76,6 +76,9 @@ pub struct Config {
     pub autopilot: Autopilot,
     /// Consul's `acl` block; off by default.
     pub acl: Acl,
+    /// Agent TLS: the HTTPS API and server RPC (Consul's `tls` block and its deprecated
+    /// top-level keys); off by default.
+    pub tls: Tls,
     /// Where this configuration was read from (empty for one built in code).
     pub sources: crate::Sources,
 }
@@ -111,6 +114,96 @@ impl fmt::Debug for Redacted<'_> {
         self.0.as_ref().map(|_| "(set)").fmt(f)
     }
 }
+
+/// Agent TLS, resolved from Consul's `tls { defaults, https, internal_rpc }` block and the
+/// deprecated top-level keys it replaces (the block wins). Files are only paths: the agent
+/// reads and checks them when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM file of the CA certificates peers' certificates must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this agent's certificate (chain, leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of `cert_file`'s private key.
+    pub key_file: Option<PathBuf>,
+    /// The oldest TLS version accepted or offered (TLS 1.2 by default).
+    pub min_version: TlsVersion,
+    /// TLS 1.2 suites allowed, by Consul's (Go's) names; empty: rustls' defaults. TLS 1.3
+    /// suites are not configurable, as in Consul.
+    pub cipher_suites: Vec<String>,
+    /// The HTTPS API asks for and checks client certificates.
+    pub https_verify_incoming: bool,
+    /// Server RPC accepts only clients with a certificate from `ca_file`.
+    pub rpc_verify_incoming: bool,
+    /// Outgoing server RPC is TLS and checks the server's certificate against `ca_file`.
+    pub verify_outgoing: bool,
+    /// Outgoing server RPC also checks that the server's certificate names
+    /// `server.<datacenter>.<domain>` (implies `verify_outgoing`).
+    pub verify_server_hostname: bool,
+    /// Consul's `auto_encrypt` block.
+    pub auto_encrypt: AutoEncrypt,
+}
+
+/// `auto_encrypt`: servers sign client agents' certificates, so that a client agent needs
+/// only the CA certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoEncrypt {
+    /// Servers: sign client agents' certificates with `ca_key_file`.
+    pub allow_tls: bool,
+    /// Client agents: ask a server for a certificate at start and use it for server RPC and
+    /// HTTPS.
+    pub tls: bool,
+    /// Client agents: more DNS names for the certificate.
+    pub dns_san: Vec<String>,
+    /// Client agents: more IP addresses for the certificate.
+    pub ip_san: Vec<IpAddr>,
+    /// Servers: the agent CA's private key, which signs (mesh's key: Consul signs with its
+    /// Connect CA).
+    pub ca_key_file: Option<PathBuf>,
+}
+
+impl Tls {
+    /// Whether server RPC is TLS on this agent, listening and dialing alike: mesh makes one
+    /// choice per agent instead of Consul's per-connection first byte, so every agent of a
+    /// datacenter must make the same one.
+    pub fn rpc_enabled(&self) -> bool {
+        self.rpc_verify_incoming
+            || self.verify_outgoing
+            || self.verify_server_hostname
+            || self.auto_encrypt.tls
+            || self.auto_encrypt.allow_tls
+    }
+}
+
+/// `tls_min_version`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Consul's name of the version.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1_2",
+            TlsVersion::Tls13 => "TLSv1_3",
+        }
+    }
+}
+
+/// The TLS 1.2 cipher suites `tls_cipher_suites` accepts: Consul's (Go's) names of the ECDHE
+/// AES-GCM and ChaCha20 suites, which rustls implements; Go's short ChaCha20 names are
+/// accepted too and mean the `_SHA256` ones.
+pub const TLS_CIPHER_SUITES: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
 
 /// Consul's `autopilot` block: the settings the servers' replicated autopilot configuration
 /// starts with when the datacenter is bootstrapped; afterwards

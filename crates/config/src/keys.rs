@@ -108,6 +108,21 @@ macro_rules! expected {
     (acl_token_uuid) => {
         UUID_EXPECTED
     };
+    (tls_version) => {
+        TLS_VERSION_EXPECTED
+    };
+    (legacy_tls_version) => {
+        LEGACY_TLS_VERSION_EXPECTED
+    };
+    (cipher_suites) => {
+        CIPHER_SUITES_EXPECTED
+    };
+    (strings) => {
+        STRINGS_EXPECTED
+    };
+    (ips) => {
+        IPS_EXPECTED
+    };
 }
 
 /// `service`/`services` and `check`/`checks`: one definition or a list of them, appended
@@ -164,7 +179,16 @@ const INTENTION_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
 const ACL_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
 const UUID_EXPECTED: &str = "a UUID";
 const STRINGS_EXPECTED: &str = "a list of strings";
+const IPS_EXPECTED: &str = "a list of IP addresses";
 const DEFINITIONS_EXPECTED: &str = "an object or a list of objects";
+const TLS_VERSION_EXPECTED: &str = "\"TLSv1_2\" or \"TLSv1_3\" (older versions are not supported)";
+const LEGACY_TLS_VERSION_EXPECTED: &str =
+    "\"TLSv1_2\", \"TLSv1_3\", \"tls12\" or \"tls13\" (older versions are not supported)";
+const CIPHER_SUITES_EXPECTED: &str = "a comma-separated list of TLS 1.2 suites among \
+    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, \
+    TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305(_SHA256), TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, \
+    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305(_SHA256) \
+    (the ones rustls implements)";
 
 #[rustfmt::skip]
 pub(crate) static KEYS: &[Key] = &[
@@ -185,7 +209,7 @@ pub(crate) static KEYS: &[Key] = &[
     key!("ports.http", "-http-port", ports.http, port;
         "The HTTP API port."),
     key!("ports.https", "-https-port", ports.https, port;
-        "Consul's HTTPS API port: checked, but mesh opens no HTTPS listener."),
+        "The HTTPS API port (-1: off); needs `tls.defaults.cert_file` and `key_file`. Serves the same API as `ports.http`, beside it."),
     key!("ports.dns", "-dns-port", ports.dns, port;
         "The DNS port (UDP and TCP)."),
     key!("ports.server", "-server-port", ports.server, port;
@@ -345,6 +369,56 @@ pub(crate) static KEYS: &[Key] = &[
         "Consul's deprecated name for `acl.tokens.initial_management`; when both are given, `initial_management` wins."),
     key!("acl.tokens.default", "", acl.default_token, string;
         "The token the agent uses for requests that carry none (empty: none)."),
+    key!("tls.defaults.ca_file", "", tls.ca_file, path;
+        "PEM file of the CA certificates that peers' certificates must chain to (HTTPS clients with `verify_incoming`, servers with `verify_outgoing`)."),
+    key!("tls.defaults.cert_file", "", tls.cert_file, path;
+        "PEM file of this agent's certificate chain, leaf first, for the HTTPS API and server RPC."),
+    key!("tls.defaults.key_file", "", tls.key_file, path;
+        "PEM file of `cert_file`'s private key (PKCS#8, SEC1 or PKCS#1)."),
+    key!("tls.defaults.verify_incoming", "", tls.verify_incoming, boolean;
+        "Require and check client certificates, on the HTTPS API and server RPC unless `tls.https` or `tls.internal_rpc` say otherwise; needs `ca_file`."),
+    key!("tls.defaults.verify_outgoing", "", tls.verify_outgoing, boolean;
+        "Server RPC is TLS and servers' certificates are checked against `ca_file` (mesh's server RPC is all TLS or all plaintext: set the same on every agent)."),
+    key!("tls.defaults.tls_min_version", "", tls.min_version, tls_version;
+        "The oldest TLS version accepted and offered."),
+    key!("tls.defaults.tls_cipher_suites", "", tls.cipher_suites, cipher_suites;
+        "The TLS 1.2 cipher suites allowed (empty: rustls' defaults); TLS 1.3 suites are not configurable."),
+    key!("tls.https.verify_incoming", "", tls.https_verify_incoming, boolean;
+        "The HTTPS API requires client certificates from `ca_file` (default: `tls.defaults.verify_incoming`)."),
+    key!("tls.internal_rpc.verify_incoming", "", tls.rpc_verify_incoming, boolean;
+        "Server RPC (raft, forwarding, client agents) is TLS and accepts only clients with a certificate from `ca_file` (default: `tls.defaults.verify_incoming`)."),
+    key!("tls.internal_rpc.verify_server_hostname", "", tls.verify_server_hostname, boolean;
+        "Outgoing server RPC checks that the server's certificate names `server.<datacenter>.<domain>`, as `mesh-client tls cert create -server` makes it; implies `verify_outgoing`."),
+    key!("ca_file", "", tls.deprecated.ca_file, path;
+        "Deprecated: `tls.defaults.ca_file`, which wins when both are set."),
+    key!("cert_file", "", tls.deprecated.cert_file, path;
+        "Deprecated: `tls.defaults.cert_file`, which wins when both are set."),
+    key!("key_file", "", tls.deprecated.key_file, path;
+        "Deprecated: `tls.defaults.key_file`, which wins when both are set."),
+    key!("verify_incoming", "", tls.deprecated.verify_incoming, boolean;
+        "Deprecated: `tls.defaults.verify_incoming`, which wins when both are set."),
+    key!("verify_incoming_https", "", tls.deprecated.verify_incoming_https, boolean;
+        "Deprecated: `tls.https.verify_incoming`, which wins when both are set."),
+    key!("verify_incoming_rpc", "", tls.deprecated.verify_incoming_rpc, boolean;
+        "Deprecated: `tls.internal_rpc.verify_incoming`, which wins when both are set."),
+    key!("verify_outgoing", "", tls.deprecated.verify_outgoing, boolean;
+        "Deprecated: `tls.defaults.verify_outgoing`, which wins when both are set."),
+    key!("verify_server_hostname", "", tls.deprecated.verify_server_hostname, boolean;
+        "Deprecated: `tls.internal_rpc.verify_server_hostname`, which wins when both are set."),
+    key!("tls_min_version", "", tls.deprecated.min_version, legacy_tls_version;
+        "Deprecated: `tls.defaults.tls_min_version`, which wins when both are set; Consul's older `tls12`/`tls13` are accepted."),
+    key!("tls_cipher_suites", "", tls.deprecated.cipher_suites, cipher_suites;
+        "Deprecated: `tls.defaults.tls_cipher_suites`, which wins when both are set."),
+    key!("auto_encrypt.allow_tls", "", tls.auto_encrypt.allow_tls, boolean;
+        "Servers: sign client agents' certificates (`client.<datacenter>.<domain>`) with `auto_encrypt.ca_key_file`; with ACLs on, the client's token needs `node:write` on its node. Needs TLS server RPC."),
+    key!("auto_encrypt.ca_key_file", "", tls.auto_encrypt.ca_key_file, path;
+        "Servers with `allow_tls`: PEM file of the private key of `tls.defaults.ca_file`'s CA, which signs client agents' certificates (mesh's key: Consul signs with its Connect CA)."),
+    key!("auto_encrypt.tls", "", tls.auto_encrypt.tls, boolean;
+        "Client agents: ask a server for a certificate at start (kept in `data_dir`) and use it for server RPC and HTTPS; needs `tls.defaults.ca_file`, excludes `cert_file`."),
+    key!("auto_encrypt.dns_san", "", tls.auto_encrypt.dns_san, strings;
+        "Client agents with `auto_encrypt.tls`: more DNS names for the certificate (no `server.` names)."),
+    key!("auto_encrypt.ip_san", "", tls.auto_encrypt.ip_san, ips;
+        "Client agents with `auto_encrypt.tls`: more IP addresses for the certificate."),
 ];
 
 /// Keys whose values are secrets: a bad one is described by its length in errors, never shown.
@@ -368,6 +442,11 @@ static SECTIONS: &[&str] = &[
     "autopilot",
     "acl",
     "acl.tokens",
+    "tls",
+    "tls.defaults",
+    "tls.https",
+    "tls.internal_rpc",
+    "auto_encrypt",
 ];
 
 /// Sections of which mesh implements only some keys: the others are unsupported, not unknown.
@@ -379,6 +458,11 @@ static PARTLY_SUPPORTED: &[&str] = &[
     "connect",
     "ui_config",
     "autopilot",
+    "tls",
+    "tls.defaults",
+    "tls.https",
+    "tls.internal_rpc",
+    "auto_encrypt",
 ];
 
 /// Keys Consul accepts that mesh does not implement yet. Rejected, never ignored, so that
@@ -402,10 +486,7 @@ static UNSUPPORTED: &[&str] = &[
     "acl.tokens.replication",
     "addresses",
     "auto_config",
-    "auto_encrypt",
-    "ca_file",
     "ca_path",
-    "cert_file",
     "check",
     "checks",
     "config_entries",
@@ -414,7 +495,6 @@ static UNSUPPORTED: &[&str] = &[
     "encrypt_verify_incoming",
     "encrypt_verify_outgoing",
     "http_config",
-    "key_file",
     "limits.rpc_max_burst",
     "limits.rpc_max_conns_per_client",
     "limits.rpc_rate",
@@ -435,13 +515,7 @@ static UNSUPPORTED: &[&str] = &[
     "service",
     "services",
     "start_join",
-    "tls",
     "translate_wan_addrs",
-    "verify_incoming",
-    "verify_incoming_https",
-    "verify_incoming_rpc",
-    "verify_outgoing",
-    "verify_server_hostname",
 ];
 
 /// Values merged so far, and which file or flag set each key last.
@@ -745,6 +819,57 @@ fn acl_token_uuid(value: &Value) -> Result<String, &'static str> {
     }
 }
 
+fn tls_version(value: &Value) -> Result<crate::TlsVersion, &'static str> {
+    match value.as_str() {
+        Some("TLSv1_2") => Ok(crate::TlsVersion::Tls12),
+        Some("TLSv1_3") => Ok(crate::TlsVersion::Tls13),
+        _ => Err(TLS_VERSION_EXPECTED),
+    }
+}
+
+/// The deprecated top-level `tls_min_version` also takes Consul's older names.
+fn legacy_tls_version(value: &Value) -> Result<crate::TlsVersion, &'static str> {
+    match value.as_str() {
+        Some("TLSv1_2" | "tls12") => Ok(crate::TlsVersion::Tls12),
+        Some("TLSv1_3" | "tls13") => Ok(crate::TlsVersion::Tls13),
+        _ => Err(LEGACY_TLS_VERSION_EXPECTED),
+    }
+}
+
+/// `tls_cipher_suites`: Consul's comma-separated string of Go's suite names, each one rustls
+/// implements; Go's short ChaCha20 names become the `_SHA256` ones.
+fn cipher_suites(value: &Value) -> Result<Vec<String>, &'static str> {
+    const EXPECTED: &str = CIPHER_SUITES_EXPECTED;
+    let text = value.as_str().ok_or(EXPECTED)?;
+    text.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let name = match name {
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+                | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
+                    format!("{name}_SHA256")
+                }
+                other => other.to_owned(),
+            };
+            if crate::TLS_CIPHER_SUITES.contains(&name.as_str()) {
+                Ok(name)
+            } else {
+                Err(EXPECTED)
+            }
+        })
+        .collect()
+}
+
+fn ips(value: &Value) -> Result<Vec<IpAddr>, &'static str> {
+    value
+        .as_array()
+        .ok_or(IPS_EXPECTED)?
+        .iter()
+        .map(|item| ip(item).map_err(|_| IPS_EXPECTED))
+        .collect()
+}
+
 fn strings(value: &Value) -> Result<Vec<String>, &'static str> {
     const EXPECTED: &str = STRINGS_EXPECTED;
     value
@@ -922,6 +1047,7 @@ pub(crate) fn default_text(config: &crate::Config, path: &str) -> Option<String>
             code(p.to_string())
         }
     };
+    let file = |file: &Option<PathBuf>| file.as_ref().and_then(|f| code(f.display().to_string()));
     let dns = &config.dns;
     match path {
         "datacenter" => code(config.datacenter.clone()),
@@ -1035,6 +1161,28 @@ pub(crate) fn default_text(config: &crate::Config, path: &str) -> Option<String>
             .default_token
             .is_some()
             .then(|| "(set)".to_owned()),
+        "tls.defaults.ca_file" | "ca_file" => file(&config.tls.ca_file),
+        "tls.defaults.cert_file" | "cert_file" => file(&config.tls.cert_file),
+        "tls.defaults.key_file" | "key_file" => file(&config.tls.key_file),
+        "tls.defaults.verify_incoming" | "verify_incoming" => flag(false),
+        "tls.https.verify_incoming" | "verify_incoming_https" => {
+            flag(config.tls.https_verify_incoming)
+        }
+        "tls.internal_rpc.verify_incoming" | "verify_incoming_rpc" => {
+            flag(config.tls.rpc_verify_incoming)
+        }
+        "tls.defaults.verify_outgoing" | "verify_outgoing" => flag(config.tls.verify_outgoing),
+        "tls.internal_rpc.verify_server_hostname" | "verify_server_hostname" => {
+            flag(config.tls.verify_server_hostname)
+        }
+        "tls.defaults.tls_min_version" | "tls_min_version" => {
+            code(config.tls.min_version.as_str().to_owned())
+        }
+        "tls.defaults.tls_cipher_suites" | "tls_cipher_suites" => None,
+        "auto_encrypt.allow_tls" => flag(config.tls.auto_encrypt.allow_tls),
+        "auto_encrypt.tls" => flag(config.tls.auto_encrypt.tls),
+        "auto_encrypt.ca_key_file" => file(&config.tls.auto_encrypt.ca_key_file),
+        "auto_encrypt.dns_san" | "auto_encrypt.ip_san" => None,
         other => panic!("no default known for key {other:?}: add it to keys::default_text"),
     }
 }

@@ -23,16 +23,18 @@ use std::fs;
 use std::path::PathBuf;
 
 pub use crate::config::{
-    Acl, Autopilot, Config, Connect, Dns, IntentionPolicy, Limits, LogLevel, ParseLogLevelError,
-    Performance, Ports, RecursorStrategy, Soa, PORT_DISABLED,
+    Acl, AutoEncrypt, Autopilot, Config, Connect, Dns, IntentionPolicy, Limits, LogLevel,
+    ParseLogLevelError, Performance, Ports, RecursorStrategy, Soa, Tls, TlsVersion, PORT_DISABLED,
+    TLS_CIPHER_SUITES,
 };
 pub use crate::duration::{format_go_duration, parse_go_duration, DurationError};
 pub use crate::error::{ConfigError, ConfigSource};
 pub use crate::file::hcl_to_json;
 pub use crate::keys::reference_markdown;
 pub use crate::overrides::{
-    AclOverrides, AutopilotOverrides, ConnectOverrides, DnsOverrides, LimitsOverrides, Overrides,
-    PerformanceOverrides, PortsOverrides,
+    AclOverrides, AutoEncryptOverrides, AutopilotOverrides, ConnectOverrides,
+    DeprecatedTlsOverrides, DnsOverrides, LimitsOverrides, Overrides, PerformanceOverrides,
+    PortsOverrides, TlsOverrides,
 };
 
 /// Loads the agent configuration.

@@ -75,6 +75,62 @@ pub struct Overrides {
     pub skip_leave_on_interrupt: Option<bool>,
     pub autopilot: AutopilotOverrides,
     pub acl: AclOverrides,
+    pub tls: TlsOverrides,
+}
+
+/// Consul's `tls` block and the deprecated top-level keys it replaces (no flags). Each
+/// deprecated key is kept apart so that the block wins whatever order they were given in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOverrides {
+    /// `tls.defaults.ca_file`
+    pub ca_file: Option<PathBuf>,
+    /// `tls.defaults.cert_file`
+    pub cert_file: Option<PathBuf>,
+    /// `tls.defaults.key_file`
+    pub key_file: Option<PathBuf>,
+    /// `tls.defaults.verify_incoming`
+    pub verify_incoming: Option<bool>,
+    /// `tls.defaults.verify_outgoing`
+    pub verify_outgoing: Option<bool>,
+    /// `tls.defaults.tls_min_version`
+    pub min_version: Option<crate::TlsVersion>,
+    /// `tls.defaults.tls_cipher_suites`
+    pub cipher_suites: Option<Vec<String>>,
+    /// `tls.https.verify_incoming`
+    pub https_verify_incoming: Option<bool>,
+    /// `tls.internal_rpc.verify_incoming`
+    pub rpc_verify_incoming: Option<bool>,
+    /// `tls.internal_rpc.verify_server_hostname`
+    pub verify_server_hostname: Option<bool>,
+    /// The deprecated top-level keys.
+    pub deprecated: DeprecatedTlsOverrides,
+    pub auto_encrypt: AutoEncryptOverrides,
+}
+
+/// `auto_encrypt.*` (no flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoEncryptOverrides {
+    pub allow_tls: Option<bool>,
+    pub tls: Option<bool>,
+    pub dns_san: Option<Vec<String>>,
+    pub ip_san: Option<Vec<IpAddr>>,
+    /// `auto_encrypt.ca_key_file` (mesh's key)
+    pub ca_key_file: Option<PathBuf>,
+}
+
+/// Consul's deprecated top-level TLS keys (`ca_file`, `verify_incoming_rpc`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeprecatedTlsOverrides {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub verify_incoming: Option<bool>,
+    pub verify_incoming_https: Option<bool>,
+    pub verify_incoming_rpc: Option<bool>,
+    pub verify_outgoing: Option<bool>,
+    pub verify_server_hostname: Option<bool>,
+    pub min_version: Option<crate::TlsVersion>,
+    pub cipher_suites: Option<Vec<String>>,
 }
 
 /// `acl.*` (no flags). Its `Debug` shows whether each token is set, never the token.

@@ -116,6 +116,7 @@ pub(crate) fn resolve(
         skip_leave_on_interrupt: values.skip_leave_on_interrupt.unwrap_or(server),
         autopilot: autopilot(&values.autopilot),
         acl: acl(&values.acl),
+        tls: tls(&values.tls),
         sources: crate::Sources::default(),
     };
     validate(&config, &layers)?;
@@ -249,6 +250,8 @@ fn validate(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
         );
     }
 
+    validate_tls(config, layers)?;
+
     if config.bootstrap_expect > 0 && !config.server {
         return Err(ConfigError::Requires {
             origin: layers.source("bootstrap_expect"),
@@ -311,6 +314,206 @@ fn dns(values: &crate::DnsOverrides) -> crate::Dns {
         recursor_strategy: values.recursor_strategy.unwrap_or_default(),
         soa,
     }
+}
+
+/// The TLS settings: Consul's `tls` block over its deprecated top-level keys; each protocol's
+/// `verify_incoming` falls back to the defaults'.
+fn tls(values: &crate::TlsOverrides) -> crate::Tls {
+    let old = &values.deprecated;
+    let verify_incoming = values.verify_incoming.or(old.verify_incoming);
+    let verify_server_hostname = values
+        .verify_server_hostname
+        .or(old.verify_server_hostname)
+        .unwrap_or(false);
+    crate::Tls {
+        ca_file: values.ca_file.clone().or_else(|| old.ca_file.clone()),
+        cert_file: values.cert_file.clone().or_else(|| old.cert_file.clone()),
+        key_file: values.key_file.clone().or_else(|| old.key_file.clone()),
+        min_version: values.min_version.or(old.min_version).unwrap_or_default(),
+        cipher_suites: values
+            .cipher_suites
+            .clone()
+            .or_else(|| old.cipher_suites.clone())
+            .unwrap_or_default(),
+        https_verify_incoming: values
+            .https_verify_incoming
+            .or(old.verify_incoming_https)
+            .or(verify_incoming)
+            .unwrap_or(false),
+        rpc_verify_incoming: values
+            .rpc_verify_incoming
+            .or(old.verify_incoming_rpc)
+            .or(verify_incoming)
+            .unwrap_or(false),
+        verify_outgoing: values
+            .verify_outgoing
+            .or(old.verify_outgoing)
+            .unwrap_or(false)
+            || verify_server_hostname,
+        verify_server_hostname,
+        auto_encrypt: crate::AutoEncrypt {
+            allow_tls: values.auto_encrypt.allow_tls.unwrap_or(false),
+            tls: values.auto_encrypt.tls.unwrap_or(false),
+            dns_san: values.auto_encrypt.dns_san.clone().unwrap_or_default(),
+            ip_san: values.auto_encrypt.ip_san.clone().unwrap_or_default(),
+            ca_key_file: values.auto_encrypt.ca_key_file.clone(),
+        },
+    }
+}
+
+const CERT_KEYS: &[&str] = &["tls.defaults.cert_file", "cert_file"];
+const KEY_KEYS: &[&str] = &["tls.defaults.key_file", "key_file"];
+const HTTPS_VERIFY_KEYS: &[&str] = &[
+    "tls.https.verify_incoming",
+    "verify_incoming_https",
+    "tls.defaults.verify_incoming",
+    "verify_incoming",
+];
+const RPC_VERIFY_KEYS: &[&str] = &[
+    "tls.internal_rpc.verify_incoming",
+    "verify_incoming_rpc",
+    "tls.defaults.verify_incoming",
+    "verify_incoming",
+];
+const OUTGOING_KEYS: &[&str] = &[
+    "tls.defaults.verify_outgoing",
+    "verify_outgoing",
+    "tls.internal_rpc.verify_server_hostname",
+    "verify_server_hostname",
+];
+
+/// TLS settings that cannot work: a certificate without its key, HTTPS without a
+/// certificate, verification without a CA, TLS server RPC on a server without a certificate.
+fn validate_tls(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
+    // The key among `keys` that was set, to blame it (the first one when none was).
+    let set_by = |keys: &[&'static str]| {
+        keys.iter()
+            .map(|key| (*key, layers.source(key)))
+            .find(|(_, source)| *source != ConfigSource::Default)
+            .unwrap_or((keys[0], ConfigSource::Default))
+    };
+    let requires = |keys: &[&'static str], requirement: &'static str| {
+        let (key, origin) = set_by(keys);
+        Err(ConfigError::Requires {
+            origin,
+            key,
+            requirement,
+        })
+    };
+    let tls = &config.tls;
+    validate_auto_encrypt(config, layers)?;
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => {
+            return requires(
+                CERT_KEYS,
+                "\"tls.defaults.key_file\" (or \"key_file\") to be set too",
+            )
+        }
+        (None, Some(_)) => {
+            return requires(
+                KEY_KEYS,
+                "\"tls.defaults.cert_file\" (or \"cert_file\") to be set too",
+            )
+        }
+        _ => {}
+    }
+    // With auto_encrypt, the certificate comes from the servers at start.
+    if config.ports.https != PORT_DISABLED && tls.cert_file.is_none() && !tls.auto_encrypt.tls {
+        return requires(
+            &["ports.https"],
+            "a certificate: \"tls.defaults.cert_file\" and \"tls.defaults.key_file\"",
+        );
+    }
+    const NEEDS_CA: &str = "a CA: \"tls.defaults.ca_file\" (or \"ca_file\")";
+    if tls.ca_file.is_none() {
+        if tls.https_verify_incoming && config.ports.https != PORT_DISABLED {
+            return requires(HTTPS_VERIFY_KEYS, NEEDS_CA);
+        }
+        if tls.rpc_verify_incoming {
+            return requires(RPC_VERIFY_KEYS, NEEDS_CA);
+        }
+        if tls.verify_outgoing {
+            return requires(OUTGOING_KEYS, NEEDS_CA);
+        }
+    }
+    if config.server && tls.rpc_enabled() && tls.cert_file.is_none() {
+        if tls.auto_encrypt.allow_tls && !tls.rpc_verify_incoming && !tls.verify_outgoing {
+            return requires(
+                &["auto_encrypt.allow_tls"],
+                "a certificate on a server, which serves RPC over TLS: \"tls.defaults.cert_file\" and \"tls.defaults.key_file\"",
+            );
+        }
+        let keys = if tls.rpc_verify_incoming {
+            RPC_VERIFY_KEYS
+        } else {
+            OUTGOING_KEYS
+        };
+        return requires(
+            keys,
+            "a certificate on a server, which serves RPC over TLS: \"tls.defaults.cert_file\" and \"tls.defaults.key_file\"",
+        );
+    }
+    Ok(())
+}
+
+/// auto_encrypt's settings that cannot work: signing without the CA and its key, or on a
+/// client; asking for a certificate on a server, without a CA to check servers with, or
+/// beside a certificate of one's own.
+fn validate_auto_encrypt(config: &Config, layers: &Layers) -> Result<(), ConfigError> {
+    let auto = &config.tls.auto_encrypt;
+    let requires = |key: &'static str, requirement: &'static str| {
+        Err(ConfigError::Requires {
+            origin: layers.source(key),
+            key,
+            requirement,
+        })
+    };
+    if auto.allow_tls {
+        if !config.server {
+            return requires("auto_encrypt.allow_tls", "\"server\" to be true");
+        }
+        if config.tls.ca_file.is_none() {
+            return requires(
+                "auto_encrypt.allow_tls",
+                "a CA: \"tls.defaults.ca_file\" (or \"ca_file\")",
+            );
+        }
+        if auto.ca_key_file.is_none() {
+            return requires(
+                "auto_encrypt.allow_tls",
+                "the CA's key to sign with: \"auto_encrypt.ca_key_file\"",
+            );
+        }
+    }
+    if auto.tls {
+        if config.server {
+            return requires(
+                "auto_encrypt.tls",
+                "\"server\" to be false (servers need a certificate of their own)",
+            );
+        }
+        if config.tls.ca_file.is_none() {
+            return requires(
+                "auto_encrypt.tls",
+                "a CA: \"tls.defaults.ca_file\" (or \"ca_file\")",
+            );
+        }
+        if config.tls.cert_file.is_some() {
+            let (key, other) = ("auto_encrypt.tls", "tls.defaults.cert_file");
+            let other = if layers.source(other) == ConfigSource::Default {
+                "cert_file"
+            } else {
+                other
+            };
+            return Err(ConfigError::Conflict {
+                origin: layers.source(key),
+                key,
+                other,
+                other_origin: layers.source(other),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The ACL settings; an empty token is no token, and `initial_management` wins over its

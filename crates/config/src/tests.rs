@@ -114,6 +114,7 @@ fn defaults() -> Config {
         skip_leave_on_interrupt: false,
         autopilot: Autopilot::default(),
         acl: Acl::default(),
+        tls: Tls::default(),
         sources: Sources::default(),
     }
 }
@@ -190,9 +191,13 @@ fn every_key_from_json_and_hcl() {
             c.ports.http = -1
         }),
         (
-            r#"{"ports": {"https": 8443}}"#,
-            "ports {\n  https = 8443\n}",
-            |c| c.ports.https = 8443,
+            r#"{"ports": {"https": 8443}, "tls": {"defaults": {"cert_file": "a.pem", "key_file": "a-key.pem"}}}"#,
+            "ports {\n  https = 8443\n}\ntls {\n  defaults {\n    cert_file = \"a.pem\"\n    key_file = \"a-key.pem\"\n  }\n}",
+            |c| {
+                c.ports.https = 8443;
+                c.tls.cert_file = Some("a.pem".into());
+                c.tls.key_file = Some("a-key.pem".into());
+            },
         ),
         (r#"{"ports": {"dns": 53}}"#, "ports = { dns = 53 }", |c| {
             c.ports.dns = 53
@@ -518,6 +523,131 @@ alt_domain = "mesh.example.com""#,
             }"#,
             |_| {},
         ),
+        // Consul's `tls` block: each protocol falls back to the defaults.
+        (
+            r#"{"server": true, "tls": {
+                "defaults": {"ca_file": "ca.pem", "cert_file": "s.pem", "key_file": "s-key.pem",
+                    "verify_incoming": true, "verify_outgoing": true,
+                    "tls_min_version": "TLSv1_3",
+                    "tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"},
+                "https": {"verify_incoming": false},
+                "internal_rpc": {"verify_server_hostname": true}}}"#,
+            r#"server = true
+            tls {
+                defaults {
+                    ca_file = "ca.pem"
+                    cert_file = "s.pem"
+                    key_file = "s-key.pem"
+                    verify_incoming = true
+                    verify_outgoing = true
+                    tls_min_version = "TLSv1_3"
+                    tls_cipher_suites = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+                }
+                https { verify_incoming = false }
+                internal_rpc { verify_server_hostname = true }
+            }"#,
+            |c| {
+                as_server(c);
+                c.tls = Tls {
+                    ca_file: Some("ca.pem".into()),
+                    cert_file: Some("s.pem".into()),
+                    key_file: Some("s-key.pem".into()),
+                    min_version: TlsVersion::Tls13,
+                    cipher_suites: vec![
+                        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+                        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into(),
+                    ],
+                    https_verify_incoming: false,
+                    rpc_verify_incoming: true,
+                    verify_outgoing: true,
+                    verify_server_hostname: true,
+                    auto_encrypt: AutoEncrypt::default(),
+                }
+            },
+        ),
+        // auto_encrypt on a server: it signs client agents' certificates.
+        (
+            r#"{"server": true,
+                "tls": {"defaults": {"ca_file": "ca.pem", "cert_file": "s.pem", "key_file": "s-key.pem"}},
+                "auto_encrypt": {"allow_tls": true, "ca_key_file": "ca-key.pem"}}"#,
+            r#"server = true
+            tls {
+                defaults {
+                    ca_file = "ca.pem"
+                    cert_file = "s.pem"
+                    key_file = "s-key.pem"
+                }
+            }
+            auto_encrypt {
+                allow_tls = true
+                ca_key_file = "ca-key.pem"
+            }"#,
+            |c| {
+                as_server(c);
+                c.tls.ca_file = Some("ca.pem".into());
+                c.tls.cert_file = Some("s.pem".into());
+                c.tls.key_file = Some("s-key.pem".into());
+                c.tls.auto_encrypt.allow_tls = true;
+                c.tls.auto_encrypt.ca_key_file = Some("ca-key.pem".into());
+            },
+        ),
+        // auto_encrypt on a client agent: the CA is all it has.
+        (
+            r#"{"ca_file": "ca.pem", "verify_outgoing": true,
+                "auto_encrypt": {"tls": true, "dns_san": ["web.example"], "ip_san": ["10.0.0.7"]}}"#,
+            r#"ca_file = "ca.pem"
+            verify_outgoing = true
+            auto_encrypt {
+                tls = true
+                dns_san = ["web.example"]
+                ip_san = ["10.0.0.7"]
+            }"#,
+            |c| {
+                c.tls.ca_file = Some("ca.pem".into());
+                c.tls.verify_outgoing = true;
+                c.tls.auto_encrypt.tls = true;
+                c.tls.auto_encrypt.dns_san = vec!["web.example".into()];
+                c.tls.auto_encrypt.ip_san = vec![ip("10.0.0.7")];
+            },
+        ),
+        // The deprecated top-level keys, which the block overrides key by key.
+        (
+            r#"{"ca_file": "old-ca.pem", "cert_file": "old.pem", "key_file": "old-key.pem",
+                "verify_incoming": true, "verify_incoming_https": false,
+                "verify_incoming_rpc": true, "verify_outgoing": false,
+                "verify_server_hostname": true, "tls_min_version": "tls12",
+                "tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                "tls": {"defaults": {"ca_file": "ca.pem"}, "internal_rpc": {"verify_incoming": false}}}"#,
+            r#"ca_file = "old-ca.pem"
+            cert_file = "old.pem"
+            key_file = "old-key.pem"
+            verify_incoming = true
+            verify_incoming_https = false
+            verify_incoming_rpc = true
+            verify_outgoing = false
+            verify_server_hostname = true
+            tls_min_version = "tls12"
+            tls_cipher_suites = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+            tls {
+                defaults { ca_file = "ca.pem" }
+                internal_rpc { verify_incoming = false }
+            }"#,
+            |c| {
+                c.tls = Tls {
+                    ca_file: Some("ca.pem".into()),
+                    cert_file: Some("old.pem".into()),
+                    key_file: Some("old-key.pem".into()),
+                    min_version: TlsVersion::Tls12,
+                    cipher_suites: vec!["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".into()],
+                    https_verify_incoming: false,
+                    rpc_verify_incoming: false,
+                    // verify_server_hostname implies it.
+                    verify_outgoing: true,
+                    verify_server_hostname: true,
+                    auto_encrypt: AutoEncrypt::default(),
+                }
+            },
+        ),
     ];
     for (json, hcl, change) in cases {
         let mut expected = defaults();
@@ -609,6 +739,31 @@ fn every_file_key_is_covered_by_a_test_case() {
         "acl.tokens.initial_management",
         "acl.tokens.master",
         "acl.tokens.default",
+        "tls.defaults.ca_file",
+        "tls.defaults.cert_file",
+        "tls.defaults.key_file",
+        "tls.defaults.verify_incoming",
+        "tls.defaults.verify_outgoing",
+        "tls.defaults.tls_min_version",
+        "tls.defaults.tls_cipher_suites",
+        "tls.https.verify_incoming",
+        "tls.internal_rpc.verify_incoming",
+        "tls.internal_rpc.verify_server_hostname",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "verify_incoming",
+        "verify_incoming_https",
+        "verify_incoming_rpc",
+        "verify_outgoing",
+        "verify_server_hostname",
+        "tls_min_version",
+        "tls_cipher_suites",
+        "auto_encrypt.allow_tls",
+        "auto_encrypt.ca_key_file",
+        "auto_encrypt.tls",
+        "auto_encrypt.dns_san",
+        "auto_encrypt.ip_san",
     ];
     let table: Vec<&str> = keys::KEYS.iter().map(|k| k.path).collect();
     assert_eq!(table, covered);
@@ -735,16 +890,40 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
             "autopilot { redundancy_zone_tag = \"zone\" }",
             r#"config.hcl: key "autopilot.redundancy_zone_tag" is not supported yet"#,
         ),
-        // Consul's TLS settings in their older, top-level form, and its other security keys.
+        // Consul's TLS settings mesh does not implement, and its other security keys.
         (
             "config.hcl",
-            "verify_incoming = true",
-            r#"config.hcl: key "verify_incoming" is not supported yet"#,
+            r#"tls {
+              grpc { verify_incoming = true }
+            }"#,
+            r#"config.hcl: key "tls.grpc" is not supported yet"#,
+        ),
+        (
+            "config.hcl",
+            r#"tls {
+              defaults { ca_path = "/etc/certs" }
+            }"#,
+            r#"config.hcl: key "tls.defaults.ca_path" is not supported yet"#,
         ),
         (
             "config.json",
-            r#"{"auto_encrypt": {"allow_tls": true}}"#,
-            r#"config.json: key "auto_encrypt" is not supported yet"#,
+            r#"{"tls": {"https": {"cert_file": "other.pem"}}}"#,
+            r#"config.json: key "tls.https.cert_file" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"ca_path": "/etc/certs"}"#,
+            r#"config.json: key "ca_path" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"auto_config": {"enabled": true}}"#,
+            r#"config.json: key "auto_config" is not supported yet"#,
+        ),
+        (
+            "config.json",
+            r#"{"auto_encrypt": {"nonsense": true}}"#,
+            r#"config.json: key "auto_encrypt.nonsense" is not supported yet"#,
         ),
         (
             "config.json",
@@ -1188,6 +1367,12 @@ fn flags_win_over_files_for_every_key() {
         encrypt = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
         domain = "file.example"
         recursors = ["10.0.0.1:5353"]
+        tls {
+          defaults {
+            cert_file = "c.pem"
+            key_file = "k.pem"
+          }
+        }
         "#,
     );
     let flags = Overrides {
@@ -1246,6 +1431,7 @@ fn flags_win_over_files_for_every_key() {
         autopilot: AutopilotOverrides::default(),
         // No flags.
         acl: AclOverrides::default(),
+        tls: TlsOverrides::default(),
     };
     let expected = Config {
         datacenter: "flag".into(),
@@ -1301,6 +1487,11 @@ fn flags_win_over_files_for_every_key() {
         skip_leave_on_interrupt: true,
         autopilot: Autopilot::default(),
         acl: Acl::default(),
+        tls: Tls {
+            cert_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            ..Tls::default()
+        },
         sources: Sources::default(),
     };
     assert_eq!(files.load(&["config.hcl"], &[], &flags), Ok(expected));
@@ -1423,6 +1614,135 @@ fn validation_errors_name_where_the_value_came_from() {
             r#"config.hcl: invalid value for "performance.raft_multiplier": expected an integer between 1 and 10, got 11"#,
         ),
     ]);
+}
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused() {
+    check_errors(&[
+        (
+            "config.hcl",
+            r#"tls {
+              defaults { cert_file = "a.pem" }
+            }"#,
+            r#"config.hcl: "tls.defaults.cert_file" requires "tls.defaults.key_file" (or "key_file") to be set too"#,
+        ),
+        (
+            "config.json",
+            r#"{"key_file": "a-key.pem"}"#,
+            r#"config.json: "key_file" requires "tls.defaults.cert_file" (or "cert_file") to be set too"#,
+        ),
+        (
+            "config.hcl",
+            "ports { https = 8501 }",
+            r#"config.hcl: "ports.https" requires a certificate: "tls.defaults.cert_file" and "tls.defaults.key_file""#,
+        ),
+        (
+            "config.hcl",
+            r#"ports { https = 8501 }
+            tls {
+                defaults {
+                    cert_file = "a.pem"
+                    key_file = "a-key.pem"
+                }
+                https { verify_incoming = true }
+            }"#,
+            r#"config.hcl: "tls.https.verify_incoming" requires a CA: "tls.defaults.ca_file" (or "ca_file")"#,
+        ),
+        (
+            "config.json",
+            r#"{"verify_incoming_rpc": true}"#,
+            r#"config.json: "verify_incoming_rpc" requires a CA: "tls.defaults.ca_file" (or "ca_file")"#,
+        ),
+        (
+            "config.hcl",
+            "tls {\n  internal_rpc { verify_server_hostname = true }\n}",
+            r#"config.hcl: "tls.internal_rpc.verify_server_hostname" requires a CA: "tls.defaults.ca_file" (or "ca_file")"#,
+        ),
+        (
+            "config.hcl",
+            r#"server = true
+            tls {
+                defaults {
+                    ca_file = "ca.pem"
+                    verify_incoming = true
+                }
+            }"#,
+            r#"config.hcl: "tls.defaults.verify_incoming" requires a certificate on a server, which serves RPC over TLS: "tls.defaults.cert_file" and "tls.defaults.key_file""#,
+        ),
+        (
+            "config.hcl",
+            r#"tls {
+              defaults { tls_min_version = "TLSv1_1" }
+            }"#,
+            r#"config.hcl: invalid value for "tls.defaults.tls_min_version": expected "TLSv1_2" or "TLSv1_3" (older versions are not supported), got "TLSv1_1""#,
+        ),
+        (
+            "config.json",
+            r#"{"tls_min_version": "tls10"}"#,
+            r#"config.json: invalid value for "tls_min_version": expected "TLSv1_2", "TLSv1_3", "tls12" or "tls13" (older versions are not supported), got "tls10""#,
+        ),
+    ]);
+    check_errors(&[
+        (
+            "config.hcl",
+            "auto_encrypt {\n  allow_tls = true\n}",
+            r#"config.hcl: "auto_encrypt.allow_tls" requires "server" to be true"#,
+        ),
+        (
+            "config.hcl",
+            r#"server = true
+            ca_file = "ca.pem"
+            auto_encrypt {
+                allow_tls = true
+            }"#,
+            r#"config.hcl: "auto_encrypt.allow_tls" requires the CA's key to sign with: "auto_encrypt.ca_key_file""#,
+        ),
+        (
+            "config.hcl",
+            "server = true\nauto_encrypt {\n  tls = true\n}",
+            r#"config.hcl: "auto_encrypt.tls" requires "server" to be false (servers need a certificate of their own)"#,
+        ),
+        (
+            "config.json",
+            r#"{"auto_encrypt": {"tls": true}}"#,
+            r#"config.json: "auto_encrypt.tls" requires a CA: "tls.defaults.ca_file" (or "ca_file")"#,
+        ),
+        (
+            "config.json",
+            r#"{"ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem", "auto_encrypt": {"tls": true}}"#,
+            r#"config.json: "auto_encrypt.tls" and "cert_file" are mutually exclusive ("cert_file" set by config.json)"#,
+        ),
+        (
+            "config.json",
+            r#"{"auto_encrypt": {"ip_san": ["not-an-ip"]}}"#,
+            r#"config.json: invalid value for "auto_encrypt.ip_san": expected a list of IP addresses, got ["not-an-ip"]"#,
+        ),
+    ]);
+    // A suite rustls does not implement (CBC, RSA key exchange) is refused, listing the ones
+    // it does.
+    let err = load_one(
+        "config.hcl",
+        r#"tls {
+              defaults { tls_cipher_suites = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA" }
+            }"#,
+    )
+    .expect_err("a CBC suite is refused");
+    assert!(
+        err.starts_with(r#"config.hcl: invalid value for "tls.defaults.tls_cipher_suites": expected a comma-separated list of TLS 1.2 suites among TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"#),
+        "{err}"
+    );
+    // A client may verify servers without a certificate of its own.
+    let config = load_one(
+        "config.hcl",
+        r#"tls {
+            defaults {
+                ca_file = "ca.pem"
+                verify_outgoing = true
+            }
+        }"#,
+    )
+    .expect("a client needs no certificate to verify servers");
+    assert!(config.tls.rpc_enabled() && !config.tls.rpc_verify_incoming);
 }
 
 #[test]

@@ -85,7 +85,7 @@ impl<T> OrFail<T> for anyhow::Result<T> {
 }
 
 /// Where the agent's HTTP API is, for every command that talks to it.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct HttpArgs {
     /// The agent's HTTP address (default: `MESH_HTTP_ADDR`, `CONSUL_HTTP_ADDR`, or
     /// 127.0.0.1:8500).
@@ -94,11 +94,32 @@ pub struct HttpArgs {
     /// The ACL token to send (default: `MESH_HTTP_TOKEN` or `CONSUL_HTTP_TOKEN`).
     #[arg(long = "token")]
     token: Option<String>,
+    /// HTTPS: the CA to check the agent's certificate against (default: `MESH_CACERT` or
+    /// `CONSUL_CACERT`, else the system's roots).
+    #[arg(long = "ca-file")]
+    ca_file: Option<std::path::PathBuf>,
+    /// HTTPS: the client certificate to present (default: `MESH_CLIENT_CERT` or
+    /// `CONSUL_CLIENT_CERT`).
+    #[arg(long = "client-cert")]
+    client_cert: Option<std::path::PathBuf>,
+    /// HTTPS: the client certificate's key (default: `MESH_CLIENT_KEY` or `CONSUL_CLIENT_KEY`).
+    #[arg(long = "client-key")]
+    client_key: Option<std::path::PathBuf>,
+    /// HTTPS: the name the agent's certificate must carry, instead of the address's host
+    /// (default: `MESH_TLS_SERVER_NAME` or `CONSUL_TLS_SERVER_NAME`).
+    #[arg(long = "tls-server-name")]
+    tls_server_name: Option<String>,
 }
 
 impl HttpArgs {
     fn api(&self) -> anyhow::Result<Api> {
-        Api::new(self.http_addr.as_deref(), self.token.as_deref())
+        let tls = self::http::TlsOptions {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            server_name: self.tls_server_name.clone(),
+        };
+        Api::new(self.http_addr.as_deref(), self.token.as_deref(), &tls)
     }
 }
 

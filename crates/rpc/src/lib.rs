@@ -2,9 +2,10 @@
 //! writes and read barriers from followers to the leader.
 //!
 //! One TCP connection carries length-prefixed postcard frames, one request then one response
-//! at a time. [`RaftTransport`] is openraft's network over it; [`serve`] answers it. The place
-//! where mTLS wraps the stream is [`connect`] and the accept loop in [`serve`]. This crate knows
-//! nothing about HTTP or Consul's wire format.
+//! at a time. [`RaftTransport`] is openraft's network over it; [`serve`] answers it. With agent
+//! TLS on, [`connect`] and the accept loop in [`serve`] wrap every connection in TLS (mutual
+//! when `verify_incoming` asks for it); [`tls`] builds the rustls configurations, which the
+//! HTTPS API shares. This crate knows nothing about HTTP or Consul's wire format.
 
 mod autopilot;
 mod client;
@@ -12,6 +13,7 @@ mod frame;
 mod join;
 mod message;
 mod server;
+pub mod tls;
 mod transport;
 
 pub use autopilot::{Autopilot, Health, ServerHealth};
@@ -22,6 +24,7 @@ pub use server::{
     add_voter, by_address, node_state, serve, watch_intentions, watch_node_state, watch_roots,
     watch_service_health, MAX_WATCH,
 };
+pub use tls::{install_dialer, RpcTls, ServerTls, Stream, TlsError};
 pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};
 
 /// Errors of one RPC exchange.

@@ -87,6 +87,9 @@ pub enum Request {
     },
     /// What the token with this secret grants, for a client agent's ACL checks.
     ResolveToken(String),
+    /// auto_encrypt: a client agent's CSR for its agent TLS certificate; the only request a
+    /// client without a certificate may make when servers verify incoming RPC.
+    SignAgentCert(crate::tls::AgentCertRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,6 +124,8 @@ pub enum Response {
     SignLeaf(Result<(ca::Leaf, u64), consensus::SignError>),
     /// The token's grant in this datacenter, or `ACL not found`.
     ResolveToken(Result<acl::TokenGrant, acl::AclError>),
+    /// The agent certificate (PEM) and the CA that signed it, or why not.
+    SignAgentCert(Result<crate::tls::AgentCert, String>),
 }
 
 /// Why a snapshot chunk was refused; a mismatch is part of the protocol and is passed on.

@@ -6,17 +6,21 @@ use std::time::Duration;
 use consensus::{Raft, RaftNode, ServerNode};
 use openraft::error::RaftError;
 use openraft::raft::AppendEntriesResponse;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::client::{HttpHandler, HttpResponse, NodeState};
 use crate::frame;
 use crate::message::{Identity, Request, Response, SnapshotFailure};
+use crate::tls::{AgentSigner, ServerTls, Stream};
 use crate::Autopilot;
 
-/// Serves server RPC on `listener` until `shutdown` becomes true.
+/// Serves server RPC on `listener` until `shutdown` becomes true. With `tls`, every
+/// connection must complete a TLS handshake (with a client certificate when the configuration
+/// asks for one) before its first frame; without, connections are plaintext.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<ServerTls>,
     node: RaftNode,
     autopilot: Autopilot,
     identity: Arc<dyn Fn() -> Identity + Send + Sync>,
@@ -35,13 +39,31 @@ pub async fn serve(
                 let identity = identity.clone();
                 let http = http.clone();
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    if let Err(err) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %err, "server RPC connection closed");
+                        return;
+                    }
+                    let stream = match &tls {
+                        Some(tls) => match crate::tls::accept(&tls.config, stream).await {
+                            Ok(stream) => stream,
+                            Err(err) => {
+                                // Another agent that cannot prove itself, or a stray client.
+                                tracing::warn!(%peer, %err, "refused a server RPC connection");
+                                return;
+                            }
+                        },
+                        None => Stream::Plain(stream),
+                    };
+                    let signer = tls.as_ref().and_then(|tls| tls.signer.clone());
                     if let Err(err) = connection(
                         stream,
                         &node,
                         &autopilot,
                         &*identity,
                         http.as_ref(),
+                        signer.as_deref(),
                         shutdown,
                     )
                     .await
@@ -58,15 +80,18 @@ pub async fn serve(
     }
 }
 
+/// Answers one connection's requests in turn until the peer closes it or the server stops.
+/// A TLS client without a certificate (let through for auto_encrypt) may only ask for one.
 async fn connection(
-    mut stream: TcpStream,
+    mut stream: Stream,
     node: &RaftNode,
     autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
     http: Option<&HttpHandler>,
+    signer: Option<&AgentSigner>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+    let certified = stream.peer_certified();
     loop {
         let request = tokio::select! {
             request = frame::read::<_, Request>(&mut stream) => request?,
@@ -75,7 +100,13 @@ async fn connection(
         let Some(request) = request else {
             return Ok(());
         };
-        let response = answer(request, node, autopilot, identity, http).await;
+        if !certified && !matches!(request, Request::SignAgentCert(_)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "a client without a certificate asked for more than one",
+            ));
+        }
+        let response = answer(request, node, autopilot, identity, http, signer).await;
         frame::write(&mut stream, &response).await?;
     }
 }
@@ -86,6 +117,7 @@ async fn answer(
     autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
     http: Option<&HttpHandler>,
+    signer: Option<&AgentSigner>,
 ) -> Response {
     let raft: &Raft = node.raft();
     match request {
@@ -174,6 +206,24 @@ async fn answer(
                 .grant(&secret, now_ms, &datacenter);
             Response::ResolveToken(grant)
         }
+        Request::SignAgentCert(req) => Response::SignAgentCert(match signer {
+            Some(signer) => {
+                let signed = signer.sign(&req);
+                match &signed {
+                    Ok(_) => {
+                        tracing::info!(node = %req.node, "signed a client agent's certificate")
+                    }
+                    Err(err) => {
+                        tracing::warn!(node = %req.node, %err, "refused a client agent's certificate")
+                    }
+                }
+                signed
+            }
+            None => Err(
+                "this server does not sign agent certificates (auto_encrypt.allow_tls is off)"
+                    .to_owned(),
+            ),
+        }),
         Request::AutopilotHealth => Response::AutopilotHealth(if node.leader_view().is_leader {
             let config = node.reader().state().autopilot.clone();
             Ok(autopilot.health(node, &config))

@@ -19,14 +19,16 @@ use openraft::raft::{
 use tokio::net::TcpStream;
 
 use crate::message::{Request, Response, SnapshotFailure};
+use crate::tls::Stream;
 use crate::{frame, RpcError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Forwarded writes wait for a raft commit on the leader, which may be holding for an election.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Opens a server RPC connection (the place mTLS will wrap the stream).
-pub async fn connect(addr: &str) -> Result<TcpStream, RpcError> {
+/// Opens a server RPC connection: TLS when the process installed a dialer
+/// ([`crate::tls::install_dialer`]), else plaintext TCP.
+pub async fn connect(addr: &str) -> Result<Stream, RpcError> {
     let connect = TcpStream::connect(addr);
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
@@ -44,11 +46,21 @@ pub async fn connect(addr: &str) -> Result<TcpStream, RpcError> {
             addr: addr.to_owned(),
             source,
         })?;
-    Ok(stream)
+    match crate::tls::dialer() {
+        // Nothing was sent when the handshake fails, so it counts as not connecting.
+        Some(dialer) => dialer
+            .handshake(stream)
+            .await
+            .map_err(|source| RpcError::Connect {
+                addr: addr.to_owned(),
+                source,
+            }),
+        None => Ok(Stream::Plain(stream)),
+    }
 }
 
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     addr: &str,
     req: &Request,
     timeout: Duration,
@@ -88,7 +100,7 @@ const MAX_IDLE_PER_PEER: usize = 16;
 /// back to this pool instead of being opened per request.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionPool {
-    idle: Arc<Mutex<HashMap<String, Vec<TcpStream>>>>,
+    idle: Arc<Mutex<HashMap<String, Vec<Stream>>>>,
     /// When each peer last answered a request, for autopilot's health view.
     answered: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
@@ -99,7 +111,7 @@ impl ConnectionPool {
     }
 
     /// An idle connection to `addr` if one is kept (and whether it was), else a new one.
-    async fn take(&self, addr: &str) -> Result<(TcpStream, bool), RpcError> {
+    async fn take(&self, addr: &str) -> Result<(Stream, bool), RpcError> {
         let pooled = self
             .idle
             .lock()
@@ -112,7 +124,7 @@ impl ConnectionPool {
         }
     }
 
-    fn give_back(&self, addr: &str, stream: TcpStream) {
+    fn give_back(&self, addr: &str, stream: Stream) {
         let mut idle = self.idle.lock().expect("connection pool poisoned");
         let conns = idle.entry(addr.to_owned()).or_default();
         if conns.len() < MAX_IDLE_PER_PEER {

@@ -26,7 +26,18 @@ mod membership_sync;
 mod recover;
 
 pub use ca_seal::{load_data_keys, DataKeyError, DATA_KEY_ENV};
-pub use recover::recover;
+
+/// Quorum-loss recovery on a stopped server (`mesh-server -recover`), asking `survivors` over
+/// server RPC (TLS as the configuration says) how far their logs reach.
+pub async fn recover(
+    config: &config::Config,
+    survivors: &[String],
+    force: bool,
+) -> Result<String, ServerError> {
+    let rpc_tls = rpc::RpcTls::from_config(config)?;
+    rpc::install_dialer(rpc_tls.map(|tls| tls.dialer));
+    recover::recover(config, survivors, force).await
+}
 
 /// The mesh release.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,12 +76,15 @@ pub enum ServerError {
     RecoveryRefused(String),
     #[error(transparent)]
     DataKey(#[from] DataKeyError),
+    #[error("TLS: {0}")]
+    Tls(#[from] rpc::TlsError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
 #[derive(Debug)]
 pub struct Server {
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     node: RaftNode,
     agent: agent::Agent,
     membership: agent::membership::Membership,
@@ -114,6 +128,18 @@ impl Server {
         })?;
         let (log, sm) = raft_store::open(&raft_dir)?;
         let reader = sm.reader();
+
+        // TLS first: a bad certificate stops the server before it listens or dials.
+        let rpc_tls = rpc::RpcTls::from_config(&config)?;
+        let https_tls = api::https_config(&config)?;
+        rpc::install_dialer(rpc_tls.as_ref().map(|tls| tls.dialer.clone()));
+        if rpc_tls.is_some() {
+            tracing::info!(
+                verify_incoming = config.tls.rpc_verify_incoming,
+                verify_server_hostname = config.tls.verify_server_hostname,
+                "server RPC is TLS"
+            );
+        }
 
         let raft_id = raft_id(&node_id);
         // One pool of server RPC connections for raft and for forwarding to the leader.
@@ -230,8 +256,16 @@ impl Server {
         };
         // Client agents forward API calls here; they are answered by the server's own routes.
         let forwarded = api::forward_handler(api::forwarded_router(ctx.clone()));
+        let mut rpc_acceptor = rpc_tls.and_then(|tls| tls.acceptor);
+        if let Some(acceptor) = rpc_acceptor.as_mut() {
+            if config.tls.auto_encrypt.allow_tls {
+                acceptor.signer = Some(Arc::new(agent_signer(&config, node.clone())?));
+                tracing::info!("auto_encrypt: signing client agents' certificates");
+            }
+        }
         tasks.push(tokio::spawn(rpc::serve(
             rpc_listener,
+            rpc_acceptor,
             node.clone(),
             autopilot.clone(),
             identity,
@@ -293,10 +327,9 @@ impl Server {
             dns_acl.clone(),
             shutdown_rx.clone(),
         )));
-        if let Some(dns) =
-            agent::dns::start(&config, catalog.clone(), dns_acl, shutdown_rx.clone())
-                .await
-                .map_err(ServerError::Dns)?
+        if let Some(dns) = agent::dns::start(&config, catalog.clone(), dns_acl, shutdown_rx.clone())
+            .await
+            .map_err(ServerError::Dns)?
         {
             telemetry.attach_dns(dns.stats);
             tasks.push(dns.task);
@@ -339,27 +372,14 @@ impl Server {
             telemetry,
             acl: acl_settings,
         };
-        let addr = SocketAddr::new(config.client_addr, http_port);
-        let listener = api::listener(addr).map_err(|source| ServerError::Bind { addr, source })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
         let app = api::router(ctx, local);
-        let mut http_shutdown = shutdown_rx;
-        tasks.push(tokio::spawn(async move {
-            let graceful = async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            };
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(%err, "HTTP server failed");
-            }
-        }));
-        tracing::info!(http = %http_addr, node = %config.node_name, dc = %config.datacenter, "mesh server ready");
+        let (http_addr, https_addr) =
+            api::serve_api(&config, app, https_tls, &shutdown_rx, &mut tasks)
+                .map_err(|(addr, source)| ServerError::Bind { addr, source })?;
+        tracing::info!(http = %http_addr, https = ?https_addr, node = %config.node_name, dc = %config.datacenter, "mesh server ready");
         Ok(Server {
             http_addr,
+            https_addr,
             node,
             agent: local_agent,
             membership,
@@ -369,9 +389,15 @@ impl Server {
         })
     }
 
-    /// Where the HTTP API listens (useful when the configured port was 0).
+    /// Where the HTTP API listens (useful when the configured port was 0); the HTTPS address
+    /// when plain HTTP is off (`ports.http = -1`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the HTTPS API listens, when `ports.https` is set.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Leaves the datacenter gracefully, as `PUT /v1/agent/leave` does; [`Server::left`] then
@@ -433,6 +459,59 @@ impl Drop for Server {
             task.abort();
         }
     }
+}
+
+/// auto_encrypt's signer: the agent CA and its key, and, with ACLs on, a check that the
+/// client's token has `node:write` on the node it asks a certificate for.
+fn agent_signer(
+    config: &config::Config,
+    node: RaftNode,
+) -> Result<rpc::tls::AgentSigner, ServerError> {
+    let tls = &config.tls;
+    let (Some(ca_file), Some(ca_key_file)) = (&tls.ca_file, &tls.auto_encrypt.ca_key_file) else {
+        return Err(ServerError::Unsupported(
+            "auto_encrypt.allow_tls needs tls.defaults.ca_file and auto_encrypt.ca_key_file".into(),
+        ));
+    };
+    let acl = config.acl.clone();
+    let datacenter = config.datacenter.clone();
+    let authorize: rpc::tls::Authorize = Box::new(move |token: &str, name: &str| {
+        if !acl.enabled {
+            return Ok(());
+        }
+        let default = if acl.default_deny {
+            ::acl::DefaultPolicy::Deny
+        } else {
+            ::acl::DefaultPolicy::Allow
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let resolved = node
+            .reader()
+            .state()
+            .acl
+            .resolve(token, now_ms, &datacenter, default)
+            .map_err(|e| e.to_string())?;
+        if resolved
+            .authorizer
+            .allows(::acl::Resource::Node, name, ::acl::Access::Write)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "Permission denied: token with AccessorID '{}' lacks permission 'node:write' on \"{name}\"",
+                resolved.accessor_id
+            ))
+        }
+    });
+    Ok(rpc::tls::AgentSigner::from_files(
+        ca_file,
+        ca_key_file,
+        &config.datacenter,
+        &config.dns.domain,
+        authorize,
+    )?)
 }
 
 /// The address other servers reach this one at.

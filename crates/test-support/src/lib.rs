@@ -1,5 +1,6 @@
-//! Helpers for mesh's integration tests: bounded waiting, a small HTTP client, and real
-//! `mesh-server` processes on loopback that tests can kill -9 and restart.
+//! Helpers for mesh's integration tests: bounded waiting, a small HTTP(S) client, test
+//! certificates (`tls`), and real `mesh-server` processes on loopback that tests can kill -9
+//! and restart.
 //!
 //! Test-only: no product crate depends on this. Processes are tracked by PID and killed when
 //! their handle drops, so a failing test leaves nothing running.
@@ -9,6 +10,7 @@ pub mod faults;
 pub mod in_netns;
 pub mod netns;
 pub mod sidecar;
+pub mod tls;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

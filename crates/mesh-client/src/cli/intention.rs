@@ -536,10 +536,7 @@ mod tests {
     #[test]
     fn create_builds_the_body_from_arguments() {
         let args = CreateArgs {
-            http: HttpArgs {
-                http_addr: None,
-                token: None,
-            },
+            http: HttpArgs::default(),
             allow: false,
             deny: true,
             file: false,

@@ -363,10 +363,7 @@ mod tests {
                 .map_or(String::new(), |(_, v)| (*v).to_owned())
         };
         WatchArgs {
-            http: HttpArgs {
-                http_addr: None,
-                token: None,
-            },
+            http: HttpArgs::default(),
             watch_type: watch_type.into(),
             key: get("key"),
             prefix: get("prefix"),
