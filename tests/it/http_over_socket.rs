@@ -40,3 +40,47 @@ async fn blocking_read_wakes_for_its_key_only() -> anyhow::Result<()> {
     assert_eq!(woken.json()?[0]["Value"], "djI="); // base64("v2")
     Ok(())
 }
+
+/// `limits.http_max_conns_per_client`: a client IP holding the limit in open connections gets
+/// Consul's 429 on the next one; a connection it closes frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_client_limit_get_429() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("limits.hcl");
+    std::fs::write(&config, "limits {\n  http_max_conns_per_client = 2\n}\n")?;
+    let config = config.to_string_lossy().into_owned();
+    let server = ServerProcess::start(&dir.path().join("data"), &["-config-file", &config]).await?;
+    let addr = server.http_addr();
+    let held = [
+        tokio::net::TcpStream::connect(&addr).await?,
+        tokio::net::TcpStream::connect(&addr).await?,
+    ];
+    let answer = |mut stream: tokio::net::TcpStream| async move {
+        stream
+            .write_all(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut text)).await??;
+        anyhow::Ok(text)
+    };
+    let refused = answer(tokio::net::TcpStream::connect(&addr).await?).await?;
+    assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+    assert!(
+        refused.ends_with("please rate limit your calls\n"),
+        "{refused}"
+    );
+    drop(held);
+    // The server notices the closed connections as it reads them: retry a little.
+    let mut last = String::new();
+    for _ in 0..50 {
+        last = answer(tokio::net::TcpStream::connect(&addr).await?).await?;
+        if last.starts_with("HTTP/1.1 200 ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last.starts_with("HTTP/1.1 200 "), "{last}");
+    Ok(())
+}

@@ -14,6 +14,7 @@ mod autopilot;
 mod blocking;
 mod catalog;
 mod config_entries;
+mod conn_limit;
 mod connect_ca;
 mod connect_intentions;
 mod error;

@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
 
+use crate::conn_limit::{ConnLimiter, Counted, LimitedListener};
+
 /// The HTTPS listener's TLS configuration, or `None` when `ports.https` is off.
 pub fn https_config(config: &config::Config) -> Result<Option<Arc<ServerConfig>>, rpc::TlsError> {
     if config.ports.https == config::PORT_DISABLED {
@@ -43,6 +45,8 @@ pub fn serve_api(
         let local = listener.local_addr().map_err(|e| (addr, e))?;
         Ok::<_, (SocketAddr, std::io::Error)>((listener, local))
     };
+    // One count per client IP across HTTP and HTTPS, as Consul's.
+    let limiter = ConnLimiter::new(config.limits.http_max_conns_per_client as usize);
     let mut https_addr = None;
     if let Some(tls) = https {
         let (listener, addr) = bind(port(config.ports.https, 8501))?;
@@ -51,6 +55,7 @@ pub fn serve_api(
             listener,
             tls,
             app.clone(),
+            limiter.clone(),
             shutdown.clone(),
         )));
     }
@@ -65,7 +70,7 @@ pub fn serve_api(
         let graceful = async move {
             let _ = http_shutdown.wait_for(|stop| *stop).await;
         };
-        if let Err(err) = axum::serve(listener, app)
+        if let Err(err) = axum::serve(LimitedListener::new(listener, limiter), app)
             .with_graceful_shutdown(graceful)
             .await
         {
@@ -86,6 +91,7 @@ pub async fn serve_https(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: Router,
+    limiter: ConnLimiter,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -102,9 +108,15 @@ pub async fn serve_https(
                 continue;
             }
         };
+        // Over the limit: closed before the handshake (a plaintext 429 would be garbage to a
+        // TLS client).
+        let Some(guard) = limiter.admit(peer.ip()) else {
+            tracing::debug!(%peer, "refused an HTTPS connection: too many from this client");
+            continue;
+        };
         tokio::spawn(connection(
             acceptor.clone(),
-            tcp,
+            Counted::new(tcp, guard),
             peer,
             app.clone(),
             shutdown.clone(),
@@ -114,12 +126,12 @@ pub async fn serve_https(
 
 async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
+    tcp: Counted<tokio::net::TcpStream>,
     peer: SocketAddr,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = tcp.set_nodelay(true);
+    let _ = tcp.get_ref().set_nodelay(true);
     let stream = match tokio::time::timeout(rpc::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
     {
         Ok(Ok(stream)) => stream,
