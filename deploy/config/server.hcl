@@ -30,8 +30,8 @@ data_dir         = "/var/lib/mesh"
 # interface.
 bind_addr      = "THIS_HOST_PRIVATE_IP"
 advertise_addr = "THIS_HOST_PRIVATE_IP"
-# The HTTP API (8500) and DNS (8600) listen here. Loopback: nothing authenticates API callers
-# until ACLs arrive.
+# The HTTP API (8500) and DNS (8600) listen here. Loopback unless ACLs are on
+# (server-acl.hcl); remote callers should use the HTTPS port (server-tls.hcl).
 client_addr = "127.0.0.1"
 
 # Gossip addresses (port 8301 unless one is given). Any one reachable agent is enough; the

@@ -19,6 +19,9 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("SERVER_3_IP", "127.0.0.3"),
     // 32 bytes, base64: what `mesh-client keygen` prints.
     ("GOSSIP_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    // A UUID, as `acl.tokens.initial_management` must be.
+    ("MANAGEMENT_TOKEN", "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b"),
+    ("CLIENT_TOKEN", "0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0c"),
 ];
 
 /// The examples docs/deploy.md and deploy/install.sh rely on.
@@ -295,4 +298,23 @@ fn unfilled_agent_examples_refuse_to_load() {
             "{name} without its key: {err}"
         );
     }
+}
+
+#[test]
+fn the_acl_examples_deny_by_default_and_seal_the_ca_keys() {
+    let server = load_filled("server-acl.hcl");
+    assert!(server.acl.enabled && server.acl.default_deny);
+    assert!(server.acl.initial_management.is_some());
+    assert_eq!(
+        server.data_key_file.as_deref(),
+        Some(Path::new("/etc/mesh/data.key"))
+    );
+    let client = load_filled("client-acl.hcl");
+    assert!(client.acl.enabled && client.acl.default_deny);
+    assert!(client.acl.default_token.is_some());
+    // Left unfilled, the server's refuses to load: the token is not a UUID.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = example("server-acl.hcl");
+    let copy = write_copy(dir.path(), &path, &read(&path));
+    assert!(load_files(&[copy]).is_err());
 }
