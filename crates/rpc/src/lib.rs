@@ -24,7 +24,7 @@ pub use server::{
     add_voter, by_address, node_state, serve, watch_intentions, watch_node_state, watch_roots,
     watch_service_health, MAX_WATCH,
 };
-pub use tls::{install_dialer, RpcTls, ServerTls, Stream, TlsError};
+pub use tls::{install_dialer, PeerRole, RpcTls, ServerTls, Stream, TlsError};
 pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};
 
 /// Errors of one RPC exchange.

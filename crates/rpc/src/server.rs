@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensus::{Raft, RaftNode, ServerNode};
+use consensus::{Op, Raft, RaftNode, ServerNode};
 use openraft::error::RaftError;
 use openraft::raft::AppendEntriesResponse;
 use tokio::net::TcpListener;
@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::client::{HttpHandler, HttpResponse, NodeState};
 use crate::frame;
 use crate::message::{Identity, Request, Response, SnapshotFailure};
-use crate::tls::{AgentSigner, ServerTls, Stream};
+use crate::tls::{AgentSigner, PeerRole, ServerTls, Stream};
 use crate::Autopilot;
 
 /// Serves server RPC on `listener` until `shutdown` becomes true. With `tls`, every
@@ -56,14 +56,13 @@ pub async fn serve(
                         },
                         None => Stream::Plain(stream),
                     };
-                    let signer = tls.as_ref().and_then(|tls| tls.signer.clone());
                     if let Err(err) = connection(
                         stream,
+                        tls.as_ref(),
                         &node,
                         &autopilot,
                         &*identity,
                         http.as_ref(),
-                        signer.as_deref(),
                         shutdown,
                     )
                     .await
@@ -84,14 +83,15 @@ pub async fn serve(
 /// A TLS client without a certificate (let through for auto_encrypt) may only ask for one.
 async fn connection(
     mut stream: Stream,
+    tls: Option<&ServerTls>,
     node: &RaftNode,
     autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
     http: Option<&HttpHandler>,
-    signer: Option<&AgentSigner>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let certified = stream.peer_certified();
+    let role = stream.peer_role(tls.map_or("", |tls| tls.server_name.as_str()));
+    let signer = tls.and_then(|tls| tls.signer.as_deref());
     loop {
         let request = tokio::select! {
             request = frame::read::<_, Request>(&mut stream) => request?,
@@ -100,14 +100,48 @@ async fn connection(
         let Some(request) = request else {
             return Ok(());
         };
-        if !certified && !matches!(request, Request::SignAgentCert(_)) {
+        if let Err(refusal) = permitted(role, &request) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                "a client without a certificate asked for more than one",
+                refusal,
             ));
         }
         let response = answer(request, node, autopilot, identity, http, signer).await;
         frame::write(&mut stream, &response).await?;
+    }
+}
+
+/// What a peer of `role` may ask. Raft, forwarded writes and the operator's requests are for
+/// servers; a client agent asks for what the agent runtime needs (its catalog writes, reads,
+/// watches, forwarded HTTP calls, certificates, tokens); a client without a certificate only
+/// for one. A client write is a catalog write, whoever sends it.
+fn permitted(role: PeerRole, request: &Request) -> Result<(), &'static str> {
+    if let Request::ClientWrite(op) = request {
+        if !matches!(op, Op::Catalog(_)) {
+            return Err("a client write that is not a catalog write");
+        }
+    }
+    let for_agents = matches!(
+        request,
+        Request::ClientWrite(_)
+            | Request::NodeState(_)
+            | Request::WatchNode { .. }
+            | Request::WatchService { .. }
+            | Request::ByAddress(_)
+            | Request::Http(_)
+            | Request::WatchRoots { .. }
+            | Request::WatchIntentions { .. }
+            | Request::SignLeaf { .. }
+            | Request::ResolveToken(_)
+            | Request::SignAgentCert(_)
+            | Request::Identify
+    );
+    match role {
+        PeerRole::Server => Ok(()),
+        PeerRole::Agent if for_agents => Ok(()),
+        PeerRole::Agent => Err("a client agent asked for what only servers may"),
+        PeerRole::Anonymous if matches!(request, Request::SignAgentCert(_)) => Ok(()),
+        PeerRole::Anonymous => Err("a client without a certificate asked for more than one"),
     }
 }
 
@@ -426,4 +460,31 @@ pub async fn add_voter(node: &RaftNode, joiner: Identity) -> Result<(), String> 
         .map_err(|e| e.to_string())?;
     tracing::info!(node = %joiner.node_name, addr = %joiner.rpc_addr, "server joined the raft configuration");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_may_ask_only_for_what_agents_need() {
+        let catalog = Request::ClientWrite(Op::Catalog(catalog::CatalogOp::Deregister {
+            node: "n".into(),
+            service_id: None,
+            check_id: None,
+        }));
+        let raft_write = Request::Write(Op::ReapTombstones { up_to_index: 1 });
+        let acl_write = Request::ClientWrite(Op::Acl(Box::new(acl::AclOp::DeleteRole {
+            id: String::new(),
+        })));
+        assert!(permitted(PeerRole::Agent, &catalog).is_ok());
+        assert!(permitted(PeerRole::Agent, &Request::ResolveToken(String::new())).is_ok());
+        assert!(permitted(PeerRole::Agent, &raft_write).is_err());
+        assert!(permitted(PeerRole::Agent, &Request::Elect).is_err());
+        assert!(permitted(PeerRole::Server, &raft_write).is_ok());
+        // A client write is a catalog write, even from a server.
+        assert!(permitted(PeerRole::Server, &acl_write).is_err());
+        assert!(permitted(PeerRole::Agent, &acl_write).is_err());
+        assert!(permitted(PeerRole::Anonymous, &catalog).is_err());
+    }
 }

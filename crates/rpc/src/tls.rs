@@ -308,6 +308,9 @@ pub struct RpcTls {
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
+    /// `server.<datacenter>.<domain>`: a peer whose certificate names it is a server; any
+    /// other certified peer is an agent ([`PeerRole`]).
+    pub server_name: String,
     /// `verify_incoming` with `auto_encrypt.allow_tls`: clients without a certificate complete
     /// the handshake, and may then only ask for one.
     pub anonymous_sign_only: bool,
@@ -336,6 +339,7 @@ impl RpcTls {
                 )?),
                 anonymous_sign_only,
                 signer: None,
+                server_name: name.clone(),
             })
         } else {
             None
@@ -408,20 +412,46 @@ pub enum Stream {
     Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
+/// Who is at the other end of an accepted server RPC connection, as its certificate says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// A server (its certificate names `server.<dc>.<domain>`), or any peer of plaintext RPC,
+    /// where the network is trusted.
+    Server,
+    /// A client agent: a certificate from the CA that does not name a server.
+    Agent,
+    /// A TLS client without a certificate (let through for auto-encrypt).
+    Anonymous,
+}
+
 impl Stream {
-    /// Whether the peer proved itself with a certificate: always for plaintext and for the
-    /// dialing side (nothing to prove there), and for an accepted TLS connection when the
-    /// client presented one (the handshake verified it).
-    pub fn peer_certified(&self) -> bool {
-        match self {
-            Stream::Plain(_) | Stream::Client(_) => true,
-            Stream::Server(tls) => tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|certs| !certs.is_empty()),
+    /// The role of an accepted connection's peer: [`PeerRole::Server`] for plaintext and for
+    /// the dialing side (nothing to prove there).
+    pub fn peer_role(&self, server_name: &str) -> PeerRole {
+        let Stream::Server(tls) = self else {
+            return PeerRole::Server;
+        };
+        match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            None => PeerRole::Anonymous,
+            Some(leaf) if names_dns(leaf, server_name) => PeerRole::Server,
+            Some(_) => PeerRole::Agent,
         }
     }
+}
+
+/// Whether the certificate's subject alternative names include DNS name `name`.
+fn names_dns(cert: &CertificateDer<'_>, name: &str) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return false;
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return false;
+    };
+    san.value
+        .general_names
+        .iter()
+        .any(|n| matches!(n, GeneralName::DNSName(dns) if dns.eq_ignore_ascii_case(name)))
 }
 
 impl AsyncRead for Stream {

@@ -301,3 +301,38 @@ fn auto_encrypt_asks_the_acl_check_and_refuses_bad_keys() {
         "{err}"
     );
 }
+
+/// The role an accepted connection's peer gets from the certificate it dialed with.
+async fn role_of(ca: &TestCerts, server: &CertFiles, client: &CertFiles) -> PeerRole {
+    let server_tls = RpcTls::from_config(&agent(tls(ca, server), true))
+        .expect("server TLS")
+        .expect("TLS is on")
+        .acceptor
+        .expect("a server accepts");
+    let dialer = RpcTls::from_config(&agent(tls(ca, client), false))
+        .expect("client TLS")
+        .expect("TLS is on")
+        .dialer;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("binding");
+    let addr = listener.local_addr().expect("local address");
+    let serving = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accepting");
+        let stream = accept(&server_tls.config, tcp).await.expect("handshake");
+        stream.peer_role(&server_tls.server_name)
+    });
+    let tcp = TcpStream::connect(addr).await.expect("connecting");
+    let _stream = dialer.handshake(tcp).await.expect("handshake");
+    serving.await.expect("the server task")
+}
+
+#[tokio::test]
+async fn a_peer_is_a_server_only_with_a_server_certificate() {
+    let ca = TestCerts::new("dc1", "mesh").unwrap();
+    let server = ca.server("server", &[LOCALHOST]).unwrap();
+    let other_server = ca.server("other", &[LOCALHOST]).unwrap();
+    let client = ca.client("client").unwrap();
+    assert_eq!(role_of(&ca, &server, &other_server).await, PeerRole::Server);
+    assert_eq!(role_of(&ca, &server, &client).await, PeerRole::Agent);
+}
