@@ -1,6 +1,7 @@
 //! ACLs on a real server: the configured initial management token is created by the leader,
 //! requests without it are refused, and bootstrapping is then closed.
 
+use test_support::tls::{client_config, TestCerts};
 use test_support::ServerProcess;
 
 const MANAGEMENT: &str = "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b";
@@ -180,25 +181,58 @@ async fn a_client_agent_checks_tokens_through_the_servers() -> anyhow::Result<()
     Ok(())
 }
 
-/// Every route of a server's API, called with no token, an unknown token, a token that may
-/// read everything and one that may write everything (through rules, not the management
-/// policy), in an order where each call finds what it needs. Left out: what would end the
+/// Every route of a server's API, with ACLs and TLS on, called over HTTPS with no token, an
+/// unknown token, a token that may read everything and one that may write everything (through
+/// rules, not the management policy), in an order where each call finds what it needs. Left out: what would end the
 /// server or the test (`/v1/agent/leave`, a snapshot restore, raft peer removal and leadership
 /// transfer with one server, `/v1/agent/monitor`'s endless stream); their requirement is the
 /// same table's (`api::authz::requirement`), exercised by their neighbours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_each_kind_of_token() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("acl.hcl");
+    let ip = std::net::Ipv4Addr::new(127, 0, 14, 10);
+    // ACLs and TLS on: server RPC over mutual TLS, the API called over HTTPS with a client
+    // certificate from the agent CA.
+    let certs = TestCerts::new("dc1", "mesh")?;
+    let server_cert = certs.server("server", &[std::net::IpAddr::V4(ip)])?;
+    let client_cert = certs.client("cli")?;
+    let https_port = test_support::free_port_on(ip)?;
+    let config = dir.path().join("secure.hcl");
     std::fs::write(
         &config,
         format!(
-            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n  }}\n}}\n"
+            r#"
+acl {{
+  enabled        = true
+  default_policy = "deny"
+  tokens {{
+    initial_management = "{MANAGEMENT}"
+  }}
+}}
+ports {{
+  https = {https_port}
+}}
+tls {{
+  defaults {{
+    ca_file         = "{ca}"
+    cert_file       = "{cert}"
+    key_file        = "{key}"
+    verify_incoming = true
+    verify_outgoing = true
+  }}
+  internal_rpc {{
+    verify_server_hostname = true
+  }}
+}}
+"#,
+            ca = certs.ca_file().display(),
+            cert = server_cert.cert.display(),
+            key = server_cert.key.display(),
         ),
     )?;
     let config = config.to_string_lossy().into_owned();
     let mut server = ServerProcess::new(
-        std::net::Ipv4Addr::new(127, 0, 14, 10),
+        ip,
         &dir.path().join("server"),
         vec![
             "-bootstrap".into(),
@@ -211,7 +245,11 @@ async fn every_endpoint_answers_each_kind_of_token() -> anyhow::Result<()> {
     )?;
     server.spawn()?;
     server.wait_for_leader().await?;
-    let http = server.http();
+    let http = test_support::Http::https(
+        &ip.to_string(),
+        https_port,
+        client_config(&certs.ca_file(), Some(&client_cert))?,
+    );
     let node = server.node_name();
     let as_management = |path: &str| {
         let sep = if path.contains('?') { '&' } else { '?' };
