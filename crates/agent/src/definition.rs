@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use catalog::wire::{self as cw, ProxyBody, WeightsBody};
-use catalog::{HealthCheck, Service, Status};
+use catalog::{validate_meta, HealthCheck, Service, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -645,37 +645,6 @@ pub fn from_config(
         .map(|(i, v)| read("check", i, v))
         .collect::<Result<_, _>>()?;
     Ok((services, checks))
-}
-
-/// Consul's metadata rules.
-pub fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
-    if meta.len() > 64 {
-        return Err("Node metadata cannot contain more than 64 key/value pairs".into());
-    }
-    for (key, value) in meta {
-        let problem = if key.is_empty() {
-            Some("Key cannot be blank")
-        } else if !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            Some("Key contains invalid characters")
-        } else if key.len() > 128 {
-            Some("Key is too long (limit: 128 characters)")
-        } else if key.starts_with("consul-") {
-            Some("Key prefix 'consul-' is reserved for internal use")
-        } else if value.len() > 512 {
-            Some("Value is too long (limit: 512 characters)")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(format!(
-                "Couldn't load metadata pair ('{key}', '{value}'): {problem}"
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@
 //! same log holds identical state. This crate never depends on tokio, IO, clocks, raft or HTTP.
 
 pub mod filter;
+mod meta;
 mod model;
 mod status;
 mod store;
 pub mod wire;
 
+pub use meta::validate_meta;
 pub use model::{
     aggregate, HealthCheck, Node, NodeState, Proxy, Service, ServiceAddress, ServiceHealth,
     Upstream, Weights,

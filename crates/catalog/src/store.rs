@@ -33,6 +33,10 @@ pub enum CatalogError {
     MissingCheckId,
     #[error("Invalid check status: '{0}'")]
     BadCheckStatus(String),
+    /// Checked before a registration is proposed, never when one applies (older log
+    /// entries must apply as they did).
+    #[error("Invalid service meta {0}")]
+    InvalidServiceMeta(String),
 }
 
 /// A write to the catalog (`/v1/catalog/register` and `/deregister`, and agent syncs).

@@ -652,6 +652,11 @@ impl RegisterBody {
             .map(ServiceBody::into_service)
             .transpose()
             .map_err(RegisterError::BadRequest)?;
+        if let Some(service) = &service {
+            crate::validate_meta(&service.meta).map_err(|why| {
+                RegisterError::Catalog(crate::CatalogError::InvalidServiceMeta(why))
+            })?;
+        }
         let checks = self
             .check
             .into_iter()

@@ -284,3 +284,28 @@ async fn bad_registrations_get_consul_errors_and_change_nothing() {
     assert_eq!(index(&before), index(&after));
     assert_eq!(body, "[]");
 }
+
+#[tokio::test]
+async fn service_meta_is_checked_with_consuls_rules_before_it_is_proposed() {
+    let fx = Fixture::new().await;
+    let meta: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let body = json!({
+        "Node": "n1", "Address": "10.0.0.1",
+        "Service": {"Service": "web", "Meta": meta},
+    });
+    let (status, _, text) = fx
+        .send("PUT", "/v1/catalog/register", &body.to_string())
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Invalid service meta Node metadata cannot contain more than 64 key/value pairs"
+        )
+    );
+    let applied = fx.applied();
+    let (_, _, text) = fx.send("GET", "/v1/catalog/services", "").await;
+    assert_eq!(json_body(&text), json!({}), "nothing was written");
+    assert_eq!(fx.applied(), applied);
+}
