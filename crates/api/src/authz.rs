@@ -29,7 +29,18 @@ pub struct AclSettings {
 }
 
 impl AclSettings {
-    pub fn from_config(acl: &config::Acl) -> Self {
+    /// The settings of `config`, with the tokens kept in its data directory when
+    /// `acl.enable_token_persistence` is on (they win over the configuration's, as Consul's).
+    pub fn from_config(config: &config::Config) -> Self {
+        let acl = &config.acl;
+        let tokens = AgentTokens::new(acl.default_token.clone());
+        tokens.set_agent(acl.agent_token.clone());
+        tokens.set_dns(acl.dns_token.clone());
+        if acl.enable_token_persistence {
+            if let Some(dir) = &config.data_dir {
+                tokens.persist_in(dir.join(PERSISTED_TOKENS));
+            }
+        }
         AclSettings {
             enabled: acl.enabled,
             default_policy: if acl.default_deny {
@@ -37,21 +48,32 @@ impl AclSettings {
             } else {
                 DefaultPolicy::Allow
             },
-            tokens: AgentTokens::new(acl.default_token.clone()),
+            tokens,
         }
     }
 }
 
-/// The tokens an agent uses itself: `default` for requests that carry none, `dns` for DNS
-/// answers (the default one when unset). Set from the configuration and by
-/// `PUT /v1/agent/token/:type`; in memory only.
+/// Where an agent keeps the tokens set through its API (`acl.enable_token_persistence`).
+pub const PERSISTED_TOKENS: &str = "acl-tokens.json";
+
+/// The tokens an agent uses itself: `default` for requests that carry none, `agent` for its
+/// own requests to servers and `dns` for DNS answers (both the default one when unset). Set
+/// from the configuration and by `PUT /v1/agent/token/:type`, and kept in a file when
+/// [`AgentTokens::persist_in`] says where.
 #[derive(Debug, Clone)]
 pub struct AgentTokens(Arc<tokio::sync::watch::Sender<Tokens>>);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Tokens {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     default: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     dns: Option<String>,
+    /// Where they are kept (`acl.enable_token_persistence`).
+    #[serde(skip)]
+    file: Option<std::path::PathBuf>,
 }
 
 impl Default for AgentTokens {
@@ -62,8 +84,68 @@ impl Default for AgentTokens {
 
 impl AgentTokens {
     pub fn new(default: Option<String>) -> Self {
-        let (tokens, _) = tokio::sync::watch::channel(Tokens { default, dns: None });
+        let (tokens, _) = tokio::sync::watch::channel(Tokens {
+            default,
+            ..Tokens::default()
+        });
         AgentTokens(Arc::new(tokens))
+    }
+
+    /// Keeps the tokens in `file` from now on; the tokens it already holds win over the
+    /// configured ones. A file that cannot be read is logged and left to be replaced.
+    pub fn persist_in(&self, file: std::path::PathBuf) {
+        let kept: Option<Tokens> = match std::fs::read(&file) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(kept) => Some(kept),
+                Err(err) => {
+                    tracing::warn!(path = %file.display(), %err, "acl: ignoring an unreadable token file");
+                    None
+                }
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                tracing::warn!(path = %file.display(), %err, "acl: cannot read the token file");
+                None
+            }
+        };
+        self.0.send_modify(|tokens| {
+            if let Some(kept) = kept {
+                tokens.default = kept.default.or(tokens.default.take());
+                tokens.agent = kept.agent.or(tokens.agent.take());
+                tokens.dns = kept.dns.or(tokens.dns.take());
+            }
+            tokens.file = Some(file);
+        });
+    }
+
+    /// Writes the tokens to their file, if they have one: written whole to a temporary file,
+    /// readable by the agent's user only, then renamed over the old one.
+    fn save(&self) -> std::io::Result<()> {
+        let tokens = self.0.borrow().clone();
+        let Some(file) = &tokens.file else {
+            return Ok(());
+        };
+        let text = serde_json::to_vec_pretty(&tokens).map_err(std::io::Error::other)?;
+        let temporary = file.with_extension("json.tmp");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            out.write_all(&text)?;
+            out.sync_all()?;
+        }
+        std::fs::rename(&temporary, file)
+    }
+
+    /// The token of the agent's own requests to servers.
+    pub fn agent_token(&self) -> Option<String> {
+        let tokens = self.0.borrow();
+        tokens.agent.clone().or_else(|| tokens.default.clone())
     }
 
     pub fn default_token(&self) -> Option<String> {
@@ -80,8 +162,19 @@ impl AgentTokens {
         self.0.send_modify(|tokens| tokens.default = token);
     }
 
+    pub fn set_agent(&self, token: Option<String>) {
+        self.0.send_modify(|tokens| tokens.agent = token);
+    }
+
     pub fn set_dns(&self, token: Option<String>) {
         self.0.send_modify(|tokens| tokens.dns = token);
+    }
+
+    /// Sets one token from `PUT /v1/agent/token/:type` and keeps it when the agent keeps
+    /// its tokens.
+    pub fn set_and_keep(&self, set: impl FnOnce(&AgentTokens)) -> std::io::Result<()> {
+        set(self);
+        self.save()
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<Tokens> {
@@ -528,4 +621,50 @@ pub(crate) fn requirement(
 
 fn query_value(query: &Params, name: &str) -> String {
     query.get(name).unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_tokens_survive_a_restart_and_win_over_the_configured_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(PERSISTED_TOKENS);
+        let tokens = AgentTokens::new(Some("configured".into()));
+        tokens.persist_in(file.clone());
+        assert_eq!(tokens.default_token().as_deref(), Some("configured"));
+        tokens
+            .set_and_keep(|t| t.set_agent(Some("agent-from-api".into())))
+            .unwrap();
+        tokens
+            .set_and_keep(|t| t.set_default(Some("default-from-api".into())))
+            .unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+
+        // The next start: the configuration says otherwise, the file wins.
+        let restarted = AgentTokens::new(Some("configured".into()));
+        restarted.set_dns(Some("dns-configured".into()));
+        restarted.persist_in(file);
+        assert_eq!(
+            restarted.default_token().as_deref(),
+            Some("default-from-api")
+        );
+        assert_eq!(restarted.agent_token().as_deref(), Some("agent-from-api"));
+        assert_eq!(restarted.dns_token().as_deref(), Some("dns-configured"));
+    }
+
+    #[test]
+    fn without_a_file_tokens_stay_in_memory() {
+        let tokens = AgentTokens::new(None);
+        tokens
+            .set_and_keep(|t| t.set_dns(Some("dns".into())))
+            .unwrap();
+        assert_eq!(tokens.dns_token().as_deref(), Some("dns"));
+        assert_eq!(tokens.agent_token(), None);
+    }
 }

@@ -476,8 +476,9 @@ async fn check_update(
 }
 
 /// `PUT /v1/agent/token/:type` with `{"Token": "..."}`: changes a token the agent uses itself,
-/// in memory (token persistence is not supported). `default` is the token of requests that
-/// carry none, `dns` the one DNS answers with. 401 `ACL support disabled` with ACLs off.
+/// kept in `data_dir` with `acl.enable_token_persistence`. `default` is the token of requests
+/// that carry none, `agent` the one of its own requests to servers, `dns` the one DNS answers
+/// with. 401 `ACL support disabled` with ACLs off.
 async fn agent_token(
     State(ctx): State<Ctx>,
     Path(kind): Path<String>,
@@ -498,13 +499,11 @@ async fn agent_token(
         _ => None,
     }
     .filter(|t| !t.is_empty());
-    let tokens = &ctx.acl.tokens;
-    match kind.as_str() {
-        "default" | "acl_token" => tokens.set_default(token),
-        "dns" => tokens.set_dns(token),
-        "agent"
-        | "acl_agent_token"
-        | "agent_recovery"
+    let set: fn(&crate::AgentTokens, Option<String>) = match kind.as_str() {
+        "default" | "acl_token" => crate::AgentTokens::set_default,
+        "agent" | "acl_agent_token" => crate::AgentTokens::set_agent,
+        "dns" => crate::AgentTokens::set_dns,
+        "agent_recovery"
         | "agent_master"
         | "acl_agent_master_token"
         | "replication"
@@ -515,7 +514,11 @@ async fn agent_token(
             )))
         }
         _ => return Err(ApiError::NotFound(format!("Token {kind:?} is unknown"))),
-    }
+    };
+    ctx.acl
+        .tokens
+        .set_and_keep(|tokens| set(tokens, token))
+        .map_err(|err| ApiError::Internal(format!("Failed to persist tokens - {err}")))?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -74,7 +74,14 @@ async fn auto_encrypt(
             .map_err(|e| failed("making a key and CSR", &e))?;
     let request = rpc::tls::AgentCertRequest {
         node: config.node_name.clone(),
-        token: config.acl.default_token.clone().unwrap_or_default(),
+        // Consul's agent token, else the default one (the token file is not read yet here:
+        // the certificate comes before the API that sets tokens).
+        token: config
+            .acl
+            .agent_token
+            .clone()
+            .or_else(|| config.acl.default_token.clone())
+            .unwrap_or_default(),
         csr_pem,
         dns_san: config.tls.auto_encrypt.dns_san.clone(),
         ip_san: config.tls.auto_encrypt.ip_san.clone(),
@@ -412,7 +419,7 @@ impl ClientAgent {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         // One set of ACL settings: the agent endpoints, the enforcer and DNS share its tokens.
-        let acl = api::AclSettings::from_config(&config.acl);
+        let acl = api::AclSettings::from_config(&config);
         let local = api::LocalContext {
             events: agent::events::UserEvents::start(&membership, &agent),
             agent: agent.clone(),

@@ -93,6 +93,12 @@ pub struct Acl {
     pub initial_management: Option<String>,
     /// `tokens.default`.
     pub default_token: Option<String>,
+    /// `tokens.agent`.
+    pub agent_token: Option<String>,
+    /// `tokens.dns`.
+    pub dns_token: Option<String>,
+    /// `enable_token_persistence`.
+    pub enable_token_persistence: bool,
 }
 
 impl fmt::Debug for Acl {
@@ -102,6 +108,9 @@ impl fmt::Debug for Acl {
             .field("default_deny", &self.default_deny)
             .field("initial_management", &Redacted(&self.initial_management))
             .field("default_token", &Redacted(&self.default_token))
+            .field("agent_token", &Redacted(&self.agent_token))
+            .field("dns_token", &Redacted(&self.dns_token))
+            .field("enable_token_persistence", &self.enable_token_persistence)
             .finish()
     }
 }

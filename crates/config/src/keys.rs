@@ -369,6 +369,12 @@ pub(crate) static KEYS: &[Key] = &[
         "Consul's deprecated name for `acl.tokens.initial_management`; when both are given, `initial_management` wins."),
     key!("acl.tokens.default", "", acl.default_token, string;
         "The token the agent uses for requests that carry none (empty: none)."),
+    key!("acl.tokens.agent", "", acl.agent_token, string;
+        "The token of the agent's own requests to servers (a client agent's certificate request with `auto_encrypt`); the default token when unset."),
+    key!("acl.tokens.dns", "", acl.dns_token, string;
+        "The token DNS answers with; the default token when unset."),
+    key!("acl.enable_token_persistence", "", acl.enable_token_persistence, boolean;
+        "Keep tokens set with `PUT /v1/agent/token/:type` in `data_dir` (`acl-tokens.json`) across restarts; they then win over these keys."),
     key!("tls.defaults.ca_file", "", tls.ca_file, path;
         "PEM file of the CA certificates that peers' certificates must chain to (HTTPS clients with `verify_incoming`, servers with `verify_outgoing`)."),
     key!("tls.defaults.cert_file", "", tls.cert_file, path;
@@ -426,6 +432,8 @@ static SECRET_KEYS: &[&str] = &[
     "acl.tokens.initial_management",
     "acl.tokens.master",
     "acl.tokens.default",
+    "acl.tokens.agent",
+    "acl.tokens.dns",
 ];
 
 /// Keys that hold other keys; a file gives each as an object (or, after HCL repeats a
@@ -471,17 +479,14 @@ static UNSUPPORTED: &[&str] = &[
     "acl.disabled_ttl",
     "acl.down_policy",
     "acl.enable_key_list_policy",
-    "acl.enable_token_persistence",
     "acl.enable_token_replication",
     "acl.msp_disable_bootstrap",
     "acl.policy_ttl",
     "acl.role_ttl",
     "acl.token_ttl",
-    "acl.tokens.agent",
     "acl.tokens.agent_master",
     "acl.tokens.agent_recovery",
     "acl.tokens.config_file_service_registration",
-    "acl.tokens.dns",
     "acl.tokens.managed_service_provider",
     "acl.tokens.replication",
     "addresses",
@@ -1161,6 +1166,9 @@ pub(crate) fn default_text(config: &crate::Config, path: &str) -> Option<String>
             .default_token
             .is_some()
             .then(|| "(set)".to_owned()),
+        "acl.tokens.agent" => config.acl.agent_token.is_some().then(|| "(set)".to_owned()),
+        "acl.tokens.dns" => config.acl.dns_token.is_some().then(|| "(set)".to_owned()),
+        "acl.enable_token_persistence" => flag(config.acl.enable_token_persistence),
         "tls.defaults.ca_file" | "ca_file" => file(&config.tls.ca_file),
         "tls.defaults.cert_file" | "cert_file" => file(&config.tls.cert_file),
         "tls.defaults.key_file" | "key_file" => file(&config.tls.key_file),

@@ -145,6 +145,12 @@ pub struct AclOverrides {
     pub master: Option<String>,
     /// `acl.tokens.default`
     pub default_token: Option<String>,
+    /// `acl.tokens.agent`
+    pub agent_token: Option<String>,
+    /// `acl.tokens.dns`
+    pub dns_token: Option<String>,
+    /// `acl.enable_token_persistence`
+    pub enable_token_persistence: Option<bool>,
 }
 
 /// `autopilot.*` (no flags).
@@ -231,6 +237,9 @@ impl std::fmt::Debug for AclOverrides {
             .field("initial_management", &Redacted(&self.initial_management))
             .field("master", &Redacted(&self.master))
             .field("default_token", &Redacted(&self.default_token))
+            .field("agent_token", &Redacted(&self.agent_token))
+            .field("dns_token", &Redacted(&self.dns_token))
+            .field("enable_token_persistence", &self.enable_token_persistence)
             .finish()
     }
 }

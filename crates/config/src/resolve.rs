@@ -525,6 +525,9 @@ fn acl(values: &crate::AclOverrides) -> crate::Acl {
         default_deny: values.default_deny.unwrap_or(false),
         initial_management: token(&values.initial_management).or_else(|| token(&values.master)),
         default_token: token(&values.default_token),
+        agent_token: token(&values.agent_token),
+        dns_token: token(&values.dns_token),
+        enable_token_persistence: values.enable_token_persistence.unwrap_or(false),
     }
 }
 

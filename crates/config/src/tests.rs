@@ -502,6 +502,7 @@ alt_domain = "mesh.example.com""#,
                     default_deny: true,
                     initial_management: Some("8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f".into()),
                     default_token: Some("anonymous-ish".into()),
+                    ..Acl::default()
                 }
             },
         ),
@@ -514,6 +515,23 @@ alt_domain = "mesh.example.com""#,
                 tokens = { master = "ABCDEF01-2345-6789-abcd-ef0123456789" }
             }"#,
             |c| c.acl.initial_management = Some("ABCDEF01-2345-6789-abcd-ef0123456789".into()),
+        ),
+        // The agent's own tokens, and keeping API-set tokens across restarts.
+        (
+            r#"{"acl": {"enable_token_persistence": true,
+                "tokens": {"agent": "agent-secret", "dns": "dns-secret"}}}"#,
+            r#"acl {
+                enable_token_persistence = true
+                tokens {
+                    agent = "agent-secret"
+                    dns = "dns-secret"
+                }
+            }"#,
+            |c| {
+                c.acl.enable_token_persistence = true;
+                c.acl.agent_token = Some("agent-secret".into());
+                c.acl.dns_token = Some("dns-secret".into());
+            },
         ),
         // An empty token is no token, as in Consul.
         (
@@ -739,6 +757,9 @@ fn every_file_key_is_covered_by_a_test_case() {
         "acl.tokens.initial_management",
         "acl.tokens.master",
         "acl.tokens.default",
+        "acl.tokens.agent",
+        "acl.tokens.dns",
+        "acl.enable_token_persistence",
         "tls.defaults.ca_file",
         "tls.defaults.cert_file",
         "tls.defaults.key_file",
@@ -862,13 +883,13 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
         ),
         (
             "config.json",
-            r#"{"acl": {"enabled": true, "enable_token_persistence": true}}"#,
-            r#"config.json: key "acl.enable_token_persistence" is not supported yet"#,
+            r#"{"acl": {"enabled": true, "token_ttl": "30s"}}"#,
+            r#"config.json: key "acl.token_ttl" is not supported yet"#,
         ),
         (
             "config.hcl",
-            r#"acl { tokens = { agent = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9" } }"#,
-            r#"config.hcl: key "acl.tokens.agent" is not supported yet"#,
+            r#"acl { tokens = { replication = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9" } }"#,
+            r#"config.hcl: key "acl.tokens.replication" is not supported yet"#,
         ),
         (
             "config.json",

@@ -197,7 +197,10 @@ fn loading_fixtures() -> Vec<(&'static str, Summary)> {
 
 /// The fixtures with Consul's security settings, which mesh refuses (for the ACL and gossip
 /// settings it does not implement yet).
-const REFUSED_FIXTURES: &[&str] = &["server-security.hcl", "client-security.json"];
+const REFUSED_FIXTURES: &[&str] = &["server-security.hcl"];
+
+/// Fixtures whose every key mesh implements, checked by their own tests.
+const SECURE_FIXTURES: &[&str] = &["client-security.json"];
 
 /// The agent TLS and auto_encrypt keys of those fixtures, which mesh implements.
 const TLS_KEYS: &[&str] = &[
@@ -225,6 +228,7 @@ fn every_fixture_is_tested() {
         .iter()
         .map(|(name, _)| *name)
         .chain(REFUSED_FIXTURES.iter().copied())
+        .chain(SECURE_FIXTURES.iter().copied())
         .map(str::to_owned)
         .collect();
     tested.sort();
@@ -280,6 +284,7 @@ fn the_production_server_keeps_its_tuning() {
             default_deny: true,
             initial_management: Some("8d2a0c1e-3f4b-4c5d-9e6f-7a8b9c0d1e2f".into()),
             default_token: None,
+            ..config::Acl::default()
         }
     );
 }
@@ -305,6 +310,7 @@ fn the_json_server_keeps_its_dns_ca_and_acl_settings() {
             default_deny: false,
             initial_management: Some("b1e0c7a2-44f5-4d3e-9a6b-0c8d7e6f5a4b".into()),
             default_token: Some("0c2f7a4e-5d6b-4e3a-8f1c-2b9d0e7a6c5f".into()),
+            ..config::Acl::default()
         }
     );
 }
@@ -352,6 +358,23 @@ fn the_dev_config_also_loads_in_dev_mode() {
     assert_eq!(config.node_name, "laptop");
     assert!(config.client_addr.is_unspecified());
     assert!(config.enable_script_checks);
+}
+
+/// A client agent secured as Consul's guides do: TLS through auto-encrypt with only the CA,
+/// and ACLs that deny by default with its default and agent tokens, kept across restarts.
+#[test]
+fn the_secured_client_loads_with_its_tls_and_acl_settings() {
+    let config = load("client-security.json");
+    assert!(config.tls.auto_encrypt.tls);
+    assert!(config.tls.verify_outgoing && config.tls.verify_server_hostname);
+    assert!(config.tls.ca_file.is_some());
+    let acl = &config.acl;
+    assert!(acl.enabled && acl.default_deny && acl.enable_token_persistence);
+    assert_eq!(
+        acl.default_token.as_deref(),
+        Some("0c2f7a4e-5d6b-4e3a-8f1c-2b9d0e7a6c5f")
+    );
+    assert_eq!(acl.agent_token, acl.default_token);
 }
 
 /// Each top-level key of a refused fixture but the TLS ones, alone in a file, is refused as not

@@ -228,7 +228,7 @@ impl Server {
             telemetry.attach_logs(logs);
         }
         // One set of ACL settings: the API, the agent endpoints and DNS share its tokens.
-        let acl_settings = api::AclSettings::from_config(&config.acl);
+        let acl_settings = api::AclSettings::from_config(&config);
         let ctx = api::ApiContext {
             node: node.clone(),
             agent: api::AgentInfo {
