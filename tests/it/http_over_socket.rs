@@ -84,3 +84,26 @@ async fn connections_beyond_the_per_client_limit_get_429() -> anyhow::Result<()>
     assert!(last.starts_with("HTTP/1.1 200 "), "{last}");
     Ok(())
 }
+
+/// A request target over 64 KiB (a KV key, say) is answered 414 before it reaches the API,
+/// and the agent keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_request_target_gets_414() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir()?;
+    let server = ServerProcess::start(&dir.path().join("data"), &[]).await?;
+    let mut stream = tokio::net::TcpStream::connect(server.http_addr()).await?;
+    let key = "k".repeat(70 * 1024);
+    stream
+        .write_all(
+            format!("GET /v1/kv/{key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await??;
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer}");
+    let reply = server.http().get("/v1/status/leader").await?;
+    assert_eq!(reply.status, 200);
+    Ok(())
+}

@@ -24,6 +24,7 @@ pub enum ApiError {
     /// `ACL support disabled`: 401.
     #[error("{0}")]
     Unauthorized(String),
+
     /// Consul answers errors that come back from its RPC layer with a 500 and their text.
     #[error("{0}")]
     Internal(String),

@@ -61,6 +61,7 @@ pub fn client_router(
             crate::authz::enforce,
         ))
         .merge(forwarded)
+        .layer(axum::middleware::from_fn(crate::limits::bound_request))
         .layer(axum::middleware::from_fn_with_state(
             default_policy,
             common_headers,

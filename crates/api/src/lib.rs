@@ -22,6 +22,7 @@ mod events;
 mod forward;
 mod health;
 mod kv;
+mod limits;
 mod local;
 mod members;
 mod metrics;
@@ -178,6 +179,7 @@ pub fn listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpLi
 pub fn finish(routes: Router, default_policy: ::acl::DefaultPolicy) -> Router {
     routes
         .fallback(not_found)
+        .layer(middleware::from_fn(limits::bound_request))
         .layer(middleware::from_fn_with_state(
             default_policy,
             common_headers,

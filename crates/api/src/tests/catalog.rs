@@ -309,3 +309,24 @@ async fn service_meta_is_checked_with_consuls_rules_before_it_is_proposed() {
     assert_eq!(json_body(&text), json!({}), "nothing was written");
     assert_eq!(fx.applied(), applied);
 }
+
+#[tokio::test]
+async fn query_parameters_are_bounded_before_any_handler_parses_them() {
+    let fx = Fixture::new().await;
+    let many: String = (0..=crate::limits::MAX_QUERY_PARAMETERS)
+        .map(|i| format!("p{i}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, headers, text) = fx.send("GET", &format!("/v1/kv/a?{many}"), "").await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "Too many query parameters (513, limit: 512)"
+        )
+    );
+    assert!(header_str(&headers, "X-Consul-Default-ACL-Policy").is_some());
+    // Within the bound: answered as usual.
+    let (status, _, _) = fx.send("GET", "/v1/kv/a?p1=1&p2=2", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
