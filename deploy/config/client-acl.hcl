@@ -2,8 +2,10 @@
 # root:mesh: it holds a token).
 #
 #   CLIENT_TOKEN   this agent's default token: it answers DNS and the calls it forwards for
-#                  requests that carry no token. Give it a policy that reads what DNS should
-#                  show, for example
+#                  requests that carry no token, and (with no agent token) carries its
+#                  anti-entropy writes. Give it a node identity for this node, service
+#                  identities for its services, and a policy that reads what DNS should show,
+#                  for example
 #                    service_prefix "" { policy = "read" }
 #                    node_prefix ""    { policy = "read" }
 #

@@ -149,6 +149,38 @@ async fn a_client_agent_checks_tokens_through_the_servers() -> anyhow::Result<()
         .await?;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
+    // Its anti-entropy writes carry its agent token: without one, the server refuses them.
+    test_support::wait_until(
+        "the server refuses the client's token-less catalog writes",
+        std::time::Duration::from_secs(30),
+        || {
+            let log = client.log_text();
+            std::future::ready(log.contains("anti-entropy") && log.contains("Permission denied"))
+        },
+    )
+    .await?;
+    let in_catalog = |http: test_support::Http| async move {
+        let path = format!("/v1/catalog/service/api?token={MANAGEMENT}");
+        http.get(&path)
+            .await
+            .ok()
+            .and_then(|r| r.json().ok())
+            .and_then(|v| v.as_array().map(|rows| !rows.is_empty()))
+            .unwrap_or(false)
+    };
+    assert!(!in_catalog(server.http()).await);
+    let agent_token = format!(r#"{{"Token": "{MANAGEMENT}"}}"#);
+    let reply = http
+        .put(&with_token("/v1/agent/token/agent"), agent_token)
+        .await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    test_support::wait_until(
+        "the client syncs its service with its agent token",
+        std::time::Duration::from_secs(90),
+        || in_catalog(server.http()),
+    )
+    .await?;
+
     // Forwarded to the server, which checks them.
     let reply = http.put("/v1/kv/from-client", "v").await?;
     assert_eq!(reply.status, 403, "{}", reply.body);

@@ -10,3 +10,22 @@ pub mod wire;
 pub use authorizer::{Authorizer, DefaultPolicy};
 pub use rules::{Access, Resource, Rules, RulesError};
 pub use store::{AclApplied, AclError, AclOp, AclStore, Resolved, TokenGrant};
+
+/// Consul's `PermissionDeniedError` text: `Permission denied: token with AccessorID '…' lacks
+/// permission 'service:write' on "web"` (without `on …` for resources that have no names).
+pub fn permission_denied(
+    accessor_id: &str,
+    resource: Resource,
+    segment: Option<&str>,
+    access: Access,
+) -> String {
+    let mut text = format!(
+        "Permission denied: token with AccessorID '{accessor_id}' lacks permission '{}:{}'",
+        resource.as_str(),
+        access.as_str()
+    );
+    if let Some(segment) = segment.filter(|s| !s.is_empty()) {
+        text.push_str(&format!(" on {segment:?}"));
+    }
+    text
+}

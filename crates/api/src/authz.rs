@@ -298,15 +298,7 @@ impl Authz {
             .resolved
             .as_ref()
             .map_or("", |r| r.accessor_id.as_str());
-        let mut text = format!(
-            "Permission denied: token with AccessorID '{accessor}' lacks permission '{}:{}'",
-            resource.as_str(),
-            access.as_str()
-        );
-        if let Some(segment) = segment.filter(|s| !s.is_empty()) {
-            text.push_str(&format!(" on {segment:?}"));
-        }
-        ApiError::Forbidden(text)
+        ApiError::Forbidden(acl::permission_denied(accessor, resource, segment, access))
     }
 }
 

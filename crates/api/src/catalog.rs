@@ -45,21 +45,19 @@ pub async fn register(
                 RegisterError::BadRequest(text) => ApiError::BadRequest(text),
                 RegisterError::Catalog(err) => ApiError::Internal(err.to_string()),
             })?;
+    let op = CatalogOp::Register(Box::new(registration));
     // Refuse what the state machine would refuse before it costs a raft entry.
     {
         let state = ctx.node.reader().state();
-        state
-            .catalog
-            .validate(&registration)
-            .map_err(|err| ApiError::Internal(err.to_string()))?;
-        vet_register(&authz, &state.catalog, &registration)?;
+        if let CatalogOp::Register(registration) = &op {
+            state
+                .catalog
+                .validate(registration)
+                .map_err(|err| ApiError::Internal(err.to_string()))?;
+        }
+        vet(&authz, &state.catalog, &op)?;
     }
-    write_bool(
-        &ctx,
-        consensus::Op::Catalog(CatalogOp::Register(Box::new(registration))),
-        params.pretty(),
-    )
-    .await
+    write_bool(&ctx, consensus::Op::Catalog(op), params.pretty()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,122 +89,17 @@ pub async fn deregister(
         service_id: Some(request.service_id).filter(|s| !s.is_empty()),
         check_id: Some(request.check_id).filter(|s| !s.is_empty()),
     };
-    if let CatalogOp::Deregister {
-        node,
-        service_id,
-        check_id,
-    } = &op
-    {
-        let state = ctx.node.reader().state();
-        vet_deregister(
-            &authz,
-            &state.catalog,
-            node,
-            service_id.as_deref(),
-            check_id.as_deref(),
-        )?;
-    }
+    vet(&authz, &ctx.node.reader().state().catalog, &op)?;
     write_bool(&ctx, consensus::Op::Catalog(op), params.pretty()).await
 }
 
-/// Consul's `vetRegisterWithACL`: `node:write` when the node is new or changes, `service:write`
-/// on the service (and on the service a proxy stands for), and for each check its service's
-/// `service:write` or, for a node check, `node:write`.
-fn vet_register(
-    authz: &Authz,
-    catalog: &catalog::Catalog,
-    registration: &catalog::Registration,
-) -> Result<(), ApiError> {
-    if !authz.enabled() {
+/// Consul's checks of a catalog write (`consensus::vet_catalog_op`), as this request's 403.
+fn vet(authz: &Authz, catalog: &catalog::Catalog, op: &CatalogOp) -> Result<(), ApiError> {
+    let Some(authorizer) = authz.authorizer() else {
         return Ok(());
-    }
-    let node = &registration.node;
-    let node_changes = !registration.skip_node_update
-        && catalog.node(&node.name).is_none_or(|existing| {
-            existing.address != node.address
-                || existing.tagged_addresses != node.tagged_addresses
-                || existing.meta != node.meta
-                || (!node.id.is_empty() && existing.id != node.id)
-        });
-    if node_changes {
-        authz.require(acl::Resource::Node, &node.name, acl::Access::Write)?;
-    }
-    if let Some(service) = &registration.service {
-        authz.require(acl::Resource::Service, &service.service, acl::Access::Write)?;
-        if let Some(proxy) = service.proxy.as_ref() {
-            if !proxy.destination_service_name.is_empty() {
-                authz.require(
-                    acl::Resource::Service,
-                    &proxy.destination_service_name,
-                    acl::Access::Write,
-                )?;
-            }
-        }
-    }
-    for check in &registration.checks {
-        let service_name = if check.service_id.is_empty() {
-            None
-        } else if let Some(service) = registration
-            .service
-            .as_ref()
-            .filter(|s| s.id == check.service_id)
-        {
-            Some(service.service.clone())
-        } else {
-            catalog.node_services(&node.name).and_then(|(_, services)| {
-                services
-                    .into_iter()
-                    .find(|s| s.id == check.service_id)
-                    .map(|s| s.service.clone())
-            })
-        };
-        match service_name {
-            Some(name) => authz.require(acl::Resource::Service, &name, acl::Access::Write)?,
-            None => authz.require(acl::Resource::Node, &node.name, acl::Access::Write)?,
-        }
-    }
-    Ok(())
-}
-
-/// Consul's `vetDeregisterWithACL`: the service's `service:write`, a check's service's (or for
-/// a node check the node's `node:write`), and `node:write` for the whole node.
-fn vet_deregister(
-    authz: &Authz,
-    catalog: &catalog::Catalog,
-    node: &str,
-    service_id: Option<&str>,
-    check_id: Option<&str>,
-) -> Result<(), ApiError> {
-    if !authz.enabled() {
-        return Ok(());
-    }
-    let service_name = |id: &str| {
-        catalog.node_services(node).and_then(|(_, services)| {
-            services
-                .into_iter()
-                .find(|s| s.id == id)
-                .map(|s| s.service.clone())
-        })
     };
-    let write_node = || authz.require(acl::Resource::Node, node, acl::Access::Write);
-    match (service_id, check_id) {
-        (Some(id), _) => match service_name(id) {
-            Some(name) => authz.require(acl::Resource::Service, &name, acl::Access::Write),
-            None => write_node(),
-        },
-        (None, Some(id)) => {
-            let check = catalog
-                .node_checks(node)
-                .into_iter()
-                .find(|c| c.check_id == id)
-                .map(|c| c.service_name.clone());
-            match check.filter(|name| !name.is_empty()) {
-                Some(name) => authz.require(acl::Resource::Service, &name, acl::Access::Write),
-                None => write_node(),
-            }
-        }
-        (None, None) => write_node(),
-    }
+    consensus::vet_catalog_op(authorizer, catalog, op)
+        .map_err(|missing| authz.denied(missing.resource, Some(&missing.segment), missing.access))
 }
 
 pub async fn datacenters(

@@ -137,6 +137,8 @@ struct RemoteCatalog {
     servers: rpc::Servers,
     /// Counts the calls (`consul.client.rpc`).
     telemetry: api::Telemetry,
+    /// With ACLs on, the agent's tokens: its catalog writes carry its agent token.
+    tokens: Option<api::AgentTokens>,
 }
 
 impl RemoteCatalog {
@@ -177,7 +179,14 @@ fn watch_wait(wait: Duration) -> (Duration, u64) {
 impl agent::CatalogClient for RemoteCatalog {
     fn apply(&self, op: CatalogOp) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let req = Request::ClientWrite(Op::Catalog(op));
+            let op = Op::Catalog(op);
+            let req = match &self.tokens {
+                Some(tokens) => Request::ClientWriteAs {
+                    token: tokens.agent_token().unwrap_or_default(),
+                    op,
+                },
+                None => Request::ClientWrite(op),
+            };
             match self.call(&req, SERVER_TIMEOUT, false).await {
                 Ok(Response::ClientWrite(Ok(written))) => match written.response {
                     Applied::Rejected(reason) => Err(reason),
@@ -387,9 +396,13 @@ impl ClientAgent {
         if let Some(logs) = config::cli::log_stream() {
             telemetry.attach_logs(logs);
         }
+        // One set of ACL settings: the agent endpoints, the enforcer, DNS and the catalog
+        // writes share its tokens.
+        let acl = api::AclSettings::from_config(&config);
         let catalog = Arc::new(RemoteCatalog {
             servers: servers.clone(),
             telemetry: telemetry.clone(),
+            tokens: acl.enabled.then(|| acl.tokens.clone()),
         });
         let agent = agent::Agent::from_config(
             &config,
@@ -418,8 +431,6 @@ impl ClientAgent {
             intention_default: agent::connect::default_policy(&config),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        // One set of ACL settings: the agent endpoints, the enforcer and DNS share its tokens.
-        let acl = api::AclSettings::from_config(&config);
         let local = api::LocalContext {
             events: agent::events::UserEvents::start(&membership, &agent),
             agent: agent.clone(),

@@ -10,6 +10,7 @@
 mod applied;
 mod archive;
 mod as_json;
+mod catalog_acl;
 mod command;
 mod connect;
 mod legacy;
@@ -22,6 +23,7 @@ mod types;
 
 pub use applied::{Applied, AppliedState, LogPosition, LogTail, StateGuard, StoreReader};
 pub use archive::{pack, unpack, ArchiveError, ArchiveMeta, ARCHIVE_VERSION};
+pub use catalog_acl::{vet_catalog_op, Missing};
 pub use command::{CaBase, Command, Op, Response};
 pub use connect::{CaUpdateError, SignError};
 pub use legacy::{StateV1, StateV2};

@@ -22,7 +22,7 @@ pub use join::{identify, request_join, with_default_port, DEFAULT_RPC_PORT};
 pub use message::{Identity, Request, Response};
 pub use server::{
     add_voter, by_address, node_state, serve, watch_intentions, watch_node_state, watch_roots,
-    watch_service_health, MAX_WATCH,
+    watch_service_health, Guards, MAX_WATCH,
 };
 pub use tls::{install_dialer, PeerRole, RpcTls, ServerTls, Stream, TlsError};
 pub use transport::{call, connect, ConnectionPool, Forwarder, RaftTransport};

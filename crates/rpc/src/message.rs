@@ -90,6 +90,12 @@ pub enum Request {
     /// auto_encrypt: a client agent's CSR for its agent TLS certificate; the only request a
     /// client without a certificate may make when servers verify incoming RPC.
     SignAgentCert(crate::tls::AgentCertRequest),
+    /// A client agent's catalog write with its agent token: checked against the token as
+    /// `/v1/catalog/register` would be when ACLs are on. Answered like [`Request::ClientWrite`].
+    ClientWriteAs {
+        token: String,
+        op: Op,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -18,9 +18,17 @@ use crate::Autopilot;
 /// Serves server RPC on `listener` until `shutdown` becomes true. With `tls`, every
 /// connection must complete a TLS handshake (with a client certificate when the configuration
 /// asks for one) before its first frame; without, connections are plaintext.
+/// What guards the listener: TLS, and the default policy of ACLs when they are on (client
+/// agents' catalog writes are then checked against their tokens).
+#[derive(Debug, Clone, Default)]
+pub struct Guards {
+    pub tls: Option<ServerTls>,
+    pub acl: Option<acl::DefaultPolicy>,
+}
+
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<ServerTls>,
+    guards: Guards,
     node: RaftNode,
     autopilot: Autopilot,
     identity: Arc<dyn Fn() -> Identity + Send + Sync>,
@@ -39,13 +47,13 @@ pub async fn serve(
                 let identity = identity.clone();
                 let http = http.clone();
                 let shutdown = shutdown.clone();
-                let tls = tls.clone();
+                let guards = guards.clone();
                 tokio::spawn(async move {
                     if let Err(err) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %err, "server RPC connection closed");
                         return;
                     }
-                    let stream = match &tls {
+                    let stream = match &guards.tls {
                         Some(tls) => match crate::tls::accept(&tls.config, stream).await {
                             Ok(stream) => stream,
                             Err(err) => {
@@ -58,7 +66,7 @@ pub async fn serve(
                     };
                     if let Err(err) = connection(
                         stream,
-                        tls.as_ref(),
+                        &guards,
                         &node,
                         &autopilot,
                         &*identity,
@@ -83,13 +91,14 @@ pub async fn serve(
 /// A TLS client without a certificate (let through for auto_encrypt) may only ask for one.
 async fn connection(
     mut stream: Stream,
-    tls: Option<&ServerTls>,
+    guards: &Guards,
     node: &RaftNode,
     autopilot: &Autopilot,
     identity: &(dyn Fn() -> Identity + Send + Sync),
     http: Option<&HttpHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let tls = guards.tls.as_ref();
     let role = stream.peer_role(tls.map_or("", |tls| tls.server_name.as_str()));
     let signer = tls.and_then(|tls| tls.signer.as_deref());
     loop {
@@ -106,7 +115,7 @@ async fn connection(
                 refusal,
             ));
         }
-        let response = answer(request, node, autopilot, identity, http, signer).await;
+        let response = answer(request, node, autopilot, identity, http, signer, guards.acl).await;
         frame::write(&mut stream, &response).await?;
     }
 }
@@ -116,7 +125,7 @@ async fn connection(
 /// watches, forwarded HTTP calls, certificates, tokens); a client without a certificate only
 /// for one. A client write is a catalog write, whoever sends it.
 fn permitted(role: PeerRole, request: &Request) -> Result<(), &'static str> {
-    if let Request::ClientWrite(op) = request {
+    if let Request::ClientWrite(op) | Request::ClientWriteAs { op, .. } = request {
         if !matches!(op, Op::Catalog(_)) {
             return Err("a client write that is not a catalog write");
         }
@@ -124,6 +133,7 @@ fn permitted(role: PeerRole, request: &Request) -> Result<(), &'static str> {
     let for_agents = matches!(
         request,
         Request::ClientWrite(_)
+            | Request::ClientWriteAs { .. }
             | Request::NodeState(_)
             | Request::WatchNode { .. }
             | Request::WatchService { .. }
@@ -152,6 +162,7 @@ async fn answer(
     identity: &(dyn Fn() -> Identity + Send + Sync),
     http: Option<&HttpHandler>,
     signer: Option<&AgentSigner>,
+    acl: Option<acl::DefaultPolicy>,
 ) -> Response {
     let raft: &Raft = node.raft();
     match request {
@@ -182,7 +193,11 @@ async fn answer(
             Response::TransferLeadership(node.transfer_leadership_as_leader(to).await)
         }
         Request::Elect => Response::Elect(node.elect_now().await),
-        Request::ClientWrite(op) => Response::ClientWrite(node.write(op).await),
+        // Without a token, as an agent of an earlier version sends it: the anonymous one.
+        Request::ClientWrite(op) => Response::ClientWrite(client_write(node, acl, "", op).await),
+        Request::ClientWriteAs { token, op } => {
+            Response::ClientWrite(client_write(node, acl, &token, op).await)
+        }
         Request::NodeState(name) => Response::NodeState(node_state(node, &name).await),
         Request::WatchNode {
             name,
@@ -265,6 +280,38 @@ async fn answer(
             Err("not the leader".to_owned())
         }),
     }
+}
+
+/// A client agent's catalog write, checked against `token` when ACLs are on (`acl` is their
+/// default policy) as `/v1/catalog/register` and `/deregister` check it.
+async fn client_write(
+    node: &RaftNode,
+    acl: Option<acl::DefaultPolicy>,
+    token: &str,
+    op: Op,
+) -> Result<consensus::Written, consensus::ConsensusError> {
+    if let (Some(default), Op::Catalog(catalog_op)) = (acl, &op) {
+        let datacenter = node.raft().config().cluster_name.clone();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let state = node.reader().state();
+        let resolved = state
+            .acl
+            .resolve(token, now_ms, &datacenter, default)
+            .map_err(|err| consensus::ConsensusError::Refused(err.to_string()))?;
+        consensus::vet_catalog_op(&resolved.authorizer, &state.catalog, catalog_op).map_err(
+            |missing| {
+                consensus::ConsensusError::Refused(acl::permission_denied(
+                    &resolved.accessor_id,
+                    missing.resource,
+                    Some(&missing.segment),
+                    missing.access,
+                ))
+            },
+        )?;
+    }
+    node.write(op).await
 }
 
 /// The catalog's view of one node, after a read barrier.

@@ -263,9 +263,14 @@ impl Server {
                 tracing::info!("auto_encrypt: signing client agents' certificates");
             }
         }
+        // Client agents' catalog writes are checked against their tokens when ACLs are on.
+        let guards = rpc::Guards {
+            tls: rpc_acceptor,
+            acl: config.acl.enabled.then_some(acl_settings.default_policy),
+        };
         tasks.push(tokio::spawn(rpc::serve(
             rpc_listener,
-            rpc_acceptor,
+            guards,
             node.clone(),
             autopilot.clone(),
             identity,
