@@ -517,3 +517,149 @@ async fn an_l7_intention_denies_one_path_with_403() -> anyhow::Result<()> {
     assert_eq!(denials, Some(1));
     Ok(())
 }
+
+/// With ACLs on and denying by default, each sidecar works with a token that holds only its
+/// service identity: it gets its leaf, its intentions and its upstream's instances through the
+/// client agent, and web reaches db once an intention allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_work_with_service_identity_tokens_under_acls() -> anyhow::Result<()> {
+    const MANAGEMENT: &str = "5d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a";
+    let dir = tempfile::tempdir()?;
+    let net = Net(40);
+    let acl = |extra: &str| {
+        format!(
+            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n{extra}  }}\n}}\n"
+        )
+    };
+    let server_config = dir.path().join("server-acl.hcl");
+    std::fs::write(
+        &server_config,
+        acl(&format!("    initial_management = \"{MANAGEMENT}\"\n")),
+    )?;
+    // The client's own catalog writes carry the management token; requests to it that carry
+    // no token get nothing (no default token).
+    let client_config = dir.path().join("client-acl.hcl");
+    std::fs::write(
+        &client_config,
+        acl(&format!("    agent = \"{MANAGEMENT}\"\n")),
+    )?;
+    let mut server = ServerProcess::new(
+        net.ip(0),
+        &dir.path().join("server"),
+        vec![
+            "-bootstrap".into(),
+            "-config-file".into(),
+            server_config.display().to_string(),
+        ],
+    )?;
+    server.spawn()?;
+    server.wait_for_leader().await?;
+    let mut agent = ServerProcess::client(
+        net.ip(1),
+        &dir.path().join("agent"),
+        &[server.gossip_addr()],
+    )?;
+    agent.push_args([
+        "-config-file".to_owned(),
+        client_config.display().to_string(),
+    ]);
+    agent.spawn()?;
+    agent.wait_for_leader().await?;
+    let management = |path: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}token={MANAGEMENT}")
+    };
+    let (http, agent_http) = (server.http(), agent.http());
+    wait_json(
+        &http,
+        &management("/v1/connect/ca/roots"),
+        "the CA and the management token",
+        SOON,
+        |r| r["Roots"].as_array().is_some_and(|roots| !roots.is_empty()),
+    )
+    .await?;
+    let identity_token = |service: &str| {
+        let (http, path) = (http.clone(), management("/v1/acl/token"));
+        let body = json!({"ServiceIdentities": [{"ServiceName": service}]}).to_string();
+        async move {
+            let reply = http.put(&path, body).await?;
+            anyhow::ensure!(reply.status == 200, "{reply:?}");
+            Ok::<String, anyhow::Error>(
+                reply.json()?["SecretID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    let (db_token, web_token) = (identity_token("db").await?, identity_token("web").await?);
+    let reply = http
+        .put(
+            &management("/v1/connect/intentions/exact?source=web&destination=db"),
+            json!({"Action": "allow"}).to_string(),
+        )
+        .await?;
+    anyhow::ensure!(reply.status == 200, "the intention: {reply:?}");
+
+    // Registered by each service's own token.
+    let db_app = EchoApp::start(net.ip(2), "db").await?;
+    let bind = SocketAddr::from((net.ip(7), free_port_on(net.ip(7))?));
+    let web_app = SocketAddr::from((net.ip(9), free_port_on(net.ip(9))?));
+    for (id, app, sidecar_ip, upstreams, token) in [
+        ("db", db_app.addr, net.ip(3), json!([]), &db_token),
+        (
+            "web",
+            web_app,
+            net.ip(4),
+            upstream_db(bind, "tcp"),
+            &web_token,
+        ),
+    ] {
+        let public = SocketAddr::from((sidecar_ip, free_port_on(sidecar_ip)?));
+        let body = json!({
+            "ID": id, "Name": id, "Address": app.ip().to_string(), "Port": app.port(),
+            "Connect": {"SidecarService": {
+                "Address": sidecar_ip.to_string(), "Port": public.port(),
+                "Check": {"Name": "Connect Sidecar Listening", "TCP": public.to_string(), "Interval": "1s"},
+                "Proxy": {
+                    "LocalServiceAddress": app.ip().to_string(), "LocalServicePort": app.port(),
+                    "Upstreams": upstreams,
+                }
+            }}
+        });
+        let path = format!("/v1/agent/service/register?token={token}");
+        let reply = agent_http.put(&path, body.to_string()).await?;
+        anyhow::ensure!(reply.status == 200, "registering {id}: {reply:?}");
+    }
+    // Without a token, a registration is refused.
+    let reply = agent_http
+        .put(
+            "/v1/agent/service/register",
+            json!({"Name": "db"}).to_string(),
+        )
+        .await?;
+    assert_eq!(reply.status, 403, "{reply:?}");
+
+    let db = SidecarProcess::sidecar_for_with_token(
+        "db",
+        &agent.http_addr(),
+        net.ip(3),
+        dir.path(),
+        &db_token,
+    )?;
+    let web = SidecarProcess::sidecar_for_with_token(
+        "web",
+        &agent.http_addr(),
+        net.ip(4),
+        dir.path(),
+        &web_token,
+    )?;
+    wait_until("web reaches db through the sidecars", SOON, || async {
+        echo_once(bind, "hello")
+            .await
+            .is_ok_and(|name| name == "db")
+    })
+    .await
+    .with_context(|| format!("db: {}\nweb: {}", db.log_text(), web.log_text()))?;
+    Ok(())
+}

@@ -384,13 +384,16 @@ async fn watch_intentions(inner: Arc<Inner>) {
 }
 
 /// What intentions decide when none matches: `default_intention_policy` when configured,
-/// else the ACL default policy (allow while ACLs are not enforced).
+/// else the ACL default policy (allow while ACLs are off).
 pub fn default_policy(config: &config::Config) -> DefaultPolicy {
     match config.default_intention_policy {
         Some(policy) => DefaultPolicy::Intention {
             allow: policy == config::IntentionPolicy::Allow,
         },
-        None => DefaultPolicy::Acl { allow: true },
+        // The ACL default policy decides; with ACLs off, everything is allowed.
+        None => DefaultPolicy::Acl {
+            allow: !(config.acl.enabled && config.acl.default_deny),
+        },
     }
 }
 

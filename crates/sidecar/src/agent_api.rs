@@ -52,6 +52,11 @@ impl AgentError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, AgentError::Status { status: 404, .. })
     }
+
+    /// Whether the agent refused the request's token (403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, AgentError::Status { status: 403, .. })
+    }
 }
 
 /// Where a blocking read resumes: the index (`X-Consul-Index`) or content hash

@@ -141,7 +141,16 @@ impl Sidecar {
         let service = config.service.clone();
         info!(%service, proxy = %config.proxy_id, agent = %agent.base(), "starting");
 
-        let default_policy = default_policy(&agent.get("/v1/agent/self").await?.body);
+        let default_policy = match agent.get("/v1/agent/self").await {
+            Ok(answer) => default_policy(&answer.body),
+            // A token with only its service's identity may not read the agent (`agent:read`):
+            // without the agent's setting, the secure default.
+            Err(err) if err.is_forbidden() => {
+                tracing::warn!(%err, "the token may not read the agent's configuration; intentions deny by default");
+                DefaultPolicy::Intention { allow: false }
+            }
+            Err(err) => return Err(err.into()),
+        };
         let roots = agent.get("/v1/agent/connect/ca/roots").await?;
         let leaf = agent.get(&leaf_path(&service)).await?;
         let identity = Identity::new(parse_leaf(&leaf.body)?, parse_roots(&roots.body)?);

@@ -49,7 +49,37 @@ impl SidecarProcess {
         metrics: SocketAddr,
         log_dir: &Path,
     ) -> anyhow::Result<SidecarProcess> {
-        let args = [
+        Self::sidecar_for_with(netns, service_id, agent_http, metrics, log_dir, &[])
+    }
+
+    /// Like [`SidecarProcess::sidecar_for`], with the ACL token it sends the agent.
+    pub fn sidecar_for_with_token(
+        service_id: &str,
+        agent_http: &str,
+        metrics_ip: std::net::Ipv4Addr,
+        log_dir: &Path,
+        token: &str,
+    ) -> anyhow::Result<SidecarProcess> {
+        let metrics = SocketAddr::from((metrics_ip, free_port_on(metrics_ip)?));
+        Self::sidecar_for_with(
+            Netns::own(),
+            service_id,
+            agent_http,
+            metrics,
+            log_dir,
+            &["-token", token],
+        )
+    }
+
+    fn sidecar_for_with(
+        netns: Netns,
+        service_id: &str,
+        agent_http: &str,
+        metrics: SocketAddr,
+        log_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<SidecarProcess> {
+        let mut args: Vec<String> = [
             "-sidecar-for",
             service_id,
             "-http-addr",
@@ -63,6 +93,7 @@ impl SidecarProcess {
         ]
         .map(str::to_owned)
         .to_vec();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut process = SidecarProcess {
             child: None,
             netns,
