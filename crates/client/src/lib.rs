@@ -450,6 +450,7 @@ impl ClientAgent {
         let tokens: Arc<dyn api::TokenResolver> = Arc::new(tokens::RemoteTokens::new(
             servers.clone(),
             acl.default_policy,
+            config.acl.down_policy,
         ));
         let dns_acl = agent::dns::DnsAcl::default();
         let follow_dns = tokio::spawn(api::follow_dns_token(

@@ -99,6 +99,8 @@ pub struct Acl {
     pub dns_token: Option<String>,
     /// `enable_token_persistence`.
     pub enable_token_persistence: bool,
+    /// `down_policy`.
+    pub down_policy: DownPolicy,
 }
 
 impl fmt::Debug for Acl {
@@ -111,6 +113,7 @@ impl fmt::Debug for Acl {
             .field("agent_token", &Redacted(&self.agent_token))
             .field("dns_token", &Redacted(&self.dns_token))
             .field("enable_token_persistence", &self.enable_token_persistence)
+            .field("down_policy", &self.down_policy)
             .finish()
     }
 }
@@ -357,6 +360,20 @@ impl Default for Connect {
             ca_config: serde_json::Map::new(),
         }
     }
+}
+
+/// What a client agent decides about a token when no server answers (`acl.down_policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DownPolicy {
+    /// Every token may do everything.
+    Allow,
+    /// Every token is refused.
+    Deny,
+    /// A token resolved before keeps its grant; others are refused (Consul's default).
+    #[default]
+    ExtendCache,
+    /// As `ExtendCache`; Consul also refreshes in the background, which changes nothing here.
+    AsyncCache,
 }
 
 /// The decision when no intention matches.

@@ -105,6 +105,9 @@ macro_rules! expected {
     (acl_default_policy) => {
         ACL_POLICY_EXPECTED
     };
+    (down_policy) => {
+        DOWN_POLICY_EXPECTED
+    };
     (acl_token_uuid) => {
         UUID_EXPECTED
     };
@@ -176,6 +179,7 @@ const RECURSOR_STRATEGY_EXPECTED: &str = "\"sequential\" or \"random\"";
 const CA_PROVIDER_EXPECTED: &str = "\"consul\" (the built-in CA, the only provider)";
 const OBJECT_EXPECTED: &str = "an object";
 const INTENTION_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
+const DOWN_POLICY_EXPECTED: &str = "\"allow\", \"deny\", \"extend-cache\" or \"async-cache\"";
 const ACL_POLICY_EXPECTED: &str = "\"allow\" or \"deny\"";
 const UUID_EXPECTED: &str = "a UUID";
 const STRINGS_EXPECTED: &str = "a list of strings";
@@ -373,6 +377,8 @@ pub(crate) static KEYS: &[Key] = &[
         "The token of the agent's own requests to servers (a client agent's certificate request with `auto_encrypt`); the default token when unset."),
     key!("acl.tokens.dns", "", acl.dns_token, string;
         "The token DNS answers with; the default token when unset."),
+    key!("acl.down_policy", "", acl.down_policy, down_policy;
+        "What a client agent decides about a token when no server answers: `extend-cache` (a token resolved before keeps its grant), `async-cache` (the same here), `allow` or `deny`."),
     key!("acl.enable_token_persistence", "", acl.enable_token_persistence, boolean;
         "Keep tokens set with `PUT /v1/agent/token/:type` in `data_dir` (`acl-tokens.json`) across restarts; they then win over these keys."),
     key!("tls.defaults.ca_file", "", tls.ca_file, path;
@@ -477,7 +483,6 @@ static PARTLY_SUPPORTED: &[&str] = &[
 /// nobody believes e.g. gossip encryption is on when it is not.
 static UNSUPPORTED: &[&str] = &[
     "acl.disabled_ttl",
-    "acl.down_policy",
     "acl.enable_key_list_policy",
     "acl.enable_token_replication",
     "acl.msp_disable_bootstrap",
@@ -804,6 +809,17 @@ fn intention_policy(value: &Value) -> Result<crate::IntentionPolicy, &'static st
         Some("allow") => Ok(crate::IntentionPolicy::Allow),
         Some("deny") => Ok(crate::IntentionPolicy::Deny),
         _ => Err(INTENTION_POLICY_EXPECTED),
+    }
+}
+
+/// `acl.down_policy`.
+fn down_policy(value: &Value) -> Result<crate::DownPolicy, &'static str> {
+    match value.as_str() {
+        Some("allow") => Ok(crate::DownPolicy::Allow),
+        Some("deny") => Ok(crate::DownPolicy::Deny),
+        Some("extend-cache") => Ok(crate::DownPolicy::ExtendCache),
+        Some("async-cache") => Ok(crate::DownPolicy::AsyncCache),
+        _ => Err(DOWN_POLICY_EXPECTED),
     }
 }
 
@@ -1169,6 +1185,15 @@ pub(crate) fn default_text(config: &crate::Config, path: &str) -> Option<String>
         "acl.tokens.agent" => config.acl.agent_token.is_some().then(|| "(set)".to_owned()),
         "acl.tokens.dns" => config.acl.dns_token.is_some().then(|| "(set)".to_owned()),
         "acl.enable_token_persistence" => flag(config.acl.enable_token_persistence),
+        "acl.down_policy" => code(
+            match config.acl.down_policy {
+                crate::DownPolicy::Allow => "allow",
+                crate::DownPolicy::Deny => "deny",
+                crate::DownPolicy::ExtendCache => "extend-cache",
+                crate::DownPolicy::AsyncCache => "async-cache",
+            }
+            .to_owned(),
+        ),
         "tls.defaults.ca_file" | "ca_file" => file(&config.tls.ca_file),
         "tls.defaults.cert_file" | "cert_file" => file(&config.tls.cert_file),
         "tls.defaults.key_file" | "key_file" => file(&config.tls.key_file),

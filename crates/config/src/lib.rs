@@ -23,9 +23,9 @@ use std::fs;
 use std::path::PathBuf;
 
 pub use crate::config::{
-    Acl, AutoEncrypt, Autopilot, Config, Connect, Dns, IntentionPolicy, Limits, LogLevel,
-    ParseLogLevelError, Performance, Ports, RecursorStrategy, Soa, Tls, TlsVersion, PORT_DISABLED,
-    TLS_CIPHER_SUITES,
+    Acl, AutoEncrypt, Autopilot, Config, Connect, Dns, DownPolicy, IntentionPolicy, Limits,
+    LogLevel, ParseLogLevelError, Performance, Ports, RecursorStrategy, Soa, Tls, TlsVersion,
+    PORT_DISABLED, TLS_CIPHER_SUITES,
 };
 pub use crate::duration::{format_go_duration, parse_go_duration, DurationError};
 pub use crate::error::{ConfigError, ConfigSource};

@@ -151,6 +151,8 @@ pub struct AclOverrides {
     pub dns_token: Option<String>,
     /// `acl.enable_token_persistence`
     pub enable_token_persistence: Option<bool>,
+    /// `acl.down_policy`
+    pub down_policy: Option<crate::DownPolicy>,
 }
 
 /// `autopilot.*` (no flags).
@@ -240,6 +242,7 @@ impl std::fmt::Debug for AclOverrides {
             .field("agent_token", &Redacted(&self.agent_token))
             .field("dns_token", &Redacted(&self.dns_token))
             .field("enable_token_persistence", &self.enable_token_persistence)
+            .field("down_policy", &self.down_policy)
             .finish()
     }
 }

@@ -528,6 +528,7 @@ fn acl(values: &crate::AclOverrides) -> crate::Acl {
         agent_token: token(&values.agent_token),
         dns_token: token(&values.dns_token),
         enable_token_persistence: values.enable_token_persistence.unwrap_or(false),
+        down_policy: values.down_policy.unwrap_or_default(),
     }
 }
 

@@ -518,6 +518,11 @@ alt_domain = "mesh.example.com""#,
         ),
         // The agent's own tokens, and keeping API-set tokens across restarts.
         (
+            r#"{"acl": {"down_policy": "deny"}}"#,
+            r#"acl { down_policy = "deny" }"#,
+            |c| c.acl.down_policy = DownPolicy::Deny,
+        ),
+        (
             r#"{"acl": {"enable_token_persistence": true,
                 "tokens": {"agent": "agent-secret", "dns": "dns-secret"}}}"#,
             r#"acl {
@@ -759,6 +764,7 @@ fn every_file_key_is_covered_by_a_test_case() {
         "acl.tokens.default",
         "acl.tokens.agent",
         "acl.tokens.dns",
+        "acl.down_policy",
         "acl.enable_token_persistence",
         "tls.defaults.ca_file",
         "tls.defaults.cert_file",
@@ -878,8 +884,8 @@ fn consul_keys_not_supported_yet_are_distinct_errors() {
     check_errors(&[
         (
             "config.hcl",
-            r#"acl { down_policy = "deny" }"#,
-            r#"config.hcl: key "acl.down_policy" is not supported yet"#,
+            r#"acl { role_ttl = "30s" }"#,
+            r#"config.hcl: key "acl.role_ttl" is not supported yet"#,
         ),
         (
             "config.json",

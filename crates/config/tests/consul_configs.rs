@@ -202,8 +202,9 @@ const REFUSED_FIXTURES: &[&str] = &["server-security.hcl"];
 /// Fixtures whose every key mesh implements, checked by their own tests.
 const SECURE_FIXTURES: &[&str] = &["client-security.json"];
 
-/// The agent TLS and auto_encrypt keys of those fixtures, which mesh implements.
-const TLS_KEYS: &[&str] = &[
+/// The keys of those fixtures that mesh implements: agent TLS, auto_encrypt and ACLs.
+const IMPLEMENTED_KEYS: &[&str] = &[
+    "acl",
     "tls",
     "auto_encrypt",
     "ca_file",
@@ -377,7 +378,7 @@ fn the_secured_client_loads_with_its_tls_and_acl_settings() {
     assert_eq!(acl.agent_token, acl.default_token);
 }
 
-/// Each top-level key of a refused fixture but the TLS ones, alone in a file, is refused as not
+/// Each top-level key of a refused fixture but the implemented ones, alone in a file, is refused as not
 /// supported yet (never as unknown), and the whole file is refused naming itself.
 #[test]
 fn consul_security_settings_are_refused_as_not_supported_yet() {
@@ -400,7 +401,7 @@ fn consul_security_settings_are_refused_as_not_supported_yet() {
             let text = serde_json::json!({ key.clone(): value }).to_string();
             std::fs::write(&single, text).expect("writing a one-key file");
             let loaded = config::load(&[single], &[], &Overrides::default());
-            if TLS_KEYS.contains(&key.as_str()) {
+            if IMPLEMENTED_KEYS.contains(&key.as_str()) {
                 // Implemented: alone, a key loads or fails validation (a CA it needs is in
                 // another key), but is never refused as unknown or unsupported.
                 if let Err(err) = loaded {

@@ -1,10 +1,9 @@
 # The security half of a production Consul server, in its own file as Consul's deployment
 # guide splits it (consul.hcl, server.hcl, tls.hcl, acl.hcl in /etc/consul.d): TLS with
 # verification both ways and auto-encrypt for clients, ACLs that deny by default, staged gossip
-# encryption, HTTPS on 8501. mesh implements the `tls` and `auto_encrypt` blocks and, of the
-# ACL settings, only `enabled`, `default_policy` and the initial management and default tokens,
-# so it refuses every other top-level key here as "not supported yet" instead of running
-# without the protection it asks for.
+# encryption, HTTPS on 8501. mesh implements the `tls`, `auto_encrypt` and `acl` blocks but not
+# staged gossip encryption (`encrypt_verify_*`) nor `addresses`, so it refuses those top-level
+# keys here as "not supported yet" instead of running without the protection they ask for.
 
 tls {
   defaults {
