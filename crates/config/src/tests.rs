@@ -1204,6 +1204,10 @@ fn parse_errors_carry_the_parser_position() {
         ("config.json", "[1]", "config.json: parse error: expected an object at the top level, got [1]"),
         ("config.hcl", "server = true\nports {\n  http = \n}", "config.hcl: parse error: line 3, column 10: invalid expression; expected `\"`, `[`, `{`, `-`, `!`, `(`, `_`, `<`, letter or digit"),
         ("config.hcl", r#"node_name = "${name}""#, "config.hcl: parse error: eval error: undefined variable `name` in expression `\"${name}\"`"),
+        // hcl-rs panics on this one (found by the config_parse fuzz target): an error instead,
+        // in templates too.
+        ("config.hcl", "ports {\n  http = 8 % 00\n}", "config.hcl: parse error: the remainder operator `%` is not supported"),
+        ("config.hcl", r#"node_name = "a${8 % 0}""#, "config.hcl: parse error: the remainder operator `%` is not supported"),
     ]);
 }
 
