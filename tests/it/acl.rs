@@ -6,20 +6,32 @@ use test_support::ServerProcess;
 
 const MANAGEMENT: &str = "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_with_acls_creates_its_management_token_and_enforces() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("acl.hcl");
+/// Writes an agent configuration with ACLs on, denying by default, with [`MANAGEMENT`] as the
+/// initial management token, into `dir`; returns its path.
+fn acl_config(dir: &std::path::Path) -> anyhow::Result<String> {
+    let config = dir.join("acl.hcl");
     std::fs::write(
         &config,
         format!(
             "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n  }}\n}}\n"
         ),
     )?;
-    let config = config.to_string_lossy().into_owned();
+    Ok(config.to_string_lossy().into_owned())
+}
+
+/// `path` with `?token=` (or `&token=`) `secret`.
+fn with_secret(path: &str, secret: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}token={secret}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_acls_creates_its_management_token_and_enforces() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = acl_config(dir.path())?;
     let server = ServerProcess::start(&dir.path().join("data"), &["-config-file", &config]).await?;
     let http = server.http();
-    let with_token = |path: &str| format!("{path}?token={MANAGEMENT}");
+    let with_token = |path: &str| with_secret(path, MANAGEMENT);
     test_support::wait_until(
         "the leader creates the initial management token",
         std::time::Duration::from_secs(30),
@@ -96,14 +108,7 @@ async fn a_server_with_acls_creates_its_management_token_and_enforces() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_agent_checks_tokens_through_the_servers() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("acl.hcl");
-    std::fs::write(
-        &config,
-        format!(
-            "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{\n    initial_management = \"{MANAGEMENT}\"\n  }}\n}}\n"
-        ),
-    )?;
-    let config = config.to_string_lossy().into_owned();
+    let config = acl_config(dir.path())?;
     let ip = |last| std::net::Ipv4Addr::new(127, 0, 14, last);
     let mut server = ServerProcess::new(
         ip(1),
@@ -118,7 +123,7 @@ async fn a_client_agent_checks_tokens_through_the_servers() -> anyhow::Result<()
     client.spawn()?;
     client.wait_for_leader().await?;
     let http = client.http();
-    let with_token = |path: &str| format!("{path}?token={MANAGEMENT}");
+    let with_token = |path: &str| with_secret(path, MANAGEMENT);
     test_support::wait_until(
         "the client resolves the management token",
         std::time::Duration::from_secs(30),
@@ -283,10 +288,7 @@ tls {{
         client_config(&certs.ca_file(), Some(&client_cert))?,
     );
     let node = server.node_name();
-    let as_management = |path: &str| {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        format!("{path}{sep}token={MANAGEMENT}")
-    };
+    let as_management = |path: &str| with_secret(path, MANAGEMENT);
     test_support::wait_until(
         "the leader creates the initial management token",
         std::time::Duration::from_secs(30),
@@ -744,8 +746,7 @@ tls {{
             let path = if token.is_empty() {
                 path.clone()
             } else {
-                let sep = if path.contains('?') { '&' } else { '?' };
-                format!("{path}{sep}token={token}")
+                with_secret(path, token)
             };
             let reply = http.request(method.parse()?, &path, body.clone()).await?;
             if reply.status != *want {
