@@ -930,53 +930,21 @@ impl AclStore {
     }
 
     fn policy_links(&self, links: &[Link]) -> Result<Vec<String>, AclError> {
-        let mut ids: Vec<String> = Vec::new();
-        for link in links {
-            let id = if link.id.is_empty() {
-                match self.policy_by_name(&link.name) {
-                    Some(policy) => policy.id.clone(),
-                    None => {
-                        return Err(invalid(format!(
-                            "No such ACL policy with name {:?}",
-                            link.name
-                        )))
-                    }
-                }
-            } else if self.tables.policies.contains_key(&link.id) {
-                link.id.clone()
-            } else {
-                return Err(invalid(format!("No such ACL policy with ID {:?}", link.id)));
-            };
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
+        resolve_links(
+            links,
+            "policy",
+            |name| self.policy_by_name(name).map(|p| p.id.clone()),
+            |id| self.tables.policies.contains_key(id),
+        )
     }
 
     fn role_links(&self, links: &[Link]) -> Result<Vec<String>, AclError> {
-        let mut ids: Vec<String> = Vec::new();
-        for link in links {
-            let id = if link.id.is_empty() {
-                match self.role_by_name(&link.name) {
-                    Some(role) => role.id.clone(),
-                    None => {
-                        return Err(invalid(format!(
-                            "No such ACL role with name {:?}",
-                            link.name
-                        )))
-                    }
-                }
-            } else if self.tables.roles.contains_key(&link.id) {
-                link.id.clone()
-            } else {
-                return Err(invalid(format!("No such ACL role with ID {:?}", link.id)));
-            };
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
+        resolve_links(
+            links,
+            "role",
+            |name| self.role_by_name(name).map(|r| r.id.clone()),
+            |id| self.tables.roles.contains_key(id),
+        )
     }
 
     fn delete_token(
@@ -1171,6 +1139,31 @@ impl AclStore {
         self.tables.roles_index = index;
         Ok(AclApplied::Done)
     }
+}
+
+/// Links to policies or roles (`kind`) as IDs, each once: by ID when one is given, else by
+/// name, with Consul's texts for one that points nowhere.
+fn resolve_links(
+    links: &[Link],
+    kind: &str,
+    id_by_name: impl Fn(&str) -> Option<String>,
+    exists: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, AclError> {
+    let mut ids: Vec<String> = Vec::new();
+    for link in links {
+        let id = if link.id.is_empty() {
+            id_by_name(&link.name)
+                .ok_or_else(|| invalid(format!("No such ACL {kind} with name {:?}", link.name)))?
+        } else if exists(&link.id) {
+            link.id.clone()
+        } else {
+            return Err(invalid(format!("No such ACL {kind} with ID {:?}", link.id)));
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 fn service_identities(

@@ -17,7 +17,7 @@ use crate::blocking::{self, Watch};
 use crate::error::ApiError;
 use crate::kv::read_body;
 use crate::params::{Params, ReadOptions};
-use crate::wire::{decode_body, field, string_field};
+use crate::wire::{decode_body, field, string_field, strings_field};
 use crate::{methods, render, Ctx};
 
 /// A token, policy or role is a few KiB; rules of a large policy a few hundred.
@@ -617,15 +617,9 @@ fn item_object<'a>(name: &str, item: &'a Value) -> Result<&'a Map<String, Value>
         .ok_or_else(|| decode_error(name, "a list of objects", item))
 }
 
+/// A list of strings; absent or `null` is empty.
 fn strings(obj: &Map<String, Value>, name: &str) -> Result<Vec<String>, ApiError> {
-    array(obj, name)?
-        .iter()
-        .map(|item| {
-            item.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| decode_error(name, "a list of strings", item))
-        })
-        .collect()
+    Ok(strings_field(obj, name)?.unwrap_or_default())
 }
 
 fn links(obj: &Map<String, Value>, name: &str) -> Result<Vec<Link>, ApiError> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use acl::{Access, Authorizer, DefaultPolicy, Resource};
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -203,16 +203,17 @@ impl Authz {
         }
     }
 
-    /// Resolves the request's token with `resolver`.
+    /// Resolves the token of a request with these `headers` and `query` through `resolver`.
     pub async fn resolve(
         settings: &AclSettings,
         resolver: &dyn TokenResolver,
-        parts: &Parts,
+        headers: &HeaderMap,
+        query: &Params,
     ) -> Result<Authz, ApiError> {
         if !settings.enabled {
             return Ok(Authz::unrestricted());
         }
-        let given = request_token(parts);
+        let given = request_token(headers, query);
         let token_given = given.is_some();
         let secret = given
             .or_else(|| settings.tokens.default_token())
@@ -388,20 +389,18 @@ pub fn acl_error(err: acl::AclError) -> ApiError {
 
 /// The token a request names, in Consul's order: `?token=`, `X-Consul-Token`, then
 /// `Authorization: Bearer`.
-pub fn request_token(parts: &Parts) -> Option<String> {
-    let query = Params::parse(parts.uri.query());
+pub fn request_token(headers: &HeaderMap, query: &Params) -> Option<String> {
     if let Some(token) = query.get("token").filter(|t| !t.is_empty()) {
         return Some(token.to_owned());
     }
-    if let Some(token) = parts
-        .headers
+    if let Some(token) = headers
         .get("X-Consul-Token")
         .and_then(|v| v.to_str().ok())
         .filter(|t| !t.is_empty())
     {
         return Some(token.to_owned());
     }
-    let authorization = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    let authorization = headers.get(axum::http::header::AUTHORIZATION)?;
     let mut words = authorization.to_str().ok()?.split_whitespace();
     let scheme = words.next()?;
     let token = words.next()?;
@@ -468,7 +467,13 @@ pub async fn enforce(
     if need == Need::Nothing {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let authz = Authz::resolve(&enforcer.settings, enforcer.resolver.as_ref(), &parts).await;
+    let authz = Authz::resolve(
+        &enforcer.settings,
+        enforcer.resolver.as_ref(),
+        &parts.headers,
+        &query,
+    )
+    .await;
     let authz = match authz {
         Ok(authz) => authz,
         Err(err) => return err.into_response(),

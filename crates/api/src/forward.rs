@@ -122,7 +122,8 @@ fn default_token(
     state: &ClientState,
     parts: &axum::http::request::Parts,
 ) -> Option<(String, Vec<u8>)> {
-    if !state.acl.enabled || crate::authz::request_token(parts).is_some() {
+    let query = Params::parse(parts.uri.query());
+    if !state.acl.enabled || crate::authz::request_token(&parts.headers, &query).is_some() {
         return None;
     }
     let token = state.acl.tokens.default_token()?;

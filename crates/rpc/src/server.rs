@@ -245,9 +245,7 @@ async fn answer(
         }
         Request::ResolveToken(secret) => {
             let datacenter = node.raft().config().cluster_name.clone();
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let now_ms = unix_ms();
             let grant = node
                 .reader()
                 .state()
@@ -292,9 +290,7 @@ async fn client_write(
 ) -> Result<consensus::Written, consensus::ConsensusError> {
     if let (Some(default), Op::Catalog(catalog_op)) = (acl, &op) {
         let datacenter = node.raft().config().cluster_name.clone();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = unix_ms();
         let state = node.reader().state();
         let resolved = state
             .acl
@@ -312,6 +308,13 @@ async fn client_write(
         )?;
     }
     node.write(op).await
+}
+
+/// The wall clock in Unix milliseconds, for token expiry.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The catalog's view of one node, after a read barrier.
