@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use catalog::{HealthCheck, Node, Proxy, Service, ServiceHealth, Status};
-use dns::memory::MemoryLookup;
+use catalog::{HealthCheck, Proxy, Status};
+use dns::memory::{instance, node, MemoryLookup};
 use dns::{DnsConfig, DnsHandler};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::serialize::binary::BinEncoder;
@@ -46,28 +46,6 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let handler = DnsHandler::new(&config, Arc::new(catalog())).expect("the fixed config is valid");
     Fixture { runtime, handler }
 });
-
-fn node(name: &str, address: &str, dc: &str) -> Node {
-    Node {
-        name: name.into(),
-        address: address.into(),
-        datacenter: dc.into(),
-        ..Node::default()
-    }
-}
-
-fn instance(node: Node, service: &str, port: u16) -> ServiceHealth {
-    ServiceHealth {
-        node,
-        service: Service {
-            id: service.into(),
-            service: service.into(),
-            port,
-            ..Service::default()
-        },
-        checks: Vec::new(),
-    }
-}
 
 /// dc1: `web` on five nodes (one tagged `v1`, one critical, one with an IPv6 address), `many` on
 /// 60 nodes (answers that must be cut to fit), a sidecar for `web`, a node with metadata, a

@@ -6,9 +6,33 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
-use catalog::Node;
+use catalog::{Node, Service, ServiceHealth};
 
 use crate::lookup::{Instance, Instances, Lookup, LookupError, LookupFuture};
+
+/// A node named `name` at `address` in datacenter `dc`, everything else default.
+pub fn node(name: &str, address: &str, dc: &str) -> Node {
+    Node {
+        name: name.into(),
+        address: address.into(),
+        datacenter: dc.into(),
+        ..Node::default()
+    }
+}
+
+/// An instance of `service` (its ID the same as its name) on `node` at `port`, with no checks.
+pub fn instance(node: Node, service: &str, port: u16) -> Instance {
+    ServiceHealth {
+        node,
+        service: Service {
+            id: service.into(),
+            service: service.into(),
+            port,
+            ..Service::default()
+        },
+        checks: Vec::new(),
+    }
+}
 
 /// An in-memory catalog view. Every method takes `&self`, so a test can change what it holds
 /// while a server answers from it.

@@ -1,36 +1,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use catalog::{Node, Proxy, Service, ServiceHealth, Status};
+use catalog::{Proxy, Status};
 use hickory_proto::op::Query;
 use hickory_proto::rr::RData;
 use rand::rngs::StdRng;
 
 use super::*;
 use crate::config::DnsConfig;
-use crate::memory::MemoryLookup;
-
-pub(crate) fn node(name: &str, address: &str, dc: &str) -> Node {
-    Node {
-        name: name.into(),
-        address: address.into(),
-        datacenter: dc.into(),
-        ..Node::default()
-    }
-}
-
-pub(crate) fn instance(node: Node, service: &str, port: u16) -> ServiceHealth {
-    ServiceHealth {
-        node,
-        service: Service {
-            id: service.into(),
-            service: service.into(),
-            port,
-            ..Service::default()
-        },
-        checks: Vec::new(),
-    }
-}
+pub(crate) use crate::memory::{instance, node, MemoryLookup};
 
 /// dc1: `web` on five nodes (web-1 tagged `v1`, web-5 critical), `many` on 100 nodes, a
 /// sidecar proxy for `web`, node `foo.bar` with metadata, server `s1`; dc2: `db`.
