@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::authz::Authz;
 use crate::blocking::{self, Watch};
-use config_entries::go_quote;
+use go_text::quote as go_quote;
 
 use crate::connect_intentions::reject_enterprise_meta;
 use crate::error::ApiError;

@@ -23,6 +23,5 @@ pub mod wire;
 
 pub use error::ConfigEntryError;
 /// Go's `%q`, as Consul's error texts quote names (shared with the API's other errors).
-pub use go::quote as go_quote;
 pub use model::{ConfigEntry, ConfigEntryWrite, JsonObject, Kind, Mode, Protocol, PROXY_GLOBAL};
 pub use store::{Applied, ConfigEntries, ConfigEntryOp};

@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::precedence::precedence;
 use crate::write::{IntentionWrite, PermissionWrite};
+pub(crate) use go_text::quote as go_quote;
 
 /// Consul's limits on opaque values (`agent/structs`).
 pub(crate) const META_MAX_KEY_PAIRS: usize = 64;
@@ -436,38 +437,6 @@ fn go_rune(byte: u8) -> String {
     } else {
         format!("U+{:04X} '{c}'", byte)
     }
-}
-
-/// Go's `%q` (`strconv.Quote`) for the strings that appear in Consul's error texts.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => {
-                if (c as u32) <= 0xffff {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

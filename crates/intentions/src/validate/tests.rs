@@ -1,16 +1,6 @@
 use super::*;
 
 #[test]
-fn go_quoting() {
-    let check = |input: &str, expected: &str| assert_eq!(go_quote(input), expected, "{input:?}");
-    check("web", r#""web""#);
-    check(r#"a"b\c"#, r#""a\"b\\c""#);
-    check("a\nb\tc", r#""a\nb\tc""#);
-    check("\u{1}", r#""\x01""#);
-    check("é", "\"é\"");
-}
-
-#[test]
 fn uuid_errors_as_go_memdb_words_them() {
     let check = |id: &str, expected: Option<&str>| {
         assert_eq!(uuid_error(id).as_deref(), expected, "{id}");

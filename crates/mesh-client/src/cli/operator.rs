@@ -296,7 +296,7 @@ fn autopilot_listing(config: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let quoted = |v: &Value| config_entries::go_quote(v.as_str().unwrap_or_default());
+    let quoted = |v: &Value| go_text::quote(v.as_str().unwrap_or_default());
     let mut out = String::new();
     for (field, show) in [
         ("CleanupDeadServers", false),
@@ -458,8 +458,8 @@ fn state_listing(state: &Value) -> String {
             for (key, value) in pairs {
                 out.push_str(&format!(
                     "         {}: {}\n",
-                    config_entries::go_quote(key),
-                    config_entries::go_quote(&text(value))
+                    go_text::quote(key),
+                    go_text::quote(&text(value))
                 ));
             }
         }
