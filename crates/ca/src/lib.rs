@@ -23,6 +23,7 @@ mod certs;
 mod config;
 mod duration;
 mod error;
+pub mod keys;
 mod limiter;
 pub mod seal;
 mod spiffe;

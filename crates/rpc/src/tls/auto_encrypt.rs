@@ -179,36 +179,10 @@ fn signing_key(pem: &str) -> Result<KeyPair, String> {
     let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
     let pkcs8 = match &der {
         PrivateKeyDer::Pkcs8(pkcs8) => pkcs8.secret_pkcs8_der().to_vec(),
-        PrivateKeyDer::Sec1(sec1) => pkcs8_from_sec1(sec1.secret_sec1_der()),
+        PrivateKeyDer::Sec1(sec1) => ca::keys::pkcs8_from_sec1(sec1.secret_sec1_der()),
         _ => return Err("not an EC key (PKCS #8 or SEC 1 expected)".to_owned()),
     };
     KeyPair::try_from(pkcs8.as_slice()).map_err(|e| e.to_string())
-}
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len <= 0xff {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// SEC 1 DER of a P-256 key wrapped as PKCS #8.
-fn pkcs8_from_sec1(sec1: &[u8]) -> Vec<u8> {
-    const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-    const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    let mut algorithm = der(0x06, OID_EC_PUBLIC_KEY);
-    algorithm.extend(der(0x06, OID_P256));
-    let mut content = der(0x02, &[0]);
-    content.extend(der(0x30, &algorithm));
-    content.extend(der(0x04, sec1));
-    der(0x30, &content)
 }
 
 /// A new key and a CSR for this client agent: (CSR PEM, key PEM).
