@@ -373,25 +373,24 @@ impl RpcDialer {
     /// The TLS handshake over a connected socket, bounded by [`HANDSHAKE_TIMEOUT`].
     pub(crate) async fn handshake(&self, tcp: TcpStream) -> io::Result<Stream> {
         let connect = self.connector.connect(self.server_name.clone(), tcp);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
-            Ok(Ok(tls)) => Ok(Stream::Client(Box::new(tls))),
-            Ok(Err(err)) => Err(io::Error::new(
-                err.kind(),
-                format!("TLS handshake failed: {err}"),
-            )),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "TLS handshake timed out",
-            )),
-        }
+        let tls = bounded_handshake(connect).await?;
+        Ok(Stream::Client(Box::new(tls)))
     }
 }
 
 /// The TLS handshake of an accepted server RPC connection, bounded by [`HANDSHAKE_TIMEOUT`].
 pub(crate) async fn accept(acceptor: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Stream> {
     let accept = tokio_rustls::TlsAcceptor::from(acceptor.clone()).accept(tcp);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-        Ok(Ok(tls)) => Ok(Stream::Server(Box::new(tls))),
+    let tls = bounded_handshake(accept).await?;
+    Ok(Stream::Server(Box::new(tls)))
+}
+
+/// A TLS handshake given [`HANDSHAKE_TIMEOUT`] to finish; its errors say it was the handshake.
+async fn bounded_handshake<S>(
+    handshake: impl std::future::Future<Output = io::Result<S>>,
+) -> io::Result<S> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(tls)) => Ok(tls),
         Ok(Err(err)) => Err(io::Error::new(
             err.kind(),
             format!("TLS handshake failed: {err}"),
