@@ -163,6 +163,19 @@ pub(crate) struct SegmentRule {
     pub(crate) intentions: Option<Access>,
 }
 
+impl SegmentRule {
+    /// A rule without an explicit `intentions` level, as the synthesized identity rules are.
+    fn new(resource: Resource, name: String, prefix: bool, access: Access) -> SegmentRule {
+        SegmentRule {
+            resource,
+            name,
+            prefix,
+            access,
+            intentions: None,
+        }
+    }
+}
+
 /// A parsed policy: what its rules grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
@@ -220,24 +233,17 @@ impl Rules {
     /// The rules Consul synthesizes for a service identity (`ServiceIdentities: [{ServiceName}]`):
     /// service NAME write, service NAME-sidecar-proxy write, service_prefix "" read, node_prefix "" read.
     pub fn service_identity(name: &str) -> Rules {
-        let rule = |resource, name: String, prefix, access| SegmentRule {
-            resource,
-            name,
-            prefix,
-            access,
-            intentions: None,
-        };
         Rules {
             segments: vec![
-                rule(Resource::Service, name.to_owned(), false, Access::Write),
-                rule(
+                SegmentRule::new(Resource::Service, name.to_owned(), false, Access::Write),
+                SegmentRule::new(
                     Resource::Service,
                     format!("{name}-sidecar-proxy"),
                     false,
                     Access::Write,
                 ),
-                rule(Resource::Service, String::new(), true, Access::Read),
-                rule(Resource::Node, String::new(), true, Access::Read),
+                SegmentRule::new(Resource::Service, String::new(), true, Access::Read),
+                SegmentRule::new(Resource::Node, String::new(), true, Access::Read),
             ],
             ..Rules::default()
         }
@@ -245,17 +251,10 @@ impl Rules {
 
     /// The rules Consul synthesizes for a node identity: node NAME write, service_prefix "" read.
     pub fn node_identity(name: &str) -> Rules {
-        let rule = |resource, name: String, prefix, access| SegmentRule {
-            resource,
-            name,
-            prefix,
-            access,
-            intentions: None,
-        };
         Rules {
             segments: vec![
-                rule(Resource::Node, name.to_owned(), false, Access::Write),
-                rule(Resource::Service, String::new(), true, Access::Read),
+                SegmentRule::new(Resource::Node, name.to_owned(), false, Access::Write),
+                SegmentRule::new(Resource::Service, String::new(), true, Access::Read),
             ],
             ..Rules::default()
         }
