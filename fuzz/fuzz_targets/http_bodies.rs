@@ -5,7 +5,7 @@
 //! | byte % 10 | body                                   | entry points                                      |
 //! |-----------|----------------------------------------|---------------------------------------------------|
 //! | 0         | `PUT /v1/catalog/register`             | `catalog::wire::decode::<RegisterBody>`, `into_registration`, `Catalog::apply` |
-//! | 1         | `PUT /v1/catalog/deregister`           | `catalog::wire::decode` (the body's shape), `Catalog::apply` |
+//! | 1         | `PUT /v1/catalog/deregister`           | `catalog::wire::decode::<DeregisterBody>`, `into_op`, `Catalog::apply` |
 //! | 2         | `PUT /v1/config`                       | `config_entries::wire::decode`, `ConfigEntries::upsert`, `entry_json`, `parse_entry` |
 //! | 3         | `POST /v1/connect/intentions`          | `intentions::wire::decode::<IntentionWrite>`, `Intentions::create`, `intention_json`, `parse_intention` |
 //! | 4         | `POST /v1/agent/connect/authorize`     | `intentions::wire::decode::<AuthorizeRequest>`, `Intentions::authorize` |
@@ -20,25 +20,12 @@
 
 #![no_main]
 
-use catalog::wire::{self as cw, RegisterBody};
+use catalog::wire::{self as cw, DeregisterBody, RegisterBody};
 use catalog::{Catalog, CatalogOp};
 use config_entries::ConfigEntries;
 use intentions::{AuthorizeRequest, IntentionWrite, Intentions};
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
 use serde_json::Value;
-
-/// The shape of `PUT /v1/catalog/deregister`'s body; the api crate's own struct is private, so
-/// this mirrors it and goes through the same public decoder.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct DeregisterBody {
-    node: String,
-    #[serde(rename = "ServiceID")]
-    service_id: String,
-    #[serde(rename = "CheckID")]
-    check_id: String,
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -94,12 +81,12 @@ fn catalog_register(body: &[u8]) {
 }
 
 fn catalog_deregister(body: &[u8]) {
-    let Ok(request) = cw::decode::<DeregisterBody>(body) else {
+    let Some(op) = cw::decode::<DeregisterBody>(body)
+        .ok()
+        .and_then(DeregisterBody::into_op)
+    else {
         return;
     };
-    if request.node.is_empty() {
-        return;
-    }
     // A node with a service and a check, so that deregistering can find something.
     let registration = cw::decode::<RegisterBody>(
         br#"{"Node":"n1","Address":"10.0.0.1","Service":{"ID":"web1","Service":"web","Port":80},
@@ -112,11 +99,6 @@ fn catalog_deregister(body: &[u8]) {
     catalog
         .apply(CatalogOp::Register(Box::new(registration)), 1)
         .expect("the fixed registration applies");
-    let op = CatalogOp::Deregister {
-        node: request.node,
-        service_id: Some(request.service_id).filter(|s| !s.is_empty()),
-        check_id: Some(request.check_id).filter(|s| !s.is_empty()),
-    };
     let _ = catalog.apply(op, 2);
 }
 

@@ -11,9 +11,8 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use catalog::wire::{self as cw, RegisterBody, RegisterError};
+use catalog::wire::{self as cw, DeregisterBody, RegisterBody, RegisterError};
 use catalog::{topic, CatalogOp, Node, Service};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::authz::Authz;
@@ -60,16 +59,6 @@ pub async fn register(
     write_bool(&ctx, consensus::Op::Catalog(op), params.pretty()).await
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct DeregisterBody {
-    node: String,
-    #[serde(rename = "ServiceID")]
-    service_id: String,
-    #[serde(rename = "CheckID")]
-    check_id: String,
-}
-
 pub async fn deregister(
     State(ctx): State<Ctx>,
     authz: Authz,
@@ -81,14 +70,9 @@ pub async fn deregister(
     check_dc(&ctx, &params)?;
     let body = read_body(&headers, body, MAX_BODY, too_large).await?;
     let request: DeregisterBody = cw::decode(&body).map_err(decode_failed)?;
-    if request.node.is_empty() {
-        return Err(ApiError::Internal("Must provide node".into()));
-    }
-    let op = CatalogOp::Deregister {
-        node: request.node,
-        service_id: Some(request.service_id).filter(|s| !s.is_empty()),
-        check_id: Some(request.check_id).filter(|s| !s.is_empty()),
-    };
+    let op = request
+        .into_op()
+        .ok_or_else(|| ApiError::Internal("Must provide node".into()))?;
     vet(&authz, &ctx.node.reader().state().catalog, &op)?;
     write_bool(&ctx, consensus::Op::Catalog(op), params.pretty()).await
 }

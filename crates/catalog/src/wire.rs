@@ -683,6 +683,31 @@ pub enum RegisterError {
     Catalog(#[from] crate::CatalogError),
 }
 
+/// `PUT /v1/catalog/deregister`'s body: a node, or one of its services or checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeregisterBody {
+    pub node: String,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+}
+
+impl DeregisterBody {
+    /// The write it asks for; `None` when it names no node (Consul's 500 `Must provide node`).
+    pub fn into_op(self) -> Option<crate::CatalogOp> {
+        if self.node.is_empty() {
+            return None;
+        }
+        Some(crate::CatalogOp::Deregister {
+            node: self.node,
+            service_id: Some(self.service_id).filter(|s| !s.is_empty()),
+            check_id: Some(self.check_id).filter(|s| !s.is_empty()),
+        })
+    }
+}
+
 impl CheckBody {
     pub fn into_check(self, node: &str) -> Result<HealthCheck, RegisterError> {
         let status = if self.status.is_empty() {
