@@ -186,7 +186,21 @@ async fn request(
     uri: &str,
     body: &[u8],
 ) -> (StatusCode, HeaderMap, Bytes) {
+    request_as(app, "", method, uri, body).await
+}
+
+/// A request with `X-Consul-Token: token` (no token header when `token` is empty).
+async fn request_as(
+    app: Router,
+    token: &str,
+    method: &str,
+    uri: &str,
+    body: &[u8],
+) -> (StatusCode, HeaderMap, Bytes) {
     let mut builder = Request::builder().method(method).uri(uri);
+    if !token.is_empty() {
+        builder = builder.header("X-Consul-Token", token);
+    }
     if !body.is_empty() {
         builder = builder.header(header::CONTENT_LENGTH, body.len());
     }

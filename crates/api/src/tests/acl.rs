@@ -28,27 +28,11 @@ async fn acl_fixture() -> Fixture {
 
 /// Sends with `X-Consul-Token` (none when `token` is empty).
 async fn send_as(fx: &Fixture, token: &str, method: &str, uri: &str, body: &str) -> Reply {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if !token.is_empty() {
-        builder = builder.header("X-Consul-Token", token);
-    }
-    if !body.is_empty() {
-        builder = builder.header(header::CONTENT_LENGTH, body.len());
-    }
-    let req = builder
-        .body(Body::from(body.to_owned()))
-        .expect("valid request");
-    let resp = fx
-        .app
-        .clone()
-        .oneshot(req)
-        .await
-        .expect("infallible router");
-    let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await.expect("body").to_bytes();
+    let (status, headers, bytes) =
+        super::request_as(fx.app.clone(), token, method, uri, body.as_bytes()).await;
     // A snapshot's body is an archive, not text.
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    (parts.status, parts.headers, text)
+    (status, headers, text)
 }
 
 fn json_body(text: &str) -> Value {
