@@ -370,12 +370,19 @@ impl ServerProcess {
 
     /// Waits until this server knows a leader (for a client: until a server it forwards to
     /// does).
+    ///
+    /// The answer only counts once this process listens on its HTTP port: a port picked free
+    /// may have been taken by another test's agent before this one bound it, and that agent
+    /// would otherwise answer for it.
     pub async fn wait_for_leader(&self) -> anyhow::Result<()> {
         let http = self.http();
+        let pid = self.pid();
+        let addr = std::net::SocketAddrV4::new(self.ip, self.http_port);
         let ready = wait_until("mesh-server to know a leader", Duration::from_secs(30), || {
             let http = http.clone();
             async move {
-                matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200 && r.body.len() > 2)
+                pid.is_none_or(|pid| listens_on(pid, addr))
+                    && matches!(http.get("/v1/status/leader?stale").await, Ok(r) if r.status == 200 && r.body.len() > 2)
             }
         })
         .await;
@@ -464,6 +471,47 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
+}
+
+/// Whether process `pid` holds a TCP socket listening on `addr`: the listener's inode in the
+/// process's own network namespace (`/proc/<pid>/net/tcp`) among its open descriptors.
+pub fn listens_on(pid: u32, addr: std::net::SocketAddrV4) -> bool {
+    let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) else {
+        return false;
+    };
+    // The kernel prints the address as the in-memory (network order) word in hex.
+    let wanted = |ip: std::net::Ipv4Addr| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(ip.octets()),
+            addr.port()
+        )
+    };
+    let (exact, any) = (wanted(*addr.ip()), wanted(std::net::Ipv4Addr::UNSPECIFIED));
+    const LISTEN: &str = "0A";
+    let inodes: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            ((*local == exact || *local == any) && *state == LISTEN).then_some(*inode)
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes
+                .iter()
+                .any(|inode| target == format!("socket:[{inode}]"))
+        })
+    })
 }
 
 /// A port free on `ip` for both TCP and UDP a moment ago (DNS listens on both).
@@ -567,5 +615,24 @@ pub fn run_command_to_exit(mut cmd: Command, timeout: Duration) -> anyhow::Resul
             bail!("{cmd:?} did not exit within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+
+    use super::listens_on;
+
+    #[test]
+    fn a_listener_is_found_in_its_own_process_only_while_open() {
+        let ip = Ipv4Addr::new(127, 0, 0, 1);
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let addr = SocketAddrV4::new(ip, listener.local_addr().unwrap().port());
+        assert!(listens_on(std::process::id(), addr));
+        // pid 1 is not this process, whatever it listens on.
+        assert!(!listens_on(1, addr));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), addr));
     }
 }
