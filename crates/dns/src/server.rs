@@ -1,11 +1,12 @@
-//! Binding the DNS sockets and running hickory's server over them.
+//! Binding the DNS sockets and serving them: UDP through [`crate::udp`], TCP through hickory's
+//! server.
 //!
 //! UDP is served the way Knot DNS serves it: several UDP sockets bound to the same address
-//! with `SO_REUSEPORT` (the kernel spreads clients over them), each served by hickory on a
-//! thread of its own with a single-threaded runtime. A question is then received, answered and
-//! its answer sent on one thread, with no wake-ups between threads and no work stealing; the
-//! handler only reads memory on that path (the lookup does its waiting and server round trips
-//! on the runtime it was made on). TCP is served on the caller's runtime.
+//! with `SO_REUSEPORT` (the kernel spreads clients over them), each served on a thread of its
+//! own with a single-threaded runtime. A question is then received, answered and its answer
+//! sent on one thread, with no wake-ups between threads and no work stealing; the handler only
+//! reads memory on that path (the lookup does its waiting and server round trips on the
+//! runtime it was made on). TCP is served on the caller's runtime.
 
 use std::future::Future;
 use std::io;
@@ -47,6 +48,8 @@ pub enum DnsError {
     },
     #[error("cannot start a DNS UDP worker: {0}")]
     Worker(#[source] io::Error),
+    #[error("DNS UDP socket failed: {0}")]
+    Udp(#[source] io::Error),
     #[error("DNS server stopped: {0}")]
     Server(#[source] NetError),
 }
@@ -199,8 +202,9 @@ fn udp_workers(configured: usize) -> usize {
     }
 }
 
-/// One UDP worker: its own single-threaded runtime and hickory server over `socket`, until
-/// `stopped` turns true or its sender is dropped.
+/// One UDP worker: its own single-threaded runtime serving `socket` ([`crate::udp`]), until
+/// `stopped` turns true or its sender is dropped. Questions still waiting then get no answer;
+/// their clients ask again.
 fn serve_udp(
     socket: std::net::UdpSocket,
     handler: DnsHandler,
@@ -218,16 +222,11 @@ fn serve_udp(
             transport: "UDP",
             source,
         })?;
-        let mut server = Server::new(handler);
-        server.register_socket(socket);
         tokio::select! {
             // Stop asked for, or `run` gone.
-            _ = stopped.wait_for(|stop| *stop) => {}
-            result = server.block_until_done() => {
-                return result.map_err(DnsError::Server);
-            }
+            _ = stopped.wait_for(|stop| *stop) => Ok(()),
+            error = crate::udp::serve(socket, handler) => Err(DnsError::Udp(error)),
         }
-        server.shutdown_gracefully().await.map_err(DnsError::Server)
     })
 }
 

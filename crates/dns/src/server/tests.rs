@@ -426,3 +426,75 @@ async fn dropping_a_running_server_stops_its_workers() {
     .await
     .expect("the workers stop");
 }
+
+/// A question waiting on a recursor is a task of its own: the questions behind it on the same
+/// socket are answered meanwhile.
+#[tokio::test]
+async fn a_waiting_question_does_not_hold_up_the_next() {
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = Running::start(|c| {
+        c.recursors = vec![silent.local_addr().unwrap()];
+        // Far beyond BOUND: if the first question held the socket, the second would time out.
+        c.recursor_timeout = BOUND * 3;
+    })
+    .await;
+    let waiting = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    waiting.connect(server.addr).await.unwrap();
+    let outside = query("example.com.", RecordType::A, None);
+    waiting.send(&outside.to_vec().unwrap()).await.unwrap();
+
+    let (m, _) = udp(
+        server.addr,
+        &query("web.service.mesh.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.answers.is_empty());
+    let mut buf = [0u8; 512];
+    assert!(
+        waiting.try_recv(&mut buf).is_err(),
+        "the recursed question was answered before the one behind it"
+    );
+    server.stop().await;
+}
+
+/// What does not decode gets FORMERR under its own ID; what is shorter than a header, and any
+/// response, gets nothing: the next answer on the socket is the next question's.
+#[tokio::test]
+async fn undecodable_datagrams_get_formerr_and_responses_get_nothing() {
+    let server = Running::start(|_| {}).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(server.addr).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let mut next_answer = async || {
+        let len = tokio::time::timeout(BOUND, socket.recv(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        Message::from_vec(&buf[..len]).unwrap()
+    };
+
+    // A header claiming one question, and no question after it.
+    let mut truncated = query("web.service.mesh.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    truncated.truncate(14);
+    truncated[..2].copy_from_slice(&7u16.to_be_bytes());
+    socket.send(&truncated).await.unwrap();
+    let m = next_answer().await;
+    assert_eq!(m.metadata.id, 7);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.metadata.message_type, MessageType::Response);
+
+    socket.send(&[1, 2, 3]).await.unwrap();
+    let mut response = query("web.service.mesh.", RecordType::A, None);
+    response.metadata.message_type = MessageType::Response;
+    response.metadata.id = 8;
+    socket.send(&response.to_vec().unwrap()).await.unwrap();
+    let asked = query("web.service.mesh.", RecordType::A, None);
+    socket.send(&asked.to_vec().unwrap()).await.unwrap();
+    let m = next_answer().await;
+    assert_eq!(m.metadata.id, asked.metadata.id);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    server.stop().await;
+}
