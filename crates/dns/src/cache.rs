@@ -3,7 +3,9 @@
 //! instances.
 //!
 //! A hit costs a hash of the name and one read lock; the records are shared, and only their
-//! order is drawn per question. An entry is valid while the instances it was built from are the
+//! order is drawn per question. Over UDP, the response hickory encoded for an order is kept
+//! too ([`CachedService::encoded`]), so a question answered in an order seen before costs a
+//! copy of those bytes with its own header, not another encoding. An entry is valid while the instances it was built from are the
 //! very ones the lookup returns (the same `Arc`): the agent's view replaces them when its watch
 //! sees a change, so a change (an instance turning critical, a new one) reaches the next
 //! answer. Names and types come from the network, so the number of entries is capped: when
@@ -12,7 +14,7 @@
 //! [`Lookup`]: crate::Lookup
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use hickory_proto::rr::{Name, RecordType};
 
@@ -22,6 +24,10 @@ use crate::lookup::Instances;
 
 /// Entries kept at most (each a few hundred bytes for a few instances).
 const CAPACITY: usize = 8192;
+/// Encoded responses kept per entry: every order of up to four instances, for one EDNS size.
+const ENCODED_CAPACITY: usize = 24;
+/// A DNS header's ID and flags: all of it that differs between questions answered the same.
+pub(crate) const ID_AND_FLAGS: usize = 4;
 /// The longest name on the wire (RFC 1035), then the type.
 const KEY_CAPACITY: usize = 255 + 2;
 
@@ -46,6 +52,19 @@ pub(crate) struct CachedService {
     /// `None` when some record's size is not known without encoding the message.
     unit_lens: Option<Vec<usize>>,
     tail_len: Option<usize>,
+    /// Responses hickory encoded from these records, by order and question.
+    encoded: Mutex<Vec<Encoded>>,
+}
+
+/// One response as hickory encoded it: the units' order and the question it answered (its
+/// bytes as asked, and the EDNS payload size it was answered with) pick it out.
+#[derive(Debug)]
+struct Encoded {
+    order: Vec<u32>,
+    edns_payload: Option<u16>,
+    question: Box<[u8]>,
+    /// The whole message, with the ID and flags of the question it was made for.
+    bytes: Vec<u8>,
 }
 
 impl CachedService {
@@ -73,7 +92,49 @@ impl CachedService {
             records,
             unit_lens,
             tail_len,
+            encoded: Mutex::default(),
         }
+    }
+
+    /// The response with the units in `order` to a question whose section is `question` (as
+    /// it came, class included) with an OPT record advertising `edns_payload`: the bytes kept
+    /// from an earlier `encode` of the same, else what `encode` gives now (kept while there is
+    /// room), with this question's ID and flags (`id_and_flags`, as hickory encodes them).
+    pub fn encoded<E>(
+        &self,
+        order: &[u32],
+        edns_payload: Option<u16>,
+        question: &[u8],
+        id_and_flags: [u8; ID_AND_FLAGS],
+        encode: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
+        let matches = |e: &Encoded| {
+            e.order == order && e.edns_payload == edns_payload && *e.question == *question
+        };
+        let kept = {
+            let encoded = self.encoded.lock().unwrap_or_else(PoisonError::into_inner);
+            encoded.iter().find(|e| matches(e)).map(|e| e.bytes.clone())
+        };
+        let mut bytes = match kept {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = encode()?;
+                let mut encoded = self.encoded.lock().unwrap_or_else(PoisonError::into_inner);
+                if encoded.len() < ENCODED_CAPACITY {
+                    encoded.push(Encoded {
+                        order: order.to_vec(),
+                        edns_payload,
+                        question: question.into(),
+                        bytes: bytes.clone(),
+                    });
+                }
+                bytes
+            }
+        };
+        if let Some(start) = bytes.get_mut(..ID_AND_FLAGS) {
+            start.copy_from_slice(&id_and_flags);
+        }
+        Ok(bytes)
     }
 
     /// An upper bound of the answer and additional records' size on the wire with the units in

@@ -17,11 +17,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
@@ -156,6 +157,13 @@ impl DnsHandler {
             .ok()
             .map(|info| info.query.original());
         response.into_message(query)
+    }
+
+    /// The response to `request` now: [`Self::answer`] with this thread's generator and the
+    /// clock.
+    pub(crate) async fn answer_now(&self, request: &Request) -> Response {
+        let mut rng = question_rng();
+        self.answer(request, &mut rng, serial_now()).await
     }
 
     /// The response to `request`, sized for the transport it came over; counted in
@@ -552,41 +560,8 @@ impl RequestHandler for DnsHandler {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let mut rng = question_rng();
-            let response = self.answer(request, &mut rng, serial_now()).await;
-            let sent = match &response {
-                Response::Message(message) => {
-                    let builder =
-                        MessageResponseBuilder::new(&request.queries, message.edns.as_ref());
-                    let response = builder.build(
-                        message.metadata,
-                        message.answers.iter(),
-                        message.authorities.iter(),
-                        std::iter::empty(),
-                        message.additionals.iter(),
-                    );
-                    response_handle.send_response(response).await
-                }
-                Response::Service {
-                    metadata,
-                    edns,
-                    entry,
-                    order,
-                } => {
-                    let records = &entry.records;
-                    let units = order.iter().map(|&i| &records.units[i as usize]);
-                    let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-                    let response = builder.build(
-                        *metadata,
-                        units.clone().map(|u| &u.answer).chain(&records.tail),
-                        std::iter::empty(),
-                        std::iter::empty(),
-                        units.flat_map(|u| &u.additionals),
-                    );
-                    response_handle.send_response(response).await
-                }
-            };
-            match sent {
+            let response = self.answer_now(request).await;
+            match send(request, &response, &mut response_handle).await {
                 Ok(info) => info,
                 Err(error) => {
                     warn!(%error, "failed to send DNS response");
@@ -600,6 +575,63 @@ impl RequestHandler for DnsHandler {
             }
         })
     }
+}
+
+/// Sends `response` to `request` through `handle`, which has hickory encode it.
+pub(crate) async fn send<R: ResponseHandler>(
+    request: &Request,
+    response: &Response,
+    handle: &mut R,
+) -> Result<ResponseInfo, NetError> {
+    match response {
+        Response::Message(message) => {
+            let builder = MessageResponseBuilder::new(&request.queries, message.edns.as_ref());
+            let response = builder.build(
+                message.metadata,
+                message.answers.iter(),
+                message.authorities.iter(),
+                std::iter::empty(),
+                message.additionals.iter(),
+            );
+            handle.send_response(response).await
+        }
+        Response::Service {
+            metadata,
+            edns,
+            entry,
+            order,
+        } => {
+            let response =
+                service_message(&request.queries, *metadata, edns.as_ref(), entry, order);
+            handle.send_response(response).await
+        }
+    }
+}
+
+/// The response to `queries` made of `entry`'s records with the units in `order`.
+pub(crate) fn service_message<'q>(
+    queries: &'q Queries,
+    metadata: Metadata,
+    edns: Option<&'q Edns>,
+    entry: &'q CachedService,
+    order: &'q [u32],
+) -> MessageResponse<
+    'q,
+    'q,
+    impl Iterator<Item = &'q Record> + Send + 'q,
+    impl Iterator<Item = &'q Record> + Send + 'q,
+    impl Iterator<Item = &'q Record> + Send + 'q,
+    impl Iterator<Item = &'q Record> + Send + 'q,
+> {
+    let records = &entry.records;
+    let units = order.iter().map(|&i| &records.units[i as usize]);
+    MessageResponseBuilder::new(queries, edns).build(
+        metadata,
+        units.clone().map(|u| &u.answer).chain(&records.tail),
+        std::iter::empty(),
+        std::iter::empty(),
+        units.flat_map(|u| &u.additionals),
+    )
 }
 
 #[cfg(test)]

@@ -19,19 +19,19 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 
-use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::handler::DnsHandler;
+use crate::cache::ID_AND_FLAGS;
+use crate::handler::{self, DnsHandler, Response};
 
 /// The largest datagram read (hickory's receive size): a question is far smaller.
 const MAX_DATAGRAM: usize = 4096;
@@ -121,9 +121,42 @@ fn question(
                 // Never answer an answer: it could be a reflection.
             }
             Ok(request) => {
-                handler
-                    .handle_request::<_, TokioTime>(&request, reply)
-                    .await;
+                let response = handler.answer_now(&request).await;
+                let sent = match &response {
+                    Response::Service {
+                        metadata,
+                        edns,
+                        entry,
+                        order,
+                    } => {
+                        let bytes = entry.encoded(
+                            order,
+                            edns.as_ref().map(Edns::max_payload),
+                            request.queries.as_bytes(),
+                            id_and_flags(*metadata),
+                            || {
+                                let message = handler::service_message(
+                                    &request.queries,
+                                    *metadata,
+                                    edns.as_ref(),
+                                    entry,
+                                    order,
+                                );
+                                UdpReply::encode(message).map(|(_, bytes)| bytes)
+                            },
+                        );
+                        match bytes {
+                            Ok(bytes) => reply.deliver(bytes).await.map_err(NetError::from),
+                            Err(error) => Err(error),
+                        }
+                    }
+                    Response::Message(_) => handler::send(&request, &response, &mut reply)
+                        .await
+                        .map(drop),
+                };
+                if let Err(error) = sent {
+                    warn!(%src, %error, "failed to send a DNS response");
+                }
             }
             Err(error) => {
                 debug!(%src, %error, "DNS question does not decode");
@@ -234,6 +267,38 @@ impl UdpReply {
         header.emit(&mut BinEncoder::new(&mut bytes))?;
         Ok((ResponseInfo::from(header), bytes))
     }
+
+    /// Sends an encoded answer: into the outbox while a batch is answered in place, else
+    /// straight onto the socket.
+    async fn deliver(&self, bytes: Vec<u8>) -> io::Result<()> {
+        let unsent = {
+            let mut outbox = lock(&self.outbox);
+            if outbox.collecting {
+                outbox.answers.push((bytes, self.dst));
+                None
+            } else {
+                Some(bytes)
+            }
+        };
+        match unsent {
+            Some(bytes) => send(&self.socket, &bytes, self.dst).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The ID and flags of a response with `metadata`, as hickory encodes them.
+fn id_and_flags(metadata: Metadata) -> [u8; ID_AND_FLAGS] {
+    let mut bytes = Vec::with_capacity(12);
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    let mut start = [0; ID_AND_FLAGS];
+    if header.emit(&mut BinEncoder::new(&mut bytes)).is_ok() {
+        start.copy_from_slice(&bytes[..ID_AND_FLAGS]);
+    }
+    start
 }
 
 // Written out as `async_trait` expands it, so as not to depend on the macro crate.
@@ -256,20 +321,10 @@ impl ResponseHandler for UdpReply {
         Self: 'async_trait,
     {
         // Encoded before the future is made, so only the sending is deferred.
-        let encoded = Self::encode(response).map(|(info, bytes)| {
-            let mut outbox = lock(&self.outbox);
-            if outbox.collecting {
-                outbox.answers.push((bytes, self.dst));
-                (info, None)
-            } else {
-                (info, Some(bytes))
-            }
-        });
+        let encoded = Self::encode(response);
         Box::pin(async move {
-            let (info, unsent) = encoded?;
-            if let Some(bytes) = unsent {
-                send(&self.socket, &bytes, self.dst).await?;
-            }
+            let (info, bytes) = encoded?;
+            self.deliver(bytes).await?;
             Ok(info)
         })
     }
@@ -278,6 +333,103 @@ impl ResponseHandler for UdpReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler::tests::{catalog, handler, query};
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RecordType;
+
+    fn request(message: &Message) -> Request {
+        let src = "127.0.0.1:5353".parse().unwrap();
+        Request::from_bytes(message.to_vec().unwrap(), src, Protocol::Udp).unwrap()
+    }
+
+    /// What hickory encodes for `request` with `entry`'s units in `order`.
+    fn fresh(
+        request: &Request,
+        metadata: Metadata,
+        edns: Option<&Edns>,
+        entry: &crate::cache::CachedService,
+        order: &[u32],
+    ) -> Vec<u8> {
+        let message = handler::service_message(&request.queries, metadata, edns, entry, order);
+        UdpReply::encode(message).unwrap().1
+    }
+
+    /// A kept encoding serves another question with the same section, under that question's
+    /// ID and flags, byte for byte what hickory would encode for it; a question asked
+    /// otherwise (here in other letters) gets an encoding of its own.
+    #[tokio::test]
+    async fn kept_encodings_are_what_hickory_would_send() {
+        let h = handler(|_| {}, catalog());
+        for (name, qtype, edns) in [
+            ("_web._tcp.service.mesh.", RecordType::SRV, Some(1232)),
+            ("web.service.mesh.", RecordType::A, Some(4096)),
+            ("_web._v1.service.mesh.", RecordType::SRV, None),
+        ] {
+            let first = request(&query(name, qtype, edns));
+            let mut other = query(name, qtype, edns);
+            other.metadata.id = 7;
+            other.metadata.recursion_desired = false;
+            other.metadata.checking_disabled = true;
+            let other = request(&other);
+
+            let Response::Service {
+                metadata,
+                edns,
+                entry,
+                order,
+            } = h.answer_now(&first).await
+            else {
+                panic!("{name}: a service response");
+            };
+            let payload = edns.as_ref().map(Edns::max_payload);
+            let kept = entry.encoded(
+                &order,
+                payload,
+                first.queries.as_bytes(),
+                id_and_flags(metadata),
+                || Ok::<_, NetError>(fresh(&first, metadata, edns.as_ref(), &entry, &order)),
+            );
+            assert_eq!(
+                kept.unwrap(),
+                fresh(&first, metadata, edns.as_ref(), &entry, &order)
+            );
+
+            let Response::Service {
+                metadata: other_metadata,
+                ..
+            } = h.answer_now(&other).await
+            else {
+                panic!("{name}: a service response");
+            };
+            assert_ne!(id_and_flags(other_metadata), id_and_flags(metadata));
+            let reused = entry.encoded(
+                &order,
+                payload,
+                other.queries.as_bytes(),
+                id_and_flags(other_metadata),
+                || Err("encoded again"),
+            );
+            assert_eq!(
+                reused.unwrap(),
+                fresh(&other, other_metadata, edns.as_ref(), &entry, &order),
+                "{name}"
+            );
+
+            let upper = request(&query(&name.to_uppercase(), qtype, None));
+            let mut encoded_again = false;
+            let _ = entry.encoded(
+                &order,
+                payload,
+                upper.queries.as_bytes(),
+                id_and_flags(metadata),
+                || {
+                    encoded_again = true;
+                    Ok::<_, NetError>(Vec::new())
+                },
+            );
+            assert!(encoded_again, "{name}");
+        }
+    }
 
     #[test]
     fn answers_go_only_to_addresses_that_can_take_them() {

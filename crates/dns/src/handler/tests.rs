@@ -55,7 +55,7 @@ pub(crate) fn catalog() -> Arc<MemoryLookup> {
     Arc::new(lookup)
 }
 
-fn handler(f: impl FnOnce(&mut DnsConfig), lookup: Arc<MemoryLookup>) -> DnsHandler {
+pub(crate) fn handler(f: impl FnOnce(&mut DnsConfig), lookup: Arc<MemoryLookup>) -> DnsHandler {
     let mut config = DnsConfig {
         alt_domain: Some("consul.".into()),
         ..DnsConfig::default()
