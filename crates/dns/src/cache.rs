@@ -5,10 +5,10 @@
 //! A hit costs a hash of the name and one read lock; the records are shared, and only their
 //! order is drawn per question. Over UDP, the response hickory encoded for an order is kept
 //! too ([`CachedService::encoded`]), so a question answered in an order seen before costs a
-//! copy of those bytes with its own header, not another encoding. An entry is valid while the instances it was built from are the
-//! very ones the lookup returns (the same `Arc`): the agent's view replaces them when its watch
-//! sees a change, so a change (an instance turning critical, a new one) reaches the next
-//! answer. Names and types come from the network, so the number of entries is capped: when
+//! copy of those bytes with its own header, not another encoding. An entry is valid while the
+//! instances it was built from are the very ones the lookup returns (the same `Arc`): the
+//! agent's view replaces them when its watch sees a change, so a change (an instance turning
+//! critical, a new one) reaches the next answer. Names and types come from the network, so the number of entries is capped: when
 //! full, the cache starts over.
 //!
 //! [`Lookup`]: crate::Lookup
@@ -16,7 +16,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use hickory_proto::op::{Header, Metadata};
 use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::ProtoError;
 
 use crate::answer::ServiceRecords;
 use crate::fit;
@@ -26,8 +29,8 @@ use crate::lookup::Instances;
 const CAPACITY: usize = 8192;
 /// Encoded responses kept per entry: every order of up to four instances, for one EDNS size.
 const ENCODED_CAPACITY: usize = 24;
-/// A DNS header's ID and flags: all of it that differs between questions answered the same.
-pub(crate) const ID_AND_FLAGS: usize = 4;
+/// What a copied response is made in: hickory's encoder would grow anything smaller to this.
+const RESPONSE_CAPACITY: usize = 512;
 /// The longest name on the wire (RFC 1035), then the type.
 const KEY_CAPACITY: usize = 255 + 2;
 
@@ -63,7 +66,7 @@ struct Encoded {
     order: Vec<u32>,
     edns_payload: Option<u16>,
     question: Box<[u8]>,
-    /// The whole message, with the ID and flags of the question it was made for.
+    /// The whole message, with the header of the question it was made for.
     bytes: Vec<u8>,
 }
 
@@ -99,21 +102,27 @@ impl CachedService {
     /// The response with the units in `order` to a question whose section is `question` (as
     /// it came, class included) with an OPT record advertising `edns_payload`: the bytes kept
     /// from an earlier `encode` of the same, else what `encode` gives now (kept while there is
-    /// room), with this question's ID and flags (`id_and_flags`, as hickory encodes them).
-    pub fn encoded<E>(
+    /// room), under a header with this question's `metadata`.
+    pub fn encoded(
         &self,
         order: &[u32],
         edns_payload: Option<u16>,
         question: &[u8],
-        id_and_flags: [u8; ID_AND_FLAGS],
-        encode: impl FnOnce() -> Result<Vec<u8>, E>,
-    ) -> Result<Vec<u8>, E> {
-        let matches = |e: &Encoded| {
-            e.order == order && e.edns_payload == edns_payload && *e.question == *question
-        };
+        metadata: Metadata,
+        encode: impl FnOnce() -> Result<Vec<u8>, ProtoError>,
+    ) -> Result<Vec<u8>, ProtoError> {
         let kept = {
             let encoded = self.encoded.lock().unwrap_or_else(PoisonError::into_inner);
-            encoded.iter().find(|e| matches(e)).map(|e| e.bytes.clone())
+            encoded
+                .iter()
+                .find(|e| {
+                    e.order == order && e.edns_payload == edns_payload && *e.question == *question
+                })
+                .map(|e| {
+                    let mut bytes = Vec::with_capacity(e.bytes.len().max(RESPONSE_CAPACITY));
+                    bytes.extend_from_slice(&e.bytes);
+                    bytes
+                })
         };
         let mut bytes = match kept {
             Some(bytes) => bytes,
@@ -131,9 +140,7 @@ impl CachedService {
                 bytes
             }
         };
-        if let Some(start) = bytes.get_mut(..ID_AND_FLAGS) {
-            start.copy_from_slice(&id_and_flags);
-        }
+        restamp(&mut bytes, metadata)?;
         Ok(bytes)
     }
 
@@ -144,6 +151,13 @@ impl CachedService {
         let picked: usize = order.iter().map(|&i| units[i as usize]).sum();
         Some(picked + self.tail_len?)
     }
+}
+
+/// Writes `metadata` (ID, flags, response code) over the header of the encoded response in
+/// `bytes`, keeping its section counts.
+fn restamp(bytes: &mut Vec<u8>, metadata: Metadata) -> Result<(), ProtoError> {
+    let counts = Header::read(&mut BinDecoder::new(bytes))?.counts;
+    Header { metadata, counts }.emit(&mut BinEncoder::new(bytes))
 }
 
 /// A question's name (its labels as asked) and type, as a cache key.

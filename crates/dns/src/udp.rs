@@ -3,10 +3,12 @@
 //!
 //! hickory-server's own UDP loop spawns a task per datagram and routes every answer through a
 //! channel to a task that owns the socket; on a worker thread of its own that machinery cost
-//! more per question than answering from the cache (`docs/benchmarks.md`, DNS). Here the datagrams that have arrived are
-//! read in a batch, each question whose answer is ready (the cache, the agent's view) is
-//! answered in place, with no task, channel or wake-up, and the batch's answers are then sent
-//! together, so a busy client reads them in bursts too. A question that has to wait (a watch's
+//! more per question than answering from the cache (`docs/benchmarks.md`, DNS). Here the
+//! datagrams that have arrived are read in a batch, each question whose answer is ready (the
+//! cache, the agent's view) is answered in place, with no task, channel or wake-up, and the
+//! batch's answers are then sent together, so a busy client reads them in bursts too. A
+//! service's records in an order answered before go out as the bytes hickory encoded then
+//! ([`crate::cache::CachedService::encoded`]). A question that has to wait (a watch's
 //! first answer, a PTR lookup, a recursor) becomes a task on this thread and sends its answer
 //! when it has one, so it never holds up the questions behind it.
 //! Decoding, the checks hickory makes before answering (a sane source address, no responses,
@@ -22,6 +24,7 @@ use std::task::{Context, Waker};
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::ProtoError;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
@@ -30,7 +33,6 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::cache::ID_AND_FLAGS;
 use crate::handler::{self, DnsHandler, Response};
 
 /// The largest datagram read (hickory's receive size): a question is far smaller.
@@ -121,40 +123,7 @@ fn question(
                 // Never answer an answer: it could be a reflection.
             }
             Ok(request) => {
-                let response = handler.answer_now(&request).await;
-                let sent = match &response {
-                    Response::Service {
-                        metadata,
-                        edns,
-                        entry,
-                        order,
-                    } => {
-                        let bytes = entry.encoded(
-                            order,
-                            edns.as_ref().map(Edns::max_payload),
-                            request.queries.as_bytes(),
-                            id_and_flags(*metadata),
-                            || {
-                                let message = handler::service_message(
-                                    &request.queries,
-                                    *metadata,
-                                    edns.as_ref(),
-                                    entry,
-                                    order,
-                                );
-                                UdpReply::encode(message).map(|(_, bytes)| bytes)
-                            },
-                        );
-                        match bytes {
-                            Ok(bytes) => reply.deliver(bytes).await.map_err(NetError::from),
-                            Err(error) => Err(error),
-                        }
-                    }
-                    Response::Message(_) => handler::send(&request, &response, &mut reply)
-                        .await
-                        .map(drop),
-                };
-                if let Err(error) = sent {
+                if let Err(error) = answer(&handler, &request, &mut reply).await {
                     warn!(%src, %error, "failed to send a DNS response");
                 }
             }
@@ -172,6 +141,41 @@ fn question(
             }
         }
     })
+}
+
+/// Answers `request` through `reply`: a service's records as kept encoded for their order,
+/// anything else encoded by hickory now.
+async fn answer(
+    handler: &DnsHandler,
+    request: &Request,
+    reply: &mut UdpReply,
+) -> Result<(), NetError> {
+    let response = handler.answer_now(request).await;
+    let Response::Service {
+        metadata,
+        edns,
+        entry,
+        order,
+    } = &response
+    else {
+        return handler::send(request, &response, reply).await.map(drop);
+    };
+    let encoded = entry.encoded(
+        order,
+        edns.as_ref().map(Edns::max_payload),
+        request.queries.as_bytes(),
+        *metadata,
+        || {
+            let message =
+                handler::service_message(&request.queries, *metadata, edns.as_ref(), entry, order);
+            UdpReply::encode(message).map(|(_, bytes)| bytes)
+        },
+    );
+    let bytes = match encoded {
+        Ok(bytes) => bytes,
+        Err(error) => servfail(metadata.id, &error)?,
+    };
+    Ok(reply.deliver(bytes).await?)
 }
 
 /// Whether an answer may be sent to `src` (hickory's check: not port 0, not an unspecified or
@@ -233,8 +237,7 @@ struct UdpReply {
 }
 
 impl UdpReply {
-    /// `response` on the wire, within the client's UDP payload size; a response that does not
-    /// encode becomes a header-only SERVFAIL, as hickory's own sender does.
+    /// `response` on the wire, within the client's UDP payload size.
     fn encode<'a>(
         response: MessageResponse<
             '_,
@@ -244,28 +247,15 @@ impl UdpReply {
             impl Iterator<Item = &'a Record> + Send + 'a,
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
-    ) -> Result<(ResponseInfo, Vec<u8>), NetError> {
-        let id = response.metadata().id;
+    ) -> Result<(ResponseInfo, Vec<u8>), ProtoError> {
         let max = response
             .edns()
             .map_or(CLASSIC_PAYLOAD, |edns| edns.max_payload());
         let mut bytes = Vec::with_capacity(usize::from(max).min(1232));
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(max);
-        let error = match response.destructive_emit(&mut encoder) {
-            Ok(info) => return Ok((info, bytes)),
-            Err(error) => error,
-        };
-        warn!(%error, "a DNS response did not encode; answering SERVFAIL");
-        bytes.clear();
-        let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-        metadata.response_code = ResponseCode::ServFail;
-        let header = Header {
-            metadata,
-            counts: HeaderCounts::default(),
-        };
-        header.emit(&mut BinEncoder::new(&mut bytes))?;
-        Ok((ResponseInfo::from(header), bytes))
+        let info = response.destructive_emit(&mut encoder)?;
+        Ok((info, bytes))
     }
 
     /// Sends an encoded answer: into the outbox while a batch is answered in place, else
@@ -287,18 +277,19 @@ impl UdpReply {
     }
 }
 
-/// The ID and flags of a response with `metadata`, as hickory encodes them.
-fn id_and_flags(metadata: Metadata) -> [u8; ID_AND_FLAGS] {
-    let mut bytes = Vec::with_capacity(12);
+/// A header-only SERVFAIL for the question with `id`, in place of a response that did not
+/// encode.
+fn servfail(id: u16, error: &ProtoError) -> Result<Vec<u8>, ProtoError> {
+    warn!(%error, "a DNS response did not encode; answering SERVFAIL");
+    let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+    metadata.response_code = ResponseCode::ServFail;
     let header = Header {
         metadata,
         counts: HeaderCounts::default(),
     };
-    let mut start = [0; ID_AND_FLAGS];
-    if header.emit(&mut BinEncoder::new(&mut bytes)).is_ok() {
-        start.copy_from_slice(&bytes[..ID_AND_FLAGS]);
-    }
-    start
+    let mut bytes = Vec::with_capacity(CLASSIC_PAYLOAD.into());
+    header.emit(&mut BinEncoder::new(&mut bytes))?;
+    Ok(bytes)
 }
 
 // Written out as `async_trait` expands it, so as not to depend on the macro crate.
@@ -320,8 +311,14 @@ impl ResponseHandler for UdpReply {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
-        // Encoded before the future is made, so only the sending is deferred.
-        let encoded = Self::encode(response);
+        // Encoded before the future is made, so only the sending is deferred. A response that
+        // does not encode becomes a header-only SERVFAIL, as hickory's own sender does.
+        let id = response.metadata().id;
+        let encoded = Self::encode(response).or_else(|error| {
+            let bytes = servfail(id, &error)?;
+            let header = Header::read(&mut BinDecoder::new(&bytes))?;
+            Ok::<_, ProtoError>((ResponseInfo::from(header), bytes))
+        });
         Box::pin(async move {
             let (info, bytes) = encoded?;
             self.deliver(bytes).await?;
@@ -382,13 +379,9 @@ mod tests {
                 panic!("{name}: a service response");
             };
             let payload = edns.as_ref().map(Edns::max_payload);
-            let kept = entry.encoded(
-                &order,
-                payload,
-                first.queries.as_bytes(),
-                id_and_flags(metadata),
-                || Ok::<_, NetError>(fresh(&first, metadata, edns.as_ref(), &entry, &order)),
-            );
+            let kept = entry.encoded(&order, payload, first.queries.as_bytes(), metadata, || {
+                Ok(fresh(&first, metadata, edns.as_ref(), &entry, &order))
+            });
             assert_eq!(
                 kept.unwrap(),
                 fresh(&first, metadata, edns.as_ref(), &entry, &order)
@@ -401,13 +394,13 @@ mod tests {
             else {
                 panic!("{name}: a service response");
             };
-            assert_ne!(id_and_flags(other_metadata), id_and_flags(metadata));
+            assert_ne!(other_metadata, metadata);
             let reused = entry.encoded(
                 &order,
                 payload,
                 other.queries.as_bytes(),
-                id_and_flags(other_metadata),
-                || Err("encoded again"),
+                other_metadata,
+                || Err("encoded again".into()),
             );
             assert_eq!(
                 reused.unwrap(),
@@ -417,16 +410,10 @@ mod tests {
 
             let upper = request(&query(&name.to_uppercase(), qtype, None));
             let mut encoded_again = false;
-            let _ = entry.encoded(
-                &order,
-                payload,
-                upper.queries.as_bytes(),
-                id_and_flags(metadata),
-                || {
-                    encoded_again = true;
-                    Ok::<_, NetError>(Vec::new())
-                },
-            );
+            let _ = entry.encoded(&order, payload, upper.queries.as_bytes(), metadata, || {
+                encoded_again = true;
+                Ok(Vec::new())
+            });
             assert!(encoded_again, "{name}");
         }
     }
